@@ -1,0 +1,57 @@
+"""``demo-data`` and ``inspect``."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from stages.core.artifacts import ArtifactReader
+from stages.core.datasets.demo import DemoConfig, write_demo_dataset
+
+from .common import handle_errors, out
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("demo-data")
+    @handle_errors
+    def demo_data(
+        out_dir: Path = typer.Option(..., "--out", help="Folder to write the demo dataset to (VOC layout)."),
+        seed: int = typer.Option(0, "--seed", help="Generator seed: the same seed gives the same images."),
+        n_train: int = typer.Option(300, "--n-train", help="Training images."),
+        n_val: int = typer.Option(100, "--n-val", help="Validation images."),
+        size: int = typer.Option(128, "--size", help="Image side in pixels."),
+        overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
+    ) -> None:
+        """Write the synthetic demo dataset (VOC layout) to a folder."""
+        if out_dir.exists() and not overwrite:
+            raise typer.BadParameter(f"{out_dir} exists; pass --overwrite to replace it", param_hint="--out")
+        write_demo_dataset(out_dir, DemoConfig(seed=seed, n_train=n_train, n_val=n_val, size=size))
+        out.print(f"demo dataset written to {out_dir} ({n_train} train, {n_val} val images)")
+
+    @app.command("inspect")
+    @handle_errors
+    def inspect(
+        path: Path = typer.Argument(..., help="An artifact file (.h5)."),
+        as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
+    ) -> None:
+        """Print an artifact's kind, provenance, image count, and array shapes/dtypes."""
+        with ArtifactReader(path) as r:
+            info = r.describe()
+            shapes = {}
+            if r.ids:
+                first = r.ids[0]
+                shapes = {k: f"{v.dtype} {tuple(v.shape)}" for k, v in r.arrays(first).items()}
+            if as_json:
+                out.print_json(json.dumps({**info, "first_item": shapes}))
+                return
+            table = Table(show_header=False, box=None)
+            for key in ("path", "kind", "schema_version", "toolkit_version", "dataset", "split", "fingerprint", "count"):
+                table.add_row(key, str(info[key]))
+            table.add_row("classes", f"{len(info['class_names'])}: {', '.join(info['class_names'][:8])}{' ...' if len(info['class_names']) > 8 else ''}")
+            table.add_row("inputs", json.dumps(info["inputs"]))
+            table.add_row("config", json.dumps(info["config"]))
+            if shapes:
+                table.add_row(f"arrays ({r.ids[0]})", ", ".join(f"{k}: {v}" for k, v in shapes.items()))
+            out.print(table)

@@ -1,0 +1,68 @@
+"""``evaluate``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import typer
+from rich.table import Table
+
+from stages import evaluate as evaluate_stage
+
+from .common import CacheDirOpt, DataRootOpt, DatasetOpt, LabelsFileOpt, data_config, handle_errors, out, progress_bar
+
+
+def _fmt(x: float) -> str:
+    return "-" if x is None or np.isnan(x) else f"{100 * x:.1f}"
+
+
+def print_report(report: evaluate_stage.EvalReport, title: str) -> None:
+    m = report.metrics
+    table = Table(title=title)
+    table.add_column("class")
+    table.add_column("IoU %", justify="right")
+    for name, iou in zip(m.class_names, m.iou):
+        table.add_row(name, _fmt(iou))
+    table.add_section()
+    table.add_row("[bold]mIoU", f"[bold]{_fmt(m.miou)}")
+    table.add_row("pixel acc", _fmt(m.pixel_acc))
+    table.add_row("mean class acc", _fmt(m.mean_class_acc))
+    table.add_row("fw IoU", _fmt(m.fwiou))
+    table.add_row("precision (labelled px)", _fmt(m.precision))
+    table.add_row("coverage (labelled px)", _fmt(m.coverage))
+    out.print(table)
+    if report.sweep:
+        best = report.protocol["cam_bg_thresh"]
+        out.print("CAM background threshold sweep: " + "  ".join(
+            f"{'[bold]' if t == best else ''}{t:.2f}:{_fmt(v)}{'[/]' if t == best else ''}" for t, v in report.sweep))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("evaluate")
+    @handle_errors
+    def evaluate(
+        source: Path = typer.Argument(..., exists=True, help="A seeds/labels/predictions/cams artifact (.h5) or a folder of <id>.png masks."),
+        dataset: str = DatasetOpt,
+        data_root: Optional[Path] = DataRootOpt,
+        split: str = typer.Option("val", "--split", help="Split whose ground-truth masks are compared."),
+        labels_file: Optional[Path] = LabelsFileOpt,
+        cache_dir: Optional[Path] = CacheDirOpt,
+        cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", help="For CAMs: background score in the argmax."),
+        sweep: bool = typer.Option(False, "--sweep", help="For CAMs: try thresholds 0.05..0.95 and report the best."),
+        json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number and the protocol to this JSON file."),
+    ) -> None:
+        """mIoU, pixel accuracy, mean class accuracy, fwIoU, per-class IoU, precision and coverage."""
+        cfg = evaluate_stage.EvaluateConfig(
+            source=source,
+            data=data_config(dataset, data_root, split, labels_file, cache_dir),
+            cam_bg_thresh=cam_bg_thresh,
+            sweep=sweep,
+            json_out=json_out,
+        )
+        with progress_bar("evaluate") as update:
+            report = evaluate_stage.run(cfg, progress=update)
+        p = report.protocol
+        print_report(report, f"{p['source_kind']} {source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
+        if json_out:
+            out.print(f"wrote {json_out}")

@@ -1,0 +1,80 @@
+"""Options shared by the subcommands, progress bars, and the one-line error handler."""
+from __future__ import annotations
+
+import errno
+import functools
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator, Optional, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from stages.core.config import DataConfig
+from stages.core.errors import DgcnError
+
+console = Console(stderr=True)
+out = Console()
+
+F = TypeVar("F", bound=Callable)
+
+DatasetOpt = typer.Option("demo", "--dataset", help="Dataset: voc, coco, demo or folder (your own images + labels CSV).")
+DataRootOpt = typer.Option(None, "--data-root", help="Dataset folder (VOCdevkit/VOC2012, the COCO root, or your folder). Not needed for demo.")
+LabelsFileOpt = typer.Option(None, "--labels-file", help="Image-level labels from a file ('id cls cls ...' lines, or cls_labels.npy) instead of deriving them from masks.")
+CacheDirOpt = typer.Option(None, "--cache-dir", envvar="DGCN_CACHE", help="Where derived data (labels, rasterised masks, demo data) is cached. Default ~/.cache/dgcn.")
+DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
+SeedOpt = typer.Option(0, "--seed", help="Random seed.")
+OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
+ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run; images already done are skipped.")
+
+
+def data_config(dataset: str, data_root: Optional[Path], split: str, labels_file: Optional[Path], cache_dir: Optional[Path]) -> DataConfig:
+    return DataConfig(dataset=dataset, data_root=data_root, split=split, labels_file=labels_file, cache_dir=cache_dir)
+
+
+def fail(message: str, code: int = 2) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: F) -> F:
+    """Turn expected failures into one line on stderr and a non-zero exit, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DgcnError as err:
+            fail(str(err))
+        except OSError as err:
+            if err.errno == errno.ENOSPC:
+                fail(f"disk full while writing ({err.filename or 'output'}); partial outputs are kept: free space and rerun with --resume")
+            raise
+        except KeyboardInterrupt:
+            fail("interrupted; partial outputs are kept: rerun with --resume to continue", code=130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@contextmanager
+def progress_bar(description: str) -> Iterator[Callable[..., None]]:
+    """Yields ``update(done, total, **fields)``; quiet when stderr is not a terminal."""
+    prog = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=console,
+        disable=not sys.stderr.isatty(),
+    )
+    with prog:
+        task = prog.add_task(description, total=None, info="")
+
+        def update(done: int, total: int, info: str = "") -> None:
+            prog.update(task, completed=done, total=total, info=info)
+
+        yield update

@@ -1,0 +1,322 @@
+"""Self-describing HDF5 artifacts passed between stages.
+
+Layout: root attributes describe the file (kind, schema version, toolkit
+version, dataset, split, class names, the full config of the run that made it,
+the fingerprints of the artifacts it was made from); ``/items/<image id>`` is
+a group per image holding that image's arrays, compressed, in small dtypes.
+
+Writes go to ``<name>.partial`` and are renamed into place by ``finish()``, so
+an interrupted stage never leaves a file that looks finished; an interrupted
+``.partial`` is continued with ``resume=True`` (images already done are
+skipped: an item counts as done once its ``complete`` attribute is set, which
+is the last thing written for it).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+
+import h5py
+import numpy as np
+
+from .errors import ArtifactError, OutputExistsError
+from .version import __version__
+
+SCHEMA_VERSION = 1
+
+# kind -> the command that makes it (for error messages)
+KINDS: dict[str, str] = {
+    "cams": "dgcn cam",
+    "saliency": "dgcn saliency-bg",
+    "seeds": "dgcn seeds",
+    "labels": "dgcn graphcut-label",
+    "predictions": "dgcn infer",
+}
+# kinds whose items hold a uint8 ``label`` map (255 = unlabelled)
+LABEL_KINDS = ("seeds", "labels", "predictions")
+
+
+@dataclass
+class ArtifactMeta:
+    kind: str
+    dataset: str
+    split: str
+    class_names: Sequence[str]
+    config: Mapping[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, str] = field(default_factory=dict)  # role -> fingerprint
+    extra: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"unknown artifact kind {self.kind!r}")
+
+
+def partial_path(path: Path) -> Path:
+    return path.with_name(path.name + ".partial")
+
+
+def _json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, default=str)
+
+
+def _digest(image_id: str, arrays: Mapping[str, np.ndarray]) -> str:
+    h = hashlib.sha256(image_id.encode())
+    for name in sorted(arrays):
+        a = np.ascontiguousarray(arrays[name])
+        h.update(name.encode())
+        h.update(str(a.dtype).encode())
+        h.update(str(a.shape).encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+class ArtifactWriter:
+    """Write one artifact image by image. Use as a context manager, call ``finish()``."""
+
+    def __init__(self, path: Path, meta: ArtifactMeta, *, overwrite: bool = False, resume: bool = False) -> None:
+        self.path = Path(path)
+        self.meta = meta
+        self.partial = partial_path(self.path)
+        self._finished = False
+        self._done: set[str] = set()
+        if self.path.exists() and not overwrite:
+            if resume:
+                # the run already completed: keep it, write nothing
+                self._finished = True
+                self._file = None
+                with h5py.File(self.path, "r") as f:
+                    self._done = set(f["items"].keys())
+                return
+            raise OutputExistsError(f"{self.path} exists; pass --overwrite to replace it (or --resume to keep it)")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and self.partial.exists():
+            self._file = self._reopen_partial()
+        else:
+            self._file = h5py.File(self.partial, "w")
+            self._write_root_attrs()
+
+    def _reopen_partial(self) -> h5py.File:
+        try:
+            f = h5py.File(self.partial, "a")
+        except OSError as err:
+            raise ArtifactError(
+                f"{self.partial} is damaged ({err.__class__.__name__}); rerun with --overwrite to start again"
+            ) from None
+        a = f.attrs
+        if a.get("kind") != self.meta.kind or json.loads(a.get("class_names", "[]")) != list(self.meta.class_names):
+            f.close()
+            raise ArtifactError(
+                f"{self.partial} was started by a different run (kind or class list differs); rerun with --overwrite"
+            )
+        if (a.get("dataset"), a.get("split")) != (self.meta.dataset, self.meta.split):
+            f.close()
+            raise ArtifactError(
+                f"{self.partial} was started for {a.get('dataset')}/{a.get('split')}, "
+                f"not {self.meta.dataset}/{self.meta.split}; rerun with --overwrite"
+            )
+        items = f.require_group("items")
+        for image_id in list(items.keys()):
+            if items[image_id].attrs.get("complete", False):
+                self._done.add(image_id)
+            else:  # half-written when the run stopped
+                del items[image_id]
+        return f
+
+    def _write_root_attrs(self) -> None:
+        m = self.meta
+        a = self._file.attrs
+        a["kind"] = m.kind
+        a["schema_version"] = SCHEMA_VERSION
+        a["toolkit_version"] = __version__
+        a["dataset"] = m.dataset
+        a["split"] = m.split
+        a["class_names"] = _json(list(m.class_names))
+        a["config"] = _json(m.config)
+        a["inputs"] = _json(dict(m.inputs))
+        a["extra"] = _json(dict(m.extra))
+        a["complete"] = False
+        self._file.require_group("items")
+
+    @property
+    def done(self) -> set[str]:
+        return set(self._done)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished
+
+    def write(self, image_id: str, attrs: Optional[Mapping[str, Any]] = None, **arrays: np.ndarray) -> None:
+        if self._finished:
+            raise ArtifactError(f"{self.path} is already complete")
+        items = self._file["items"]
+        if image_id in items:
+            del items[image_id]
+        g = items.create_group(image_id)
+        for name, arr in arrays.items():
+            arr = np.asarray(arr)
+            kw = dict(compression="gzip", compression_opts=4, shuffle=True) if arr.size > 64 else {}
+            g.create_dataset(name, data=arr, **kw)
+        for key, val in (attrs or {}).items():
+            g.attrs[key] = val
+        g.attrs["digest"] = _digest(image_id, arrays)
+        g.attrs["complete"] = True
+        self._file.flush()
+        self._done.add(image_id)
+
+    def finish(self) -> Path:
+        if self._finished:
+            return self.path
+        items = self._file["items"]
+        h = hashlib.sha256(self.meta.kind.encode())
+        for image_id in sorted(items.keys()):
+            h.update(image_id.encode())
+            h.update(items[image_id].attrs["digest"].encode())
+        self._file.attrs["fingerprint"] = h.hexdigest()[:16]
+        self._file.attrs["count"] = len(items)
+        self._file.attrs["complete"] = True
+        self._file.close()
+        os.replace(self.partial, self.path)
+        self._finished = True
+        return self.path
+
+    def close(self) -> None:
+        """Close without finishing: the ``.partial`` stays for ``--resume``."""
+        if self._file is not None and not self._finished:
+            try:
+                self._file.close()
+            except Exception:  # noqa: BLE001 - closing a file whose disk is full can fail again
+                pass
+
+    def __enter__(self) -> "ArtifactWriter":
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+
+class ArtifactReader:
+    """Open and validate an artifact. Fails with one line saying what is wrong."""
+
+    def __init__(
+        self,
+        path: Path,
+        kind: Optional[str | Sequence[str]] = None,
+        class_names: Optional[Sequence[str]] = None,
+    ) -> None:
+        self.path = Path(path)
+        kinds = (kind,) if isinstance(kind, str) else tuple(kind or ())
+        if not self.path.exists():
+            if partial_path(self.path).exists():
+                raise ArtifactError(f"{self.path} is unfinished ({partial_path(self.path).name} exists); rerun its stage with --resume")
+            hint = f"; make it with `{KINDS[kinds[0]]}`" if kinds else ""
+            raise ArtifactError(f"{self.path} not found{hint}")
+        try:
+            self._file = h5py.File(self.path, "r")
+        except OSError:
+            raise ArtifactError(f"{self.path} is not a readable HDF5 artifact (truncated or damaged?)") from None
+        a = self._file.attrs
+        try:
+            self.kind = str(a["kind"])
+            self.schema_version = int(a["schema_version"])
+            self.class_names = tuple(json.loads(a["class_names"]))
+            complete = bool(a.get("complete", False))
+        except (KeyError, ValueError):
+            self._file.close()
+            raise ArtifactError(f"{self.path} is not a dgcn artifact (no kind/version attributes)") from None
+        if kinds and self.kind not in kinds:
+            self._file.close()
+            raise ArtifactError(
+                f"{self.path} is a '{self.kind}' artifact, expected '{' or '.join(kinds)}'; make one with `{KINDS[kinds[0]]}`"
+            )
+        if self.schema_version != SCHEMA_VERSION:
+            self._file.close()
+            raise ArtifactError(
+                f"{self.path} has schema version {self.schema_version}, this dgcn reads {SCHEMA_VERSION}; "
+                f"remake it with `{KINDS.get(self.kind, 'its stage')}`"
+            )
+        if not complete or "items" not in self._file:
+            self._file.close()
+            raise ArtifactError(f"{self.path} is incomplete; rerun `{KINDS.get(self.kind, 'its stage')}` with --resume")
+        if class_names is not None and tuple(class_names) != self.class_names:
+            self._file.close()
+            raise ArtifactError(
+                f"{self.path} was made for classes {_short(self.class_names)}, "
+                f"but this run uses {_short(class_names)}; use the matching --dataset"
+            )
+        self.dataset = str(a.get("dataset", ""))
+        self.split = str(a.get("split", ""))
+        self.config = json.loads(a.get("config", "{}"))
+        self.inputs = json.loads(a.get("inputs", "{}"))
+        self.extra = json.loads(a.get("extra", "{}"))
+        self.fingerprint = str(a.get("fingerprint", ""))
+        self.toolkit_version = str(a.get("toolkit_version", ""))
+        self._items = self._file["items"]
+
+    @property
+    def ids(self) -> list[str]:
+        return sorted(self._items.keys())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, image_id: object) -> bool:
+        return isinstance(image_id, str) and image_id in self._items
+
+    def get(self, image_id: str, name: str) -> np.ndarray:
+        try:
+            return self._items[image_id][name][()]
+        except KeyError:
+            raise ArtifactError(f"{self.path} has no '{name}' for image {image_id}") from None
+
+    def attrs(self, image_id: str) -> dict[str, Any]:
+        return dict(self._items[image_id].attrs)
+
+    def arrays(self, image_id: str) -> dict[str, np.ndarray]:
+        g = self._items[image_id]
+        return {k: g[k][()] for k in g.keys()}
+
+    def require_ids(self, ids: Iterable[str]) -> None:
+        missing = [i for i in ids if i not in self._items]
+        if missing:
+            raise ArtifactError(
+                f"{self.path} lacks {len(missing)} image(s) of this split (e.g. {missing[0]}); "
+                f"it was made for {self.dataset}/{self.split}"
+            )
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "kind": self.kind,
+            "schema_version": self.schema_version,
+            "toolkit_version": self.toolkit_version,
+            "dataset": self.dataset,
+            "split": self.split,
+            "fingerprint": self.fingerprint,
+            "count": len(self),
+            "class_names": list(self.class_names),
+            "config": self.config,
+            "inputs": self.inputs,
+            "extra": self.extra,
+        }
+
+    def iter_items(self) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
+        for image_id in self.ids:
+            yield image_id, self.arrays(image_id)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> "ArtifactReader":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _short(names: Sequence[str]) -> str:
+    names = list(names)
+    return f"{len(names)} classes [{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}]"

@@ -1,0 +1,33 @@
+"""Dataset registry. ``build_dataset(name, root, split, ...)`` returns a ``SegDataset``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Optional
+
+from ..registry import Registry
+from .base import SegDataset, WeakDataset, default_cache_dir, labels_to_vector
+
+# Each factory: (data_root, split, *, labels_file, cache_dir) -> SegDataset
+DATASETS: Registry[Callable[..., SegDataset]] = Registry("dataset")
+
+from . import voc, demo, folder, coco  # noqa: E402,F401  (registration side effects)
+
+
+def build_dataset(
+    name: str,
+    data_root: Optional[Path],
+    split: str,
+    *,
+    labels_file: Optional[Path] = None,
+    cache_dir: Optional[Path] = None,
+) -> SegDataset:
+    factory = DATASETS.get(name)
+    return factory(
+        Path(data_root) if data_root is not None else None,
+        split,
+        labels_file=Path(labels_file) if labels_file is not None else None,
+        cache_dir=Path(cache_dir) if cache_dir is not None else default_cache_dir(),
+    )
+
+
+__all__ = ["DATASETS", "SegDataset", "WeakDataset", "build_dataset", "default_cache_dir", "labels_to_vector"]

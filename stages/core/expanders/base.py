@@ -1,0 +1,146 @@
+"""What every seed expander shares: its config base class, input checks and lifecycle.
+
+An expander turns sparse seeds into denser supervision using the segmentation
+network's current probabilities (and, for the feature-graph methods, its
+features). Stages only see ``exp(features, probs, seeds, present)`` so any
+expander can replace any other without touching the training loop.
+"""
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+from stages.core.errors import DgcnError
+from stages.core.registry import Registry
+
+#: Seed-map value of a position without supervision (PASCAL VOC's "void").
+UNLABELLED = 255
+
+#: name -> expander class; ``build_expander`` is the way in for callers.
+EXPANDERS: Registry[type["Expander"]] = Registry("expander")
+
+
+class ExpanderOptionError(DgcnError, ValueError):
+    """An unknown option name or an out-of-range value for an expander."""
+
+
+@dataclass
+class ExpanderConfig:
+    """Base of every expander's options; subclasses add fields with the paper's defaults."""
+
+    def validate(self) -> None:
+        """Subclasses raise ``ExpanderOptionError`` for values that cannot work."""
+
+    def to_dict(self) -> dict[str, Any]:
+        # Stages store this in artifact attributes so a label file says how it was made.
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_kwargs(cls, expander: str, **kwargs: Any) -> "ExpanderConfig":
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(kwargs) - set(names))
+        if unknown:
+            raise ExpanderOptionError(
+                f"expander {expander!r} has no option(s) {', '.join(map(repr, unknown))}; "
+                f"valid options: {', '.join(names) or '(none)'}"
+            )
+        cfg = cls(**kwargs)
+        cfg.validate()
+        return cfg
+
+
+def _require(cond: bool, expander: str, msg: str) -> None:
+    if not cond:
+        raise ExpanderOptionError(f"expander {expander!r}: {msg}")
+
+
+class Expander(ABC):
+    """Callable ``(features, probs, seeds, present) -> supervision``; see the package docstring.
+
+    Subclasses set ``name``, ``config_class`` and implement ``_expand``; this
+    class checks shapes once so that every expander fails the same way on bad input.
+    """
+
+    name: ClassVar[str] = ""
+    config_class: ClassVar[type[ExpanderConfig]] = ExpanderConfig
+    needs_features: ClassVar[bool] = False
+
+    def __init__(self, config: ExpanderConfig | None = None) -> None:
+        if config is None:
+            config = self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ExpanderOptionError(
+                f"expander {self.name!r} needs a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        config.validate()
+        self.config = config
+
+    def __call__(
+        self,
+        features: torch.Tensor | None,
+        probs: torch.Tensor,
+        seeds: torch.Tensor,
+        present: torch.Tensor,
+    ) -> torch.Tensor:
+        self._check(features, probs, seeds, present)
+        with torch.no_grad():
+            out = self._expand(features, probs.detach(), seeds, present.bool())
+        return out.to(device=seeds.device, dtype=torch.long)
+
+    @abstractmethod
+    def _expand(
+        self,
+        features: torch.Tensor | None,
+        probs: torch.Tensor,
+        seeds: torch.Tensor,
+        present: torch.Tensor,
+    ) -> torch.Tensor:
+        """Inputs already checked, detached and on their own devices; returns (B, h, w)."""
+
+    def close(self) -> None:
+        """Release worker processes; a no-op for expanders that start none."""
+
+    def __enter__(self) -> "Expander":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config!r})"
+
+    def _check(
+        self,
+        features: torch.Tensor | None,
+        probs: torch.Tensor,
+        seeds: torch.Tensor,
+        present: torch.Tensor,
+    ) -> None:
+        who = f"expander {self.name!r}"
+        if probs.dim() != 4:
+            raise ValueError(f"{who}: probs must be (B, K+1, h, w), got {tuple(probs.shape)}")
+        b, k1, h, w = probs.shape
+        if tuple(seeds.shape) != (b, h, w):
+            raise ValueError(f"{who}: seeds must be {(b, h, w)}, got {tuple(seeds.shape)}")
+        if seeds.dtype.is_floating_point or seeds.dtype == torch.bool:
+            raise ValueError(f"{who}: seeds must be an integer tensor, got {seeds.dtype}")
+        if tuple(present.shape) != (b, k1):
+            raise ValueError(f"{who}: present must be {(b, k1)}, got {tuple(present.shape)}")
+        bad = (seeds > k1 - 1) & (seeds != UNLABELLED) | (seeds < 0)
+        if bool(bad.any()):
+            raise ValueError(
+                f"{who}: seeds hold values outside 0..{k1 - 1} and {UNLABELLED} (unlabelled)"
+            )
+        if self.needs_features:
+            if features is None:
+                raise ValueError(f"{who} needs node features, got None")
+            if features.dim() != 4 or features.shape[0] != b or tuple(features.shape[2:]) != (h, w):
+                raise ValueError(
+                    f"{who}: features must be (B, C, h, w) = ({b}, C, {h}, {w}), "
+                    f"got {tuple(features.shape)}; resize them to the score-map size first"
+                )

@@ -1,0 +1,63 @@
+"""Reading images and masks, and the VOC colour palette."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import DatasetError
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
+
+def read_image(path: Path) -> np.ndarray:
+    """RGB uint8 (H, W, 3) from any PIL-readable file; grey and RGBA are converted."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except FileNotFoundError:
+        raise DatasetError(f"image not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DatasetError(f"cannot read image {path}: {err}") from None
+
+
+def read_mask(path: Path) -> np.ndarray:
+    """Class-index mask (H, W) uint8 from a palette or greyscale PNG (values are indices)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("P", "L", "I", "I;16"):
+                raise DatasetError(
+                    f"mask {path} has mode {im.mode}; expected a palette or greyscale PNG of class ids"
+                )
+            return np.asarray(im, dtype=np.uint8) if im.mode in ("P", "L") else np.asarray(im).astype(np.uint8)
+    except FileNotFoundError:
+        raise DatasetError(f"mask not found: {path}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise DatasetError(f"cannot read mask {path}: {err}") from None
+
+
+def voc_palette(n: int = 256) -> np.ndarray:
+    """The PASCAL VOC colour map, (n, 3) uint8 (bit-interleaved as in the devkit)."""
+    pal = np.zeros((n, 3), dtype=np.uint8)
+    for i in range(n):
+        c, r, g, b = i, 0, 0, 0
+        for j in range(8):
+            r |= ((c >> 0) & 1) << (7 - j)
+            g |= ((c >> 1) & 1) << (7 - j)
+            b |= ((c >> 2) & 1) << (7 - j)
+            c >>= 3
+        pal[i] = (r, g, b)
+    pal[255] = (224, 224, 192)
+    return pal
+
+
+def write_palette_png(path: Path, label: np.ndarray) -> None:
+    """Write a uint8 label map as a VOC-coloured palette PNG, atomically."""
+    im = Image.fromarray(label.astype(np.uint8), mode="P")
+    im.putpalette(voc_palette().reshape(-1).tolist())
+    tmp = path.with_name(path.name + ".partial")
+    im.save(tmp, format="PNG")
+    tmp.replace(path)

@@ -1,0 +1,120 @@
+"""Safe loading of weight files and strict loading of them into backbones.
+
+Every weight file goes through ``torch.load(..., weights_only=True)``: a file
+that needs arbitrary unpickling is refused rather than executed. Every load into
+a network is strict: a file that does not fit fails with the names of a few
+keys that differ, because a silent ``strict=False`` is how a run ends up
+training from random weights while believing it started from ImageNet.
+"""
+from __future__ import annotations
+
+import pickle
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..errors import CheckpointError, DgcnError
+
+WEIGHTS_HELP = "--weights takes 'none', 'imagenet' or a path to a .pth state dict"
+
+
+def load_weights_file(path: str | Path) -> dict:
+    """Load a ``torch.save``d dict of tensors (and plain containers) on the CPU.
+
+    Only what ``weights_only=True`` accepts is read, so a hostile or foreign
+    pickle is never executed; anything else raises ``CheckpointError``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"weights file not found: {path} ({WEIGHTS_HELP})")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(
+            f"{path} holds objects other than tensors and plain containers; refusing to "
+            f"unpickle it (weights_only=True said: {first}). Save a state_dict instead."
+        ) from None
+    except (RuntimeError, EOFError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"cannot read {path} as a torch weights file: {first}") from None
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(
+            f"{path} holds a {type(obj).__name__}, not a dict of tensors (a state_dict)"
+        )
+    return dict(obj)
+
+
+def _few(names: Iterable[str], n: int = 3) -> str:
+    names = sorted(names)
+    shown = ", ".join(names[:n])
+    return shown + (f" (+{len(names) - n} more)" if len(names) > n else "")
+
+
+def load_state_strict(
+    module: nn.Module,
+    state: Mapping[str, object],
+    *,
+    source: str,
+    drop_keys: Iterable[str] = (),
+) -> None:
+    """Load ``state`` into ``module`` with ``strict=True`` semantics.
+
+    ``drop_keys`` are exact names of a pretrained model's classification head
+    (e.g. torchvision's ``fc.weight``): the backbone has no such layer, and a
+    file with or without them is equally acceptable. Nothing else is dropped.
+    """
+    drop = set(drop_keys)
+    state = {k: v for k, v in state.items() if k not in drop}
+    not_tensors = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+    if not_tensors:
+        raise CheckpointError(
+            f"{source} is not a plain state_dict: entries {_few(not_tensors)} are not tensors "
+            "(a full training checkpoint? pass the network's state_dict only)"
+        )
+    expected = set(module.state_dict())
+    missing = expected - set(state)
+    unexpected = set(state) - expected
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"missing {len(missing)} keys, e.g. {_few(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)} keys, e.g. {_few(unexpected)}")
+        raise CheckpointError(
+            f"{source} does not fit the {type(module).__name__} it was given to: "
+            + "; ".join(parts)
+        )
+    own = module.state_dict()
+    wrong = [k for k, v in state.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if wrong:
+        k = sorted(wrong)[0]
+        raise CheckpointError(
+            f"{source} does not fit: {len(wrong)} tensors have the wrong shape, e.g. {k} is "
+            f"{tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in the network"
+        )
+    module.load_state_dict(state, strict=True)
+
+
+def download_state(url: str, *, backbone: str) -> dict:
+    """Fetch torchvision ImageNet weights through the torch hub cache.
+
+    With no network the first use fails; the message names the exact file and
+    the cache folder, so the user can copy it there or pass it by path.
+    """
+    file_name = url.rsplit("/", 1)[-1]
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            url, map_location="cpu", progress=False, check_hash=True, weights_only=True
+        )
+    except Exception as err:  # noqa: BLE001 - any failure here means "no usable file"
+        cache = Path(torch.hub.get_dir()) / "checkpoints"
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise DgcnError(
+            f"could not get ImageNet weights for {backbone}: {file_name} is not in {cache} and "
+            f"downloading {url} failed ({type(err).__name__}: {reason}); put {file_name} in "
+            f"{cache} or pass --weights /path/to/{file_name}"
+        ) from None
+    return dict(state)

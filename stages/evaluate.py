@@ -1,0 +1,146 @@
+"""``evaluate``: any label artifact, CAMs, or a folder of PNG masks against ground truth.
+
+Protocol: every image of the split that has a ground-truth mask; a label map
+whose size differs from the mask's is resized to it with nearest-neighbour
+(the count of such images is recorded); ground-truth 255 is ignored; a class
+absent from both ground truth and prediction over the whole split is left out
+of the mean. CAMs become labels by argmax over (background threshold, CAM of
+each present class).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+from PIL import Image
+
+from .core.artifacts import LABEL_KINDS, ArtifactReader
+from .core.config import DataConfig, to_jsonable
+from .core.errors import DatasetError, DgcnError
+from .core.images import read_mask
+from .core.metrics import ConfusionMatrix, SegMetrics
+
+SWEEP_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
+
+
+@dataclass(frozen=True)
+class EvaluateConfig:
+    source: Path
+    data: DataConfig = field(default_factory=lambda: DataConfig(split="val"))
+    cam_bg_thresh: float = 0.15
+    sweep: bool = False
+    json_out: Optional[Path] = None
+
+
+@dataclass
+class EvalReport:
+    metrics: SegMetrics
+    protocol: dict
+    sweep: list[tuple[float, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        out = {"protocol": self.protocol, **self.metrics.to_dict()}
+        if self.sweep:
+            out["sweep"] = [{"cam_bg_thresh": t, "miou": round(m, 6)} for t, m in self.sweep]
+        return out
+
+
+def resize_nearest(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    if label.shape == shape:
+        return label
+    return np.asarray(Image.fromarray(label).resize((shape[1], shape[0]), Image.NEAREST))
+
+
+def cam_to_label(cam: np.ndarray, classes: np.ndarray, bg_thresh: float) -> np.ndarray:
+    """Argmax over (a constant background score, the CAM of each present class)."""
+    h, w = cam.shape[-2:]
+    if len(classes) == 0:
+        return np.zeros((h, w), dtype=np.uint8)
+    scores = np.concatenate([np.full((1, h, w), bg_thresh, np.float32), cam.astype(np.float32)])
+    lut = np.concatenate([[0], classes]).astype(np.uint8)
+    return lut[scores.argmax(axis=0)]
+
+
+class _PngSource:
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.kind = "png-folder"
+        self.fingerprint = ""
+
+    def label(self, image_id: str) -> np.ndarray:
+        path = self.folder / f"{image_id}.png"
+        if not path.is_file():
+            raise DgcnError(f"{path} not found: the PNG folder must hold <image id>.png for every image of the split")
+        return read_mask(path)
+
+
+def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = None) -> EvalReport:
+    ds = cfg.data.build()
+    if not ds.has_masks():
+        raise DatasetError(f"{ds.name}/{ds.split} has no ground-truth masks to evaluate against")
+    names = ds.class_names
+    reader: Optional[ArtifactReader] = None
+    if Path(cfg.source).is_dir():
+        png = _PngSource(Path(cfg.source))
+        kind, fingerprint = png.kind, ""
+    else:
+        reader = ArtifactReader(cfg.source, kind=(*LABEL_KINDS, "cams"), class_names=names)
+        reader.require_ids(ds.ids)
+        kind, fingerprint = reader.kind, reader.fingerprint
+    thresholds = SWEEP_THRESHOLDS if (cfg.sweep and kind == "cams") else (cfg.cam_bg_thresh,)
+    mats = [ConfusionMatrix(len(names)) for _ in thresholds]
+    resized = 0
+    try:
+        for n, image_id in enumerate(ds.ids):
+            gt = ds.load_mask(image_id)
+            if reader is None:
+                labels = [png.label(image_id)]
+            elif kind == "cams":
+                cam, classes = reader.get(image_id, "cam"), reader.get(image_id, "classes")
+                labels = [cam_to_label(cam, classes, t) for t in thresholds]
+            else:
+                labels = [reader.get(image_id, "label")]
+            if labels[0].shape != gt.shape:
+                resized += 1
+            for mat, lab in zip(mats, labels):
+                mat.update(gt, resize_nearest(lab, gt.shape))
+            if progress:
+                progress(n + 1, len(ds.ids))
+    finally:
+        if reader is not None:
+            reader.close()
+    results = [m.results(names) for m in mats]
+    best = int(np.nanargmax([r.miou for r in results]))
+    protocol = {
+        "dataset": ds.name,
+        "split": ds.split,
+        "images": len(ds.ids),
+        "source": str(cfg.source),
+        "source_kind": kind,
+        "source_fingerprint": fingerprint,
+        "resizing": f"nearest-neighbour to the ground-truth size ({resized} of {len(ds.ids)} images resized)",
+        "ignore_label": 255,
+        "unlabelled_predictions": "count as misses (255 in seeds/labels)",
+    }
+    if kind == "cams":
+        protocol["cam_bg_thresh"] = thresholds[best]
+        protocol["cam_bg_thresh_selected_by_sweep"] = bool(cfg.sweep)
+    report = EvalReport(
+        metrics=results[best],
+        protocol=protocol,
+        sweep=[(t, r.miou) for t, r in zip(thresholds, results)] if len(thresholds) > 1 else [],
+    )
+    if cfg.json_out is not None:
+        write_json(Path(cfg.json_out), {**report.to_dict(), "config": to_jsonable(cfg)})
+    return report
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".partial")
+    tmp.write_text(json.dumps(data, indent=2))
+    os.replace(tmp, path)
