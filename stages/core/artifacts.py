@@ -18,7 +18,7 @@ import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
 
 import h5py
 import numpy as np
@@ -320,3 +320,19 @@ class ArtifactReader:
 def _short(names: Sequence[str]) -> str:
     names = list(names)
     return f"{len(names)} classes [{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}]"
+
+
+def fill(
+    writer: ArtifactWriter,
+    ids: Sequence[str],
+    compute: Callable[[str], Mapping[str, np.ndarray]],
+    progress: Optional[Callable[[int, int], None]] = None,
+) -> Path:
+    """Compute and write every id not yet done (so ``--resume`` skips finished images), then finish."""
+    done = writer.done
+    for n, image_id in enumerate(ids):
+        if image_id not in done:
+            writer.write(image_id, **compute(image_id))
+        if progress:
+            progress(n + 1, len(ids))
+    return writer.finish()

@@ -81,8 +81,8 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CrfConfig = CrfConfig()
 
     ``image``: (H, W, 3) uint8 RGB. ``probs``: (C, H, W), each pixel a
     distribution (it is clamped to ``PROB_EPS`` and renormalised, so zeros and
-    unnormalised rows are accepted). Returns Q as (C, H, W) float32 whose
-    columns sum to 1. With ``cfg.iters == 0`` Q is the input distribution.
+    unnormalised inputs are accepted). Returns Q as (C, H, W) float32 whose C
+    values at each pixel sum to 1. With ``cfg.iters == 0`` Q is the input distribution.
     """
     import pydensecrf.densecrf as dcrf
 
@@ -120,7 +120,9 @@ class CrfPool:
 
     Workers are started with ``spawn`` so a parent that has initialised CUDA
     or OpenMP threads is never forked, and are started in ``__init__`` so the
-    first training step does not pay for it. Use as a context manager or call
+    first training step does not pay for it. Spawned workers re-import the
+    parent's ``__main__``, so a script that creates a pool needs the usual
+    ``if __name__ == "__main__":`` guard. Use as a context manager or call
     :meth:`close`.
     """
 

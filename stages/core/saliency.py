@@ -310,19 +310,17 @@ def load_saliency_png(path: str | Path) -> np.ndarray:
     """Read a saliency map written by another tool (DRFI, MB+, ...) as float32 in [0, 1].
 
     Accepts 8-bit greyscale PNGs (0-255, 255 = salient), 16-bit greyscale
-    (0-65535), and RGB / palette PNGs, which are converted to grey.
+    (0-65535), and RGB / palette PNGs, which are converted to grey. Any
+    unreadable file raises :class:`DgcnError` naming the file.
     """
     path = Path(path)
     hint = "saliency imports expect a greyscale PNG with 0 = background and 255 = salient"
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L"):
+            # Pillow before 10 opened 16-bit greyscale PNGs as mode "I".
+            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
                 arr = np.asarray(im, dtype=np.float32) / 65535.0
-            elif im.mode == "I":
-                # PIL opens 16-bit greyscale PNGs as mode "I" holding 0..65535.
-                arr = np.asarray(im, dtype=np.float32)
-                arr = arr / 65535.0 if arr.max() > 255 else arr / 255.0
             elif im.mode in ("1", "L", "LA", "P", "PA", "RGB", "RGBA"):
                 arr = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
             else:

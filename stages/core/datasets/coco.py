@@ -42,6 +42,7 @@ import json
 import os
 import re
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Optional
@@ -222,6 +223,11 @@ class CocoDataset(SegDataset):
             self._anns[stem] = own
             self._labels[stem] = labels
         self.ids: list[str] = sorted(self._images)
+        if not self.ids:
+            # An empty split would only fail later, far from the cause.
+            if not images:
+                self._fail("lists no images")
+            self._fail("no image has a non-crowd annotation, and train splits keep only labelled images")
 
     # -- parsing -------------------------------------------------------------------------
 
@@ -435,11 +441,19 @@ class CocoDataset(SegDataset):
                 if _rle_string_total(seg["counts"]) != h * w:
                     self._fail(f"{where}: compressed RLE counts do not decode to height*width = {h * w} pixels")
                 rle = {"size": [h, w], "counts": seg["counts"].encode("ascii")}
-            return mask_utils.decode(rle).astype(bool)
+            return _decode(rle)
         except DatasetError:
             raise
         except (TypeError, ValueError, OverflowError) as err:
             self._fail(f"{where}: cannot rasterise segmentation ({err})")
+
+
+def _decode(rle: dict) -> np.ndarray:
+    # pycocotools (through 2.0.11) warns on every decode under numpy 2 about its own internal
+    # np.array(copy=False) call; the result is correct, and the warning would flood the logs.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="__array__ implementation", category=DeprecationWarning)
+        return mask_utils.decode(rle).astype(bool)
 
 
 def _write_png_atomic(path: Path, mask: np.ndarray) -> None:

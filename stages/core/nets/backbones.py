@@ -75,7 +75,9 @@ class Backbone(nn.Module):
             state, source = self.imagenet_state(), f"ImageNet weights for {self.name}"
         else:
             state, source = load_weights_file(weights), str(weights)
-        load_state_strict(self.trunk, state, source=source, drop_keys=self.head_keys)
+        load_state_strict(
+            self.trunk, state, source=source, target=f"backbone {self.name}", drop_keys=self.head_keys
+        )
         return self
 
 

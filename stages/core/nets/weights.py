@@ -9,6 +9,7 @@ training from random weights while believing it started from ImageNet.
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -32,14 +33,27 @@ def load_weights_file(path: str | Path) -> dict:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # torch's message is a page long and suggests weights_only=False; keep only
+        # what it refused. A corrupt or non-torch file lands here too.
+        text = str(err)
+        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        if found:
+            raise CheckpointError(
+                f"{path} holds objects other than tensors and plain containers (it needs "
+                f"{found.group(1)}); refusing to unpickle it. Save a plain state_dict with "
+                "torch.save(model.state_dict(), path)"
+            ) from None
+        detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
+        reason = detail.group(1).strip() if detail else (text.strip().splitlines() or [""])[0]
         raise CheckpointError(
-            f"{path} holds objects other than tensors and plain containers; refusing to "
-            f"unpickle it (weights_only=True said: {first}). Save a state_dict instead."
+            f"cannot read {path} as a plain torch weights file ({reason}); it is damaged, not "
+            "a torch.save file, or needs unpickling that weights_only=True refuses"
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"cannot read {path} as a torch weights file: {first}") from None
+    except Exception as err:  # noqa: BLE001 - torch.load fails in many ways on a bad file
+        first = (str(err).strip().splitlines() or [""])[0]
+        raise CheckpointError(
+            f"cannot read {path} as a torch weights file ({type(err).__name__}: {first})"
+        ) from None
     if not isinstance(obj, Mapping):
         raise CheckpointError(
             f"{path} holds a {type(obj).__name__}, not a dict of tensors (a state_dict)"
@@ -58,6 +72,7 @@ def load_state_strict(
     state: Mapping[str, object],
     *,
     source: str,
+    target: str = "the network",
     drop_keys: Iterable[str] = (),
 ) -> None:
     """Load ``state`` into ``module`` with ``strict=True`` semantics.
@@ -84,7 +99,7 @@ def load_state_strict(
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys, e.g. {_few(unexpected)}")
         raise CheckpointError(
-            f"{source} does not fit the {type(module).__name__} it was given to: "
+            f"{source} does not fit {target}: "
             + "; ".join(parts)
         )
     own = module.state_dict()
@@ -92,7 +107,7 @@ def load_state_strict(
     if wrong:
         k = sorted(wrong)[0]
         raise CheckpointError(
-            f"{source} does not fit: {len(wrong)} tensors have the wrong shape, e.g. {k} is "
+            f"{source} does not fit {target}: {len(wrong)} tensors have the wrong shape, e.g. {k} is "
             f"{tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in the network"
         )
     module.load_state_dict(state, strict=True)

@@ -1,0 +1,156 @@
+"""``cam``: train the multi-label classifier on image-level labels, then write CAMs.
+
+CAMs are computed at several scales (default 0.5, 1, 1.5, 2) and their
+horizontal flips, passed through ReLU, upsampled bilinearly to the full image
+resolution, summed, and max-normalised per class, for the image's present
+classes only. Stored as float16 ``cam`` (n_present, H, W) with ``classes``
+(n_present,) uint8 class ids, at the image's own resolution.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
+from .core.checkpoint import load_checkpoint, load_model_state
+from .core.config import DataConfig, to_jsonable
+from .core.datasets import WeakDataset
+from .core.device import resolve_device, seed_everything
+from .core.errors import CheckpointError
+from .core.loading import EpochSampler, WeakTrainSet, to_tensor
+from .core.nets import Classifier, build_classifier
+from .core.training import LoopConfig, RunFolder, Schedule, config_fingerprint, run_loop
+
+
+@dataclass(frozen=True)
+class CamConfig:
+    out: Path
+    data: DataConfig = field(default_factory=DataConfig)
+    cam_splits: tuple[str, ...] = ()  # splits to write CAMs for; default: the training split
+    backbone: str = "tiny"
+    weights: str = "none"
+    checkpoint: Optional[Path] = None  # skip training, use this classifier
+    epochs: int = 5
+    batch_size: int = 16
+    crop: int = 321
+    scale_range: tuple[float, float] = (0.7, 1.3)
+    lr: float = 0.01
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_iters: int = 50
+    scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    workers: int = 0
+    device: str = "auto"
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+
+
+def cams_path(out: Path, split: str) -> Path:
+    return Path(out) / f"cams_{split}.h5"
+
+
+def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, progress=None) -> Classifier:
+    folder = RunFolder(Path(cfg.out) / "classifier", resume=cfg.resume, overwrite=cfg.overwrite)
+    seed_everything(cfg.seed)
+    model = build_classifier(cfg.backbone, weak.num_classes - 1, cfg.weights).to(device)
+    if folder.final.exists() and cfg.resume:
+        state = load_checkpoint(folder.final)
+        load_model_state(model, state["model"], folder.final)
+        return model.eval()
+    run_cfg = to_jsonable(cfg)
+    run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=("resume", "overwrite", "workers", "device", "cam_splits", "checkpoint"))
+    folder.write_config(run_cfg)
+    opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.head_lr_mult, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
+    train_set = WeakTrainSet(weak, cfg.crop, cfg.seed, cfg.scale_range)
+    ipe = max(1, len(weak) // cfg.batch_size)
+
+    def make_loader(epoch: int, start: int):
+        sampler = EpochSampler(len(weak), cfg.seed, epoch, start * cfg.batch_size)
+        return DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=True)
+
+    def step(batch: dict, iteration: int) -> dict[str, float]:
+        x, y = batch["image"].to(device), batch["labels"].to(device)
+        loss = F.multilabel_soft_margin_loss(model(x), y)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss.detach())}
+
+    run_loop(
+        model=model, optimizer=opt,
+        schedule=Schedule(cfg.lr, ipe, cfg.warmup_iters),
+        loop=LoopConfig(epochs=cfg.epochs, iters_per_epoch=ipe),
+        folder=folder, make_loader=make_loader, step=step,
+        model_config=model.init_args, run_config=run_cfg,
+        progress=progress, resume_from=folder.resume_state() if cfg.resume else None,
+    )
+    return model.eval()
+
+
+def load_classifier(path: Path, device: torch.device) -> Classifier:
+    state = load_checkpoint(path)
+    mc = state["model_config"]
+    if "graph_layers" in mc:
+        raise CheckpointError(f"{path} is a segmentation checkpoint; `dgcn cam --checkpoint` needs a classifier from `dgcn cam`")
+    model = build_classifier(mc["backbone"], mc["num_classes"])
+    load_model_state(model, state["model"], path)
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def multiscale_cam(model: Classifier, image: np.ndarray, classes: Sequence[int], scales: Sequence[float], device: torch.device) -> np.ndarray:
+    """(n, H, W) float32 CAMs of the given classes (1-based ids), ReLU'd, max-normalised."""
+    h, w = image.shape[:2]
+    if len(classes) == 0:
+        return np.zeros((0, h, w), dtype=np.float32)
+    x = to_tensor(image)[None].to(device)
+    idx = torch.as_tensor([c - 1 for c in classes], device=device)
+    acc = torch.zeros((len(classes), h, w), device=device)
+    for s in scales:
+        xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False, recompute_scale_factor=False)
+        both = torch.cat([xs, xs.flip(-1)])
+        cams = F.relu(model.cam(both)[:, idx].float())
+        cams = cams[0] + cams[1].flip(-1)
+        acc += F.interpolate(cams[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+    acc /= acc.flatten(1).amax(dim=1).clamp_min(1e-5)[:, None, None]
+    return acc.cpu().numpy()
+
+
+def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.device, progress=None) -> Path:
+    ds = DataConfig(**{**cfg.data.__dict__, "split": split}).build()
+    weak = ds.weak()
+    meta = ArtifactMeta(
+        kind="cams", dataset=ds.name, split=split, class_names=ds.class_names,
+        config=to_jsonable(cfg),
+        extra={"resolution": "image", "scales": list(cfg.scales), "flip": True, "normalisation": "ReLU, sum over scales, per-class max"},
+    )
+
+    def compute(image_id: str) -> dict[str, np.ndarray]:
+        classes = weak.labels(image_id)
+        cam = multiscale_cam(model, weak.load_image(image_id), classes, cfg.scales, device)
+        return {"cam": cam.astype(np.float16), "classes": np.asarray(classes, dtype=np.uint8)}
+
+    with ArtifactWriter(cams_path(cfg.out, split), meta, overwrite=cfg.overwrite, resume=cfg.resume) as writer:
+        return fill(writer, weak.ids, compute, progress)
+
+
+def run(cfg: CamConfig, progress: Optional[Callable[..., None]] = None) -> list[Path]:
+    """Train (or load) the classifier, then write ``cams_<split>.h5`` for each CAM split."""
+    device = resolve_device(cfg.device)
+    if cfg.checkpoint is not None:
+        model = load_classifier(cfg.checkpoint, device)
+    else:
+        model = train_classifier(cfg, cfg.data.build().weak(), device, progress)
+    return [write_cams(cfg, model, split, device, progress) for split in (cfg.cam_splits or (cfg.data.split,))]
+
+
+def read_cams(path: Path, class_names: Sequence[str]) -> ArtifactReader:
+    return ArtifactReader(path, kind="cams", class_names=class_names)

@@ -1,0 +1,56 @@
+"""Seed expanders: turn sparse seeds into the supervision a segmentation step trains on.
+
+Every expander is called the same way::
+
+    exp = build_expander("graphcut", k=9, theta=0.7)     # paper defaults for the rest
+    out = exp(features, probs, seeds, present)
+    exp.close()                                          # or: with build_expander(...) as exp:
+
+- ``features``: float (B, C, h, w) node features at the score-map size (None is
+  fine for ``dsrg`` and ``none``), on the CPU or CUDA;
+- ``probs``: float (B, K+1, h, w) softmax probabilities, channel 0 = background;
+- ``seeds``: integer (B, h, w), 0 = background, 1..K = classes, 255 = unlabelled;
+- ``present``: bool (B, K+1) image-level labels, background always True;
+- returns int64 (B, h, w) on the device of ``seeds``: 0..K, or 255 for no supervision.
+  Seeds are never relabelled by any expander.
+
+Registered: ``graphcut`` (DGCN), ``dsrg`` (DSRG's region growing), ``labelprop``
+(Zhou et al. 2004) and ``none`` (the seeds themselves).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .base import EXPANDERS, UNLABELLED, Expander, ExpanderConfig, ExpanderOptionError
+from .dsrg import DSRGConfig, DSRGExpander
+from .graphcut import GraphCutConfig, GraphCutExpander
+from .labelprop import LabelPropConfig, LabelPropExpander
+from .none import NoneConfig, NoneExpander
+
+
+def build_expander(name: str, **options: Any) -> Expander:
+    """The expander registered as ``name``, its options given as keywords (defaults: the paper's).
+
+    Raises ``UnknownNameError`` for an unknown name and ``ExpanderOptionError`` for an
+    unknown option or an invalid value; both messages list what is accepted.
+    """
+    cls = EXPANDERS.get(name)
+    return cls(cls.config_class.from_kwargs(name, **options))
+
+
+__all__ = [
+    "EXPANDERS",
+    "UNLABELLED",
+    "DSRGConfig",
+    "DSRGExpander",
+    "Expander",
+    "ExpanderConfig",
+    "ExpanderOptionError",
+    "GraphCutConfig",
+    "GraphCutExpander",
+    "LabelPropConfig",
+    "LabelPropExpander",
+    "NoneConfig",
+    "NoneExpander",
+    "build_expander",
+]

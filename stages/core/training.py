@@ -1,0 +1,208 @@
+"""What every training stage shares: run folders, the learning-rate schedule,
+full-state checkpoints and a resumable epoch/iteration loop.
+
+Resume means the same run continues: model, optimizer, iteration and RNG
+states are restored, and data order and augmentation depend only on (seed,
+epoch, index), so an interrupted-then-resumed run on the CPU ends with the
+same weights as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Optional
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .errors import CheckpointError, OutputExistsError
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Linear warm-up, then x``gamma`` every ``step_epochs`` epochs (GUIDE 1.5)."""
+
+    base_lr: float
+    iters_per_epoch: int
+    warmup_iters: int = 200
+    step_epochs: float = 3.0
+    gamma: float = 0.3
+
+    def lr(self, iteration: int) -> float:
+        warm = min(1.0, (iteration + 1) / self.warmup_iters) if self.warmup_iters > 0 else 1.0
+        steps = math.floor(iteration / max(1, self.iters_per_epoch) / self.step_epochs)
+        return self.base_lr * warm * (self.gamma**steps)
+
+
+def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_mult", 1.0)
+
+
+def rng_state() -> dict[str, Any]:
+    return {
+        "torch": torch.get_rng_state(),
+        "python": list(random.getstate()[1]),
+        "python_pos": random.getstate()[2],
+        "numpy": _numpy_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def _numpy_state() -> dict[str, Any]:
+    # plain lists and numbers, so weights_only loading accepts them
+    _, key, pos, has_gauss, cached = np.random.get_state()
+    return {"key": key.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    random.setstate((3, tuple(state["python"]), state["python_pos"]))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", np.asarray(n["key"], dtype=np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"]))
+    if state.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+class RunFolder:
+    """``config.json``, ``metrics.jsonl``, ``last.pt`` and ``best.pt`` of one run."""
+
+    def __init__(self, path: Path, *, resume: bool, overwrite: bool) -> None:
+        self.path = Path(path)
+        self.last = self.path / "last.pt"
+        self.best = self.path / "best.pt"
+        self.final = self.path / "final.pt"
+        self.metrics = self.path / "metrics.jsonl"
+        if self.last.exists() and not (resume or overwrite):
+            raise OutputExistsError(f"{self.path} already holds a run; pass --resume to continue it or --overwrite to start again")
+        if overwrite and not resume:
+            for p in (self.last, self.best, self.final, self.metrics):
+                p.unlink(missing_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    def write_config(self, config: Mapping[str, Any]) -> None:
+        tmp = self.path / "config.json.partial"
+        tmp.write_text(json.dumps(config, indent=2, default=str))
+        os.replace(tmp, self.path / "config.json")
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        with open(self.metrics, "a") as fh:
+            fh.write(json.dumps(record, default=float) + "\n")
+
+    def resume_state(self) -> Optional[dict[str, Any]]:
+        return load_checkpoint(self.last) if self.last.exists() else None
+
+
+@dataclass
+class LoopConfig:
+    epochs: int
+    iters_per_epoch: int
+    ckpt_every: int = 50  # iterations between "last.pt" saves (and at every epoch end)
+    log_every: int = 10
+
+
+StepFn = Callable[[dict, int], dict[str, float]]
+EpochLoaderFn = Callable[[int, int], Iterable[dict]]  # (epoch, start_batch) -> batches
+
+
+def run_loop(
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    schedule: Schedule,
+    loop: LoopConfig,
+    folder: RunFolder,
+    make_loader: EpochLoaderFn,
+    step: StepFn,
+    model_config: Mapping[str, Any],
+    run_config: Mapping[str, Any],
+    on_epoch_end: Optional[Callable[[int], Optional[float]]] = None,
+    progress: Optional[Callable[..., None]] = None,
+    is_main: bool = True,
+    resume_from: Optional[dict[str, Any]] = None,
+) -> dict[str, Any]:
+    """Train for ``loop.epochs`` epochs; returns the final checkpoint state.
+
+    ``on_epoch_end(epoch)`` may return a validation score: the best one is kept in ``best.pt``.
+    """
+    iteration, best = 0, -math.inf
+    if resume_from is not None:
+        if resume_from.get("config_fingerprint") != run_config.get("fingerprint"):
+            raise CheckpointError(
+                f"{folder.last} was made with another configuration; resume with the same options, or --overwrite"
+            )
+        from .checkpoint import load_model_state
+
+        load_model_state(_unwrap(model), resume_from["model"], folder.last)
+        optimizer.load_state_dict(resume_from["optimizer"])
+        iteration = int(resume_from["iteration"])
+        best = float(resume_from.get("best", -math.inf))
+        set_rng_state(resume_from["rng"])
+    total = loop.epochs * loop.iters_per_epoch
+
+    def state() -> dict[str, Any]:
+        return {
+            "model": _unwrap(model).state_dict(),
+            "model_config": dict(model_config),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": {"iteration": iteration, "schedule": schedule.__dict__},
+            "iteration": iteration,
+            "epoch": iteration // loop.iters_per_epoch,
+            "best": best,
+            "rng": rng_state(),
+            "config": dict(run_config),
+            "config_fingerprint": run_config.get("fingerprint"),
+        }
+
+    model.train()
+    t0, seen = time.perf_counter(), 0
+    while iteration < total:
+        epoch, start = divmod(iteration, loop.iters_per_epoch)
+        for batch in make_loader(epoch, start):
+            lr = schedule.lr(iteration)
+            apply_lr(optimizer, lr)
+            stats = step(batch, iteration)
+            iteration += 1
+            seen += 1
+            rate = seen / (time.perf_counter() - t0)
+            if is_main and (iteration % loop.log_every == 0 or iteration == total):
+                folder.log({"iteration": iteration, "epoch": epoch, "lr": lr, **stats})
+            if progress:
+                progress(iteration, total, info=f"loss {stats.get('loss', float('nan')):.3f} lr {lr:.2e} {rate:.2f} it/s")
+            if iteration % loop.iters_per_epoch == 0:
+                break
+            if is_main and iteration % loop.ckpt_every == 0:
+                save_checkpoint(folder.last, state())
+        # a loader that yields fewer batches than planned still ends the epoch
+        iteration = max(iteration, (epoch + 1) * loop.iters_per_epoch)
+        score = on_epoch_end(epoch) if on_epoch_end else None
+        if is_main:
+            if score is not None:
+                folder.log({"iteration": iteration, "epoch": epoch, "val_miou": score})
+                if score > best:
+                    best = score
+                    save_checkpoint(folder.best, state())
+            save_checkpoint(folder.last, state())
+        model.train()
+    final = state()
+    if is_main:
+        save_checkpoint(folder.final, final)
+    return final
+
+
+def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    return model.module if hasattr(model, "module") else model
+
+
+def config_fingerprint(config: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:
+    """A hash of the options that define a run (not of those that only say how to run it)."""
+    import hashlib
+
+    keep = {k: v for k, v in config.items() if k not in set(ignore)}
+    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
