@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from stages.core.config import DataConfig
 from stages.core.errors import DgcnError
+from stages.core.registry import UnknownNameError
 
 console = Console(stderr=True)
 out = Console()
@@ -46,7 +47,7 @@ def handle_errors(fn: F) -> F:
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except DgcnError as err:
+        except (DgcnError, UnknownNameError) as err:
             fail(str(err))
         except OSError as err:
             if err.errno == errno.ENOSPC:

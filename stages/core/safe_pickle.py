@@ -45,6 +45,8 @@ class _RestrictedUnpickler(pickle.Unpickler):
         self._source = source
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # protocol <= 2 (and Python 2) name builtins so
+            module = "builtins"
         if (module, name) in _ALLOWED:
             return super().find_class(module, name)
         raise UnsafePickleError(

@@ -1,0 +1,162 @@
+"""The ``dgcn`` command in-process: help for every command, demo-data, evaluate, inspect, errors."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from dgcn_cli.app import app
+from stages.core.artifacts import ArtifactMeta, ArtifactWriter
+from stages.core.datasets.demo import DEMO_CLASSES
+from stages.core.version import __version__
+
+runner = CliRunner()
+
+COMMANDS = sorted(typer.main.get_command(app).commands)
+
+
+def invoke(args: list[str], cache_dir: Path):
+    return runner.invoke(app, [str(a) for a in args], env={"DGCN_CACHE": str(cache_dir), "COLUMNS": "200"})
+
+
+def test_registered_commands_include_the_basics() -> None:
+    assert {"demo-data", "inspect", "evaluate"} <= set(COMMANDS)
+
+
+def test_version(cache_dir: Path) -> None:
+    r = invoke(["--version"], cache_dir)
+    assert r.exit_code == 0, r.output
+    assert r.stdout.strip() == f"dgcn {__version__}"
+
+
+def test_help(cache_dir: Path) -> None:
+    r = invoke(["--help"], cache_dir)
+    assert r.exit_code == 0, r.output
+    for name in COMMANDS:
+        assert name in r.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_help(command: str, cache_dir: Path) -> None:
+    r = invoke([command, "--help"], cache_dir)
+    assert r.exit_code == 0, r.output
+    assert "Usage" in r.stdout and command in r.stdout
+
+
+def test_demo_data_writes_and_refuses_to_overwrite(tmp_path: Path, cache_dir: Path) -> None:
+    out = tmp_path / "demo"
+    args = ["demo-data", "--out", out, "--n-train", 3, "--n-val", 2, "--size", 64, "--seed", 5]
+    r = invoke(args, cache_dir)
+    assert r.exit_code == 0, r.output
+    assert "3 train, 2 val" in r.stdout
+    assert len(list((out / "JPEGImages").glob("*.jpg"))) == 5
+    assert len(list((out / "SegmentationClass").glob("*.png"))) == 5
+    assert json.loads((out / "demo.json").read_text())["seed"] == 5
+    before = (out / "JPEGImages" / "train_0000.jpg").read_bytes()
+
+    again = invoke(["demo-data", "--out", out, "--n-train", 1, "--n-val", 1, "--size", 64], cache_dir)
+    assert again.exit_code != 0
+    assert "--overwrite" in again.output
+    assert len(list((out / "JPEGImages").glob("*.jpg"))) == 5  # untouched
+    assert (out / "JPEGImages" / "train_0000.jpg").read_bytes() == before
+
+    over = invoke(["demo-data", "--out", out, "--n-train", 1, "--n-val", 1, "--size", 64, "--overwrite"], cache_dir)
+    assert over.exit_code == 0, over.output
+    assert len(list((out / "JPEGImages").glob("*.jpg"))) == 2
+
+
+def test_evaluate_png_folder(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
+    folder = tmp_path / "pngs"
+    shutil.copytree(demo_root / "SegmentationClass", folder)
+    json_out = tmp_path / "eval.json"
+    r = invoke(
+        ["evaluate", folder, "--dataset", "demo", "--data-root", demo_root, "--split", "val",
+         "--cache-dir", cache_dir, "--json", json_out],
+        cache_dir,
+    )
+    assert r.exit_code == 0, r.output
+    assert "mIoU" in r.stdout
+    miou_line = next(ln for ln in r.stdout.splitlines() if "mIoU" in ln)
+    assert "100.0" in miou_line
+    data = json.loads(json_out.read_text())
+    assert data["miou"] == 1.0 and data["protocol"]["images"] == 6 and data["protocol"]["split"] == "val"
+    # the label cache went to the given cache dir, not into the dataset
+    assert list((cache_dir / "labels").rglob("val.json"))
+    assert not list(demo_root.rglob("*.json.*"))
+
+
+def test_evaluate_missing_source_is_a_usage_error(tmp_path: Path, cache_dir: Path) -> None:
+    r = invoke(["evaluate", tmp_path / "nothing.h5"], cache_dir)
+    assert r.exit_code == 2
+    assert "Traceback" not in r.output
+
+
+def _write(path: Path, kind: str, n: int = 3, classes=DEMO_CLASSES) -> Path:
+    with ArtifactWriter(path, ArtifactMeta(kind=kind, dataset="demo", split="val", class_names=classes,
+                                           config={"k": 9})) as w:
+        for i in range(n):
+            if kind == "saliency":
+                w.write(f"val_{i:04d}", bg=np.zeros((8, 8), np.float16))
+            else:
+                w.write(f"val_{i:04d}", label=np.zeros((8, 8), np.uint8))
+        return w.finish()
+
+
+def test_inspect(tmp_path: Path, cache_dir: Path) -> None:
+    path = _write(tmp_path / "seeds.h5", "seeds", n=4)
+    r = invoke(["inspect", path], cache_dir)
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert any(ln.split() == ["kind", "seeds"] for ln in lines), r.stdout
+    assert any(ln.split() == ["count", "4"] for ln in lines), r.stdout
+    assert "uint8 (8, 8)" in r.stdout
+
+    rj = invoke(["inspect", path, "--json"], cache_dir)
+    assert rj.exit_code == 0, rj.output
+    info = json.loads(rj.stdout)
+    assert info["kind"] == "seeds" and info["count"] == 4 and info["config"] == {"k": 9}
+    assert info["first_item"] == {"label": "uint8 (8, 8)"}
+
+
+def _single_error_line(result) -> str:
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error:")
+    return lines[0]
+
+
+def test_wrong_kind_artifact_gives_one_line_error(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
+    path = _write(tmp_path / "a-rather-long-folder-name-to-tempt-line-wrapping" / "saliency.h5", "saliency", n=6)
+    r = invoke(["evaluate", path, "--dataset", "demo", "--data-root", demo_root, "--split", "val"], cache_dir)
+    line = _single_error_line(r)
+    assert "'saliency'" in line and "dgcn seeds" in line
+
+
+def test_unfinished_artifact_error_says_resume(tmp_path: Path, cache_dir: Path) -> None:
+    path = tmp_path / "seeds.h5"
+    w = ArtifactWriter(path, ArtifactMeta(kind="seeds", dataset="demo", split="val", class_names=DEMO_CLASSES))
+    w.write("val_0000", label=np.zeros((8, 8), np.uint8))
+    w.close()
+    r = invoke(["inspect", path], cache_dir)
+    line = _single_error_line(r)
+    assert "--resume" in line
+
+
+def test_unknown_dataset_gives_one_line_error(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
+    r = invoke(["evaluate", demo_root / "SegmentationClass", "--dataset", "no-such-set"], cache_dir)
+    line = _single_error_line(r)
+    assert "'no-such-set'" in line and "demo" in line and "voc" in line
+
+
+def test_dataset_error_gives_one_line_error(demo_root: Path, cache_dir: Path) -> None:
+    r = invoke(["evaluate", demo_root / "SegmentationClass", "--dataset", "demo", "--data-root", demo_root,
+                "--split", "test"], cache_dir)
+    line = _single_error_line(r)
+    assert "available splits: train, trainval, val" in line
