@@ -281,8 +281,7 @@ def test_writer_refuses_to_overwrite(seeds_file: Path) -> None:
     assert seeds_file.read_bytes() == before
 
     new = {"only": {"label": np.full((3, 3), 2, np.uint8)}}
-    write_artifact_overwrite = ArtifactWriter(seeds_file, meta(), overwrite=True)
-    with write_artifact_overwrite as w:
+    with ArtifactWriter(seeds_file, meta(), overwrite=True) as w:
         w.write("only", **new["only"])
         w.finish()
     with ArtifactReader(seeds_file) as r:

@@ -203,7 +203,7 @@ def test_voc_on_coco128(coco128_voc: Path, cache_dir: Path) -> None:
         sizes[split] = set(ds.ids)
     assert sizes["train"] | sizes["val"] == sizes["trainval"] and not sizes["train"] & sizes["val"]
 
-    ds = build_dataset("voc", coco128_voc, "val", cache_dir=cache_dir)
+    ds = build_dataset("voc", coco128_voc, "trainval", cache_dir=cache_dir)
     for image_id in ds.ids:
         present = np.unique(ds.load_mask(image_id))
         assert ds.labels(image_id) == tuple(int(c) for c in present if c not in (0, 255))
@@ -218,6 +218,7 @@ def test_voc_on_coco128(coco128_voc: Path, cache_dir: Path) -> None:
     assert after == before, "nothing may be written inside the dataset folder"
 
     # the cache is what a second load reads
+    ds = build_dataset("voc", coco128_voc, "val", cache_dir=cache_dir)
     val_cache = next(p for p in caches if p.name == "val.json")
     data = json.loads(val_cache.read_text())
     data[ds.ids[0]] = [7]

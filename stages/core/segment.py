@@ -50,7 +50,7 @@ class Segmenter:
         if self.num_classes != len(names):
             raise CheckpointError(
                 f"{self.path} predicts {self.num_classes} classes but {dataset} has {len(names)} "
-                f"({_short(names)}); use a checkpoint trained on {dataset}"
+                f"{_short(names)}; use a checkpoint trained on {dataset}"
             )
         if self.class_names is not None and self.class_names != names:
             raise CheckpointError(
@@ -61,7 +61,7 @@ class Segmenter:
 
 def _short(names: Sequence[str]) -> str:
     names = list(names)
-    return f"[{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}]"
+    return f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
 
 
 def load_segmenter_checkpoint(path: Path, device: torch.device | str = "cpu") -> Segmenter:
@@ -77,7 +77,7 @@ def load_segmenter_checkpoint(path: Path, device: torch.device | str = "cpu") ->
     try:
         model = build_segmenter(mc["backbone"], int(mc["num_classes"]), graph_layers=mc["graph_layers"])
     except (KeyError, TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: unusable model_config {mc!r} ({err})") from None
+        raise CheckpointError(f"{path}: its model_config cannot rebuild a network ({err.__class__.__name__}: {err})") from None
     load_model_state(model, state["model"], path)
     config = state.get("config") or {}
     if not isinstance(config, dict):

@@ -184,6 +184,7 @@ class GraphCutExpander(Expander):
     config_class = GraphCutConfig
     needs_features = True
     config: GraphCutConfig
+    _pool: ProcessPoolExecutor | None = None
 
     def __init__(self, config: GraphCutConfig | None = None) -> None:
         super().__init__(config)
@@ -201,8 +202,9 @@ class GraphCutExpander(Expander):
             return seeds.long()
 
         imgs = np.unique(job_b)
-        img_t = torch.as_tensor(imgs, device=features.device)
-        _, idx = knn(feature_nodes(features.index_select(0, img_t), cfg.normalize_features), cfg.k)
+        if len(imgs) < b:  # images with no foreground class need no neighbours
+            features = features.index_select(0, torch.as_tensor(imgs, device=features.device))
+        _, idx = knn(feature_nodes(features, cfg.normalize_features), cfg.k)
         knns = idx.to(torch.int32).cpu().numpy()  # (I, N, K), I = images with a class to cut
         local = np.searchsorted(imgs, job_b)
         job_probs = probs[torch.as_tensor(job_b, device=probs.device),

@@ -28,7 +28,9 @@ def feature_nodes(features: torch.Tensor, normalize: bool = True) -> torch.Tenso
     x = features.detach().reshape(b, c, h * w).transpose(1, 2).float()
     if normalize:
         x = F.normalize(x, p=2.0, dim=-1, eps=1e-12)
-    return x.contiguous()
+    # Left as a transposed view: the GEMMs in ``knn`` read either layout, and copying
+    # the maps into node-major order would cost as much as a third of the kNN on a CPU.
+    return x
 
 
 def knn(
@@ -53,16 +55,20 @@ def knn(
     step = max(1, min(n, chunk_elems // max(1, b * n)))
     sq = (x * x).sum(-1)  # (B, N)
     xt = x.transpose(1, 2)
+    # One block reused for every full chunk: fresh multi-MB allocations page-fault on the CPU.
+    block = x.new_empty((b, step, n))
     dists, idxs = [], []
     for q0 in range(0, n, step):
         q1 = min(n, q0 + step)
-        # |q|^2 + |x|^2 - 2 q.x as one fused batched GEMM.
-        d = torch.baddbmm(sq[:, None, :], x[:, q0:q1], xt, beta=1.0, alpha=-2.0)
-        d += sq[:, q0:q1, None]
-        rows = torch.arange(q1 - q0, device=x.device)
+        m = q1 - q0
+        # |x|^2 - 2 q.x as one fused batched GEMM; |q|^2 is constant along a row, so it
+        # does not change the ranking and is added to the k winners only.
+        d = torch.baddbmm(sq[:, None, :], x[:, q0:q1], xt, beta=1.0, alpha=-2.0,
+                          out=block if m == step else None)
+        rows = torch.arange(m, device=x.device)
         d[:, rows, rows + q0] = float("inf")
         v, i = torch.topk(d, k, dim=-1, largest=False, sorted=True)
-        dists.append(v.clamp_min_(0.0))
+        dists.append((v + sq[:, q0:q1, None]).clamp_min_(0.0))
         idxs.append(i)
     return torch.cat(dists, 1), torch.cat(idxs, 1)
 

@@ -1,0 +1,85 @@
+"""``infer``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from stages import infer as infer_stage
+from stages.core.segment import TEST_SCALES
+
+from .common import (
+    CacheDirOpt, DataRootOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt,
+    console, data_config, fail, handle_errors, out, progress_bar,
+)
+
+
+def parse_scales(text: str) -> tuple[float, ...]:
+    try:
+        scales = tuple(float(s) for s in text.split(",") if s.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers such as 0.75,1,1.25, got {text!r}", param_hint="--scales") from None
+    if not scales or any(not s > 0 for s in scales):
+        raise typer.BadParameter(f"scales must be positive numbers, got {text!r}", param_hint="--scales")
+    return scales
+
+
+def _warn(message: str) -> None:
+    console.print(f"[yellow]warning:[/] {message}", highlight=False, soft_wrap=True)
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("infer")
+    @handle_errors
+    def infer(
+        checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, dir_okay=False, help="Segmentation checkpoint from `dgcn train` or `dgcn retrain`."),
+        dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset whose split to predict: voc, coco, demo or folder (or use --images)."),
+        data_root: Optional[Path] = DataRootOpt,
+        split: str = typer.Option("val", "--split", help="Split to predict (with --dataset)."),
+        labels_file: Optional[Path] = LabelsFileOpt,
+        cache_dir: Optional[Path] = CacheDirOpt,
+        images: Optional[Path] = typer.Option(None, "--images", exists=True, file_okay=False, help="A folder of images (any size; JPEG, PNG, ...) instead of a dataset; id = file name stem."),
+        out_dir: Path = typer.Option(..., "--out", help="Output folder: pred.h5 and png/<id>.png."),
+        scales: str = typer.Option(",".join(f"{s:g}" for s in TEST_SCALES), "--scales", help="Test scales, comma-separated."),
+        flip: bool = typer.Option(True, "--flip/--no-flip", help="Also average over horizontal mirrors."),
+        crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF at full image size (the paper's protocol)."),
+        save_probs: bool = typer.Option(False, "--save-probs", help="Also store class probabilities (float16, C x H x W) in pred.h5."),
+        png: bool = typer.Option(True, "--png/--no-png", help="Write VOC-coloured palette PNGs to <out>/png."),
+        batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per batch; images of the same size share forward passes."),
+        workers: int = typer.Option(2, "--workers", min=0, help="Image-decoding worker processes."),
+        crf_workers: int = typer.Option(0, "--crf-workers", min=0, help="CRF worker processes (0: in the main process)."),
+        device: str = DeviceOpt,
+        resume: bool = ResumeOpt,
+        overwrite: bool = OverwriteOpt,
+    ) -> None:
+        """Predict label maps with a trained segmentation network: multi-scale + flip, dense CRF."""
+        if (dataset is None) == (images is None):
+            fail("give either --dataset (with --split) or --images DIR")
+        cfg = infer_stage.InferConfig(
+            checkpoint=checkpoint,
+            out=out_dir,
+            data=data_config(dataset, data_root, split, labels_file, cache_dir) if dataset is not None else None,
+            images=images,
+            scales=parse_scales(scales),
+            flip=flip,
+            crf=crf,
+            save_probs=save_probs,
+            png=png,
+            batch_size=batch_size,
+            workers=workers,
+            crf_workers=crf_workers,
+            device=device,
+            resume=resume,
+            overwrite=overwrite,
+        )
+        with progress_bar("infer") as update:
+            summary = infer_stage.run(cfg, progress=update, warn=_warn)
+        parts = [f"{summary.done} predicted", f"{summary.skipped} skipped (already done)", f"{len(summary.failed)} failed"]
+        out.print(f"infer: {summary.total} images: " + ", ".join(parts), highlight=False)
+        untried = summary.total - summary.done - summary.skipped - len(summary.failed)
+        if untried:
+            out.print(f"{untried} image(s) not in the finished {summary.path.name} were not retried; use --overwrite to redo all", highlight=False)
+        if summary.failed:
+            out.print("failed (unreadable): " + ", ".join(i for i, _ in summary.failed), highlight=False)
+        out.print(f"wrote {summary.path}" + (f" and {summary.png_dir}/" if summary.png_dir else ""), highlight=False)

@@ -1,0 +1,214 @@
+"""Training a segmentation network: shared by ``train`` (seeds + expander) and
+``retrain`` (proxy masks + cross-entropy). The caller supplies the label maps
+cropped with each image and the loss; this module owns the model, optimiser,
+schedule, run folder, resume, validation, and the optional DDP wrapping.
+
+Distributed: when launched by torchrun (``WORLD_SIZE`` > 1) each process takes
+a disjoint shard of every epoch's order, BatchNorm becomes SyncBatchNorm and
+only rank 0 writes files. One process is the default: no launcher needed.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+
+from .checkpoint import load_checkpoint
+from .config import DataConfig, to_jsonable
+from .datasets import WeakDataset
+from .device import autocast, resolve_device, seed_everything
+from .errors import DgcnError
+from .loading import EpochSampler, WeakTrainSet, to_tensor
+from .metrics import ConfusionMatrix
+from .nets import DeepLabV2, build_segmenter
+from .training import LoopConfig, RunFolder, Schedule, config_fingerprint, run_loop
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = "resnet101"
+    weights: str = "imagenet"
+    graph_layers: Optional[tuple[str, ...]] = None
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """GUIDE 1.5: SGD, momentum 0.9, wd 5e-4, lr 5e-4 (10x head), x0.3 every 3 epochs, 200-it warm-up."""
+
+    epochs: int = 7
+    batch_size: int = 16
+    crop: int = 321
+    scale_range: tuple[float, float] = (0.7, 1.3)
+    lr: float = 5e-4
+    head_lr_mult: float = 10.0
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    warmup_iters: int = 200
+    step_epochs: float = 3.0
+    gamma: float = 0.3
+    ckpt_every: int = 50
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    out: Path
+    device: str = "auto"
+    seed: int = 0
+    workers: int = 0
+    amp: bool = True
+    val: Optional[DataConfig] = None  # validation mIoU after each epoch (best.pt kept)
+    resume: bool = False
+    overwrite: bool = False
+
+
+# options that say how to run, not what run it is: resuming may change them
+RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc")
+
+LossFn = Callable[[DeepLabV2, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
+
+
+def present_matrix(label_vec: torch.Tensor) -> torch.Tensor:
+    """(B, K) multi-hot foreground labels -> (B, K+1) bool with background always present."""
+    bg = torch.ones((label_vec.shape[0], 1), dtype=torch.bool, device=label_vec.device)
+    return torch.cat([bg, label_vec > 0.5], dim=1)
+
+
+def downsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Nearest-neighbour label maps at the score-map size (255 stays 255)."""
+    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
+
+
+def _distributed() -> tuple[int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        dist.init_process_group(backend)
+    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+
+
+@torch.no_grad()
+def validate(model: DeepLabV2, data: DataConfig, device: torch.device) -> float:
+    """Single-scale val mIoU (no flip, no CRF): a training monitor, not the paper's protocol."""
+    ds = data.build()
+    mat = ConfusionMatrix(ds.num_classes)
+    model.eval()
+    for image_id in ds.ids:
+        image = ds.load_image(image_id)
+        x = to_tensor(image)[None].to(device)
+        logits = model(x).float()
+        logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
+        mat.update(ds.load_mask(image_id), logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
+    return mat.results(ds.class_names).miou
+
+
+def fit_segmenter(
+    *,
+    run: RunConfig,
+    model_cfg: ModelConfig,
+    optim: OptimConfig,
+    weak: WeakDataset,
+    label_maps: Callable[[str], list[np.ndarray]],
+    loss_fn: LossFn,
+    stage_config: Mapping[str, Any],
+    keep_image: bool = False,
+    progress: Optional[Callable[..., None]] = None,
+) -> Path:
+    """Train and return the path of the final checkpoint (``final.pt`` in the run folder)."""
+    rank, world = _distributed()
+    device = resolve_device(run.device)
+    if device.type == "cuda" and world > 1:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
+        torch.cuda.set_device(device)
+    folder = RunFolder(run.out, resume=run.resume, overwrite=run.overwrite and rank == 0)
+    run_cfg = dict(to_jsonable(stage_config))
+    run_cfg["class_names"] = list(weak.class_names)
+    run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=RUNTIME_KEYS)
+    if run.resume and folder.final.exists():
+        return folder.final
+    if rank == 0:
+        folder.write_config(run_cfg)
+    seed_everything(run.seed)
+    model: torch.nn.Module = build_segmenter(model_cfg.backbone, weak.num_classes, model_cfg.weights, model_cfg.graph_layers).to(device)
+    model_config = model.init_args
+    opt = torch.optim.SGD(model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay), lr=optim.lr, momentum=optim.momentum)
+    if world > 1:
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    per_rank = len(weak) // world
+    if per_rank < optim.batch_size:
+        raise DgcnError(f"{len(weak)} training images give fewer than one batch of {optim.batch_size} per process; lower --batch-size")
+    ipe = per_rank // optim.batch_size
+    train_set = WeakTrainSet(weak, optim.crop, run.seed, optim.scale_range, label_maps=label_maps, keep_image=keep_image)
+
+    def make_loader(epoch: int, start: int):
+        sampler = EpochSampler(len(weak), run.seed, epoch, start * optim.batch_size, shard=(rank, world))
+        return DataLoader(train_set, batch_size=optim.batch_size, sampler=sampler, num_workers=run.workers, drop_last=True)
+
+    def step(batch: dict, iteration: int) -> dict[str, float]:
+        with autocast(device, run.amp):
+            loss, stats = loss_fn(model, batch, device)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss": float(loss.detach()), **stats}
+
+    def on_epoch_end(epoch: int) -> Optional[float]:
+        if run.val is None or rank != 0:
+            return None
+        inner = model.module if hasattr(model, "module") else model
+        return validate(inner, run.val, device)
+
+    resume_state = folder.resume_state() if run.resume else None
+    run_loop(
+        model=model, optimizer=opt,
+        schedule=Schedule(optim.lr, ipe, optim.warmup_iters, optim.step_epochs, optim.gamma),
+        loop=LoopConfig(epochs=optim.epochs, iters_per_epoch=ipe, ckpt_every=optim.ckpt_every),
+        folder=folder, make_loader=make_loader, step=step,
+        model_config=model_config, run_config=run_cfg, on_epoch_end=on_epoch_end,
+        progress=progress if rank == 0 else None, is_main=rank == 0, resume_from=resume_state,
+    )
+    if world > 1:
+        dist.barrier()
+    return folder.final
+
+
+def load_run_config(checkpoint: Path) -> dict[str, Any]:
+    return load_checkpoint(checkpoint).get("config", {})
+
+
+def check_classes(checkpoint_classes: Sequence[str], dataset_classes: Sequence[str], source: Path) -> None:
+    if list(checkpoint_classes) != list(dataset_classes):
+        raise DgcnError(
+            f"{source} was trained on {len(checkpoint_classes)} classes, the dataset has {len(dataset_classes)}; "
+            "use the dataset it was trained on"
+        )
+
+
+class LazyLabelMaps:
+    """Per-image label maps read from an artifact, opened lazily in each process
+    (an open HDF5 handle must not cross into loader workers)."""
+
+    def __init__(self, path: Path, kinds: Sequence[str], class_names: Sequence[str], ids: Sequence[str]) -> None:
+        from .artifacts import ArtifactReader
+
+        self.path, self.kinds, self.class_names = Path(path), tuple(kinds), tuple(class_names)
+        with ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names) as r:
+            r.require_ids(ids)
+        self._reader = None
+
+    def __call__(self, image_id: str) -> list[np.ndarray]:
+        from .artifacts import ArtifactReader
+
+        if self._reader is None:
+            self._reader = ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names)
+        return [self._reader.get(image_id, "label")]
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_reader": None}

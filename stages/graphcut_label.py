@@ -1,0 +1,78 @@
+"""``graphcut-label``: proxy labels from a trained segmentation network, seeds and an expander.
+
+For each image: one forward pass at the image's own size gives the
+probabilities and node features at the score-map size; the seeds are resized
+to that size (nearest), the chosen expander (graph cut by default) produces
+the supervision, which is written at the image's resolution (nearest
+upsampling; 255 = no label). This is exactly the supervision a training step
+would get for the whole image, so expanders can be compared and evaluated
+without retraining.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
+from .core.config import DataConfig, to_jsonable
+from .core.device import autocast, resolve_device
+from .core.expanders import build_expander
+from .core.loading import to_tensor
+from .core.segment import load_segmenter_checkpoint
+
+
+@dataclass(frozen=True)
+class GraphcutLabelConfig:
+    checkpoint: Path
+    seeds: Path
+    out: Path
+    data: DataConfig = field(default_factory=DataConfig)
+    expander: str = "graphcut"
+    expander_options: Mapping[str, Any] = field(default_factory=dict)
+    device: str = "auto"
+    overwrite: bool = False
+    resume: bool = False
+
+
+def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+    ds = cfg.data.build()
+    weak = ds.weak()
+    device = resolve_device(cfg.device)
+    seg = load_segmenter_checkpoint(cfg.checkpoint, device)
+    seg.check_classes(ds.class_names, f"{ds.name}/{ds.split}")
+    model = seg.model
+    seeds = ArtifactReader(cfg.seeds, kind="seeds", class_names=ds.class_names)
+    seeds.require_ids(ds.ids)
+    expander = build_expander(cfg.expander, **dict(cfg.expander_options))
+
+    @torch.no_grad()
+    def compute(image_id: str) -> dict[str, np.ndarray]:
+        image = weak.load_image(image_id)
+        with autocast(device):
+            logits, feats = model(to_tensor(image)[None].to(device), return_features=True)
+        probs = logits.float().softmax(1)
+        h, w = probs.shape[-2:]
+        seed = torch.from_numpy(seeds.get(image_id, "label").astype(np.int64))[None, None].float()
+        seed = F.interpolate(seed, size=(h, w), mode="nearest")[0].long().to(device)
+        present = torch.zeros((1, ds.num_classes), dtype=torch.bool, device=device)
+        present[0, [0, *weak.labels(image_id)]] = True
+        sup = expander(feats.float() if expander.needs_features else None, probs, seed, present)
+        full = F.interpolate(sup[None].float(), size=image.shape[:2], mode="nearest")[0, 0]
+        return {"label": full.to(torch.uint8).cpu().numpy()}
+
+    meta = ArtifactMeta(
+        kind="labels", dataset=ds.name, split=ds.split, class_names=ds.class_names,
+        config=to_jsonable(cfg), inputs={"seeds": seeds.fingerprint},
+        extra={"expander": cfg.expander, "expander_config": expander.config.to_dict(), "resolution": "image (nearest from score map)"},
+    )
+    try:
+        with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume) as writer:
+            return fill(writer, ds.ids, compute, progress)
+    finally:
+        expander.close()
+        seeds.close()

@@ -1,0 +1,286 @@
+"""``infer``: run a trained segmentation network over a dataset split or a folder of images.
+
+Protocol (the paper's test protocol, recorded in ``pred.h5``): softmax averaged
+over scales (default 0.75, 1, 1.25) and their horizontal mirrors, each
+upsampled bilinearly to the image size, then (by default) a dense CRF at full
+image size with the DeepLab parameters. Writes ``<out>/pred.h5`` (kind
+``predictions``: per image a uint8 ``label`` map and, optionally, float16
+``prob`` (C, H, W)) and VOC-coloured palette PNGs in ``<out>/png/<id>.png``.
+
+Images are decoded in DataLoader worker processes. An image that cannot be
+read is reported, skipped and counted; it never ends the run.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from .core.artifacts import ArtifactMeta, ArtifactWriter, partial_path
+from .core.config import DataConfig, to_jsonable
+from .core.crf import CrfConfig, CrfPool
+from .core.device import resolve_device
+from .core.errors import ArtifactError, DatasetError, DgcnError, OutputExistsError
+from .core.images import IMAGE_SUFFIXES, read_image, write_palette_png
+from .core.segment import TEST_SCALES, Segmenter, load_segmenter_checkpoint, predict_probs_batch
+
+log = logging.getLogger("dgcn.infer")
+
+# Protocol keys that must match for --resume to continue a partial pred.h5.
+_PROTOCOL_KEYS = ("scales", "flip", "crf", "crf_params", "save_probs")
+
+
+@dataclass(frozen=True)
+class InferConfig:
+    checkpoint: Path
+    out: Path
+    data: Optional[DataConfig] = None  # a dataset split ...
+    images: Optional[Path] = None  # ... or a folder of images (exactly one of the two)
+    scales: tuple[float, ...] = TEST_SCALES
+    flip: bool = True
+    crf: bool = True
+    save_probs: bool = False
+    png: bool = True
+    batch_size: int = 1  # images per loader batch; same-size images share forward passes
+    workers: int = 0  # image-decoding processes
+    crf_workers: int = 0  # CRF processes (0: in this process)
+    device: str = "auto"
+    resume: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if (self.data is None) == (self.images is None):
+            raise DgcnError("infer needs either a dataset split (--dataset/--split) or --images DIR, not both")
+        if not self.scales or any(not s > 0 for s in self.scales):
+            raise DgcnError(f"--scales must be positive numbers, got {list(self.scales)}")
+        if self.batch_size < 1:
+            raise DgcnError(f"--batch-size must be >= 1, got {self.batch_size}")
+        if self.workers < 0 or self.crf_workers < 0:
+            raise DgcnError("--workers and --crf-workers must be >= 0")
+
+
+@dataclass(frozen=True)
+class InferSummary:
+    path: Path  # pred.h5
+    png_dir: Optional[Path]
+    total: int  # images in the split or folder
+    done: int  # predicted by this run
+    skipped: int  # already in pred.h5 (--resume)
+    failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (image id, reason)
+
+
+def pred_path(out: Path) -> Path:
+    return Path(out) / "pred.h5"
+
+
+def folder_images(folder: Path) -> list[tuple[str, Path]]:
+    """(id = file stem, path) of every image file directly in ``folder``, sorted by id."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DatasetError(f"--images {folder} is not a folder")
+    by_id: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith(".") or not p.is_file() or p.suffix.lower() not in IMAGE_SUFFIXES:
+            continue
+        if p.stem in by_id:
+            raise DatasetError(
+                f"{by_id[p.stem].name} and {p.name} in {folder} would both be image id {p.stem!r}; rename one"
+            )
+        by_id[p.stem] = p
+    if not by_id:
+        raise DatasetError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return sorted(by_id.items())
+
+
+class _ImageFiles(Dataset):
+    """Decodes one image per item; a failure becomes a message, so a worker never dies on a bad file."""
+
+    def __init__(self, items: Sequence[tuple[str, Path]]) -> None:
+        self.items = list(items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> tuple[str, Optional[np.ndarray], Optional[str]]:
+        image_id, path = self.items[i]
+        try:
+            return image_id, read_image(path), None
+        except DgcnError as err:
+            return image_id, None, str(err)
+        except Exception as err:  # noqa: BLE001 - e.g. PIL's DecompressionBombError: still one bad file
+            return image_id, None, f"cannot read image {path}: {err.__class__.__name__}: {err}"
+
+
+def _keep_list(batch: list) -> list:
+    return batch
+
+
+def file_fingerprint(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def _source(cfg: InferConfig, seg: Segmenter) -> tuple[list[tuple[str, Path]], str, str, tuple[str, ...]]:
+    """(items, dataset name, split, class names) for the artifact."""
+    if cfg.data is not None:
+        ds = cfg.data.build()
+        seg.check_classes(ds.class_names, dataset=f"dataset {ds.name!r}")
+        return [(i, ds.image_path(i)) for i in ds.ids], ds.name, ds.split, tuple(ds.class_names)
+    folder = Path(cfg.images)  # type: ignore[arg-type]
+    return folder_images(folder), "images", folder.resolve().name, seg.names_or_default()
+
+
+def _protocol(cfg: InferConfig) -> dict[str, Any]:
+    return {
+        "scales": [float(s) for s in cfg.scales],
+        "flip": cfg.flip,
+        "crf": cfg.crf,
+        "crf_params": to_jsonable(CrfConfig()) if cfg.crf else None,
+        "save_probs": cfg.save_probs,
+        "resolution": "image",
+        "upsampling": "softmax per scale/flip, bilinear to the image size, mean",
+        "prob": "after CRF" if cfg.crf else "before CRF",
+    }
+
+
+def _check_partial(path: Path, extra: dict[str, Any], cfg: InferConfig) -> None:
+    """Refuse to silently restart (or mix protocols into) an interrupted run."""
+    partial = partial_path(path)
+    if path.exists() or not partial.exists() or cfg.overwrite:
+        return
+    if not cfg.resume:
+        raise OutputExistsError(
+            f"an interrupted run left {partial}; pass --resume to continue it or --overwrite to start again"
+        )
+    try:
+        with h5py.File(partial, "r") as f:
+            started = json.loads(f.attrs.get("extra", "{}"))
+    except (OSError, ValueError):
+        return  # ArtifactWriter reports a damaged partial with its own message
+    diff = [k for k in _PROTOCOL_KEYS if started.get(k) != extra.get(k)]
+    if diff:
+        k = diff[0]
+        raise ArtifactError(
+            f"{partial} was started with {k}={started.get(k)}, not {extra.get(k)}; "
+            "resume with the same options or pass --overwrite"
+        )
+
+
+def run(
+    cfg: InferConfig,
+    progress: Optional[Callable[..., None]] = None,
+    warn: Optional[Callable[[str], None]] = None,
+) -> InferSummary:
+    """Predict every image of the split or folder not yet in ``<out>/pred.h5``; returns the counts."""
+    warn = warn or log.warning
+    device = resolve_device(cfg.device)
+    seg = load_segmenter_checkpoint(cfg.checkpoint, device)
+    items, dataset, split, class_names = _source(cfg, seg)
+    out = Path(cfg.out)
+    path = pred_path(out)
+    extra = _protocol(cfg)
+    _check_partial(path, extra, cfg)
+    meta = ArtifactMeta(
+        kind="predictions", dataset=dataset, split=split, class_names=class_names,
+        config=to_jsonable(cfg),
+        inputs={"checkpoint": file_fingerprint(cfg.checkpoint)},
+        extra=extra,
+    )
+    png_dir = out / "png" if cfg.png else None
+    with ArtifactWriter(path, meta, overwrite=cfg.overwrite, resume=cfg.resume) as writer:
+        done_before = writer.done
+        todo = [(i, p) for i, p in items if i not in done_before]
+        skipped = len(items) - len(todo)
+        if writer.finished:
+            return InferSummary(path, png_dir, len(items), 0, skipped)
+        if png_dir is not None:
+            png_dir.mkdir(parents=True, exist_ok=True)
+        with CrfPool(cfg.crf_workers if cfg.crf else 0) as pool:
+            done, failed = _predict_all(cfg, seg, writer, todo, skipped, len(items), png_dir, pool, device, progress, warn)
+        if done + skipped == 0:
+            raise DatasetError(
+                f"none of the {len(items)} images could be read (e.g. {failed[0][1]}); nothing written"
+            )
+        writer.finish()
+    return InferSummary(path, png_dir, len(items), done, skipped, tuple(failed))
+
+
+def _predict_all(
+    cfg: InferConfig,
+    seg: Segmenter,
+    writer: ArtifactWriter,
+    todo: list[tuple[str, Path]],
+    skipped: int,
+    total: int,
+    png_dir: Optional[Path],
+    pool: CrfPool,
+    device: torch.device,
+    progress: Optional[Callable[..., None]],
+    warn: Callable[[str], None],
+) -> tuple[int, list[tuple[str, str]]]:
+    loader = DataLoader(
+        _ImageFiles(todo), batch_size=cfg.batch_size, shuffle=False,
+        num_workers=cfg.workers, collate_fn=_keep_list,
+    )
+    crf_cfg = CrfConfig()
+    failed: list[tuple[str, str]] = []
+    done = 0
+    # CRFs run ahead in the pool while the network works on the next batch;
+    # results are written in order, so an interrupted run loses only the queue.
+    pending: deque = deque()
+    max_pending = 2 * cfg.crf_workers + cfg.batch_size if cfg.crf and cfg.crf_workers > 0 else 0
+
+    def write_one(image_id: str, probs: np.ndarray) -> None:
+        nonlocal done
+        label = probs.argmax(axis=0).astype(np.uint8)
+        if png_dir is not None:
+            # the PNG first: the pred.h5 entry is what marks the image done for --resume
+            write_palette_png(png_dir / f"{image_id}.png", label)
+        arrays = {"label": label}
+        if cfg.save_probs:
+            arrays["prob"] = probs.astype(np.float16)
+        writer.write(image_id, **arrays)
+        done += 1
+        if progress:
+            progress(skipped + done + len(failed), total)
+
+    def drain(keep: int) -> None:
+        while len(pending) > keep:
+            image_id, result = pending.popleft()
+            write_one(image_id, result.result() if cfg.crf else result)
+
+    if progress:
+        progress(skipped, total)
+    with torch.inference_mode():
+        for batch in loader:
+            good = []
+            for image_id, image, error in batch:
+                if error is None:
+                    good.append((image_id, image))
+                else:
+                    failed.append((image_id, error))
+                    warn(f"skipped {image_id}: {error}")
+                    if progress:
+                        progress(skipped + done + len(failed), total)
+            if not good:
+                continue
+            probs = predict_probs_batch(seg.model, [im for _, im in good], cfg.scales, cfg.flip, device)
+            for (image_id, image), p in zip(good, probs):
+                pending.append((image_id, pool.submit(image, p, crf_cfg) if cfg.crf else p))
+            drain(max_pending)
+    drain(0)
+    if progress:
+        progress(total, total)
+    return done, failed

@@ -1,0 +1,98 @@
+"""``train``: the DGCN training loop with dynamic seed-expansion supervision.
+
+Every iteration: forward; the expander (graph cut by default) on detached node
+features and probabilities turns the seeds into the supervision of this step;
+balanced seeding loss on it, plus the boundary loss KL(Q||H) with Q the dense
+CRF of H on the image downscaled to the score-map size. The CRF runs in worker
+processes, submitted before the expander runs so the two overlap.
+
+Only image-level labels and seeds reach this stage: the dataset is handed over
+as a ``WeakDataset`` (image paths and image-level labels), never with masks.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional
+
+import numpy as np
+import torch
+
+from .core.config import DataConfig
+from .core.crf import BOUNDARY_CRF, CrfPool
+from .core.errors import DgcnError
+from .core.expanders import build_expander
+from .core.losses import balanced_seed_loss, boundary_loss
+from .core.segtrain import (
+    LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, downsample_labels, fit_segmenter, present_matrix,
+)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    run: RunConfig
+    seeds: Path
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    expander: str = "graphcut"
+    expander_options: Mapping[str, Any] = field(default_factory=dict)
+    boundary_loss: str = "crf"  # or "none"
+    boundary_weight: float = 1.0
+    crf_workers: int = 1
+
+    def __post_init__(self) -> None:
+        if self.boundary_loss not in ("crf", "none"):
+            raise DgcnError(f"--boundary-loss must be crf or none, got {self.boundary_loss!r}")
+
+
+def _crf_targets(pool: Optional[CrfPool], raw: torch.Tensor, probs: torch.Tensor):
+    """Submit the boundary-loss CRFs now; the returned callable collects them."""
+    if pool is None:
+        return None
+    images = raw.numpy()
+    p = probs.float().cpu().numpy()
+    from .core.crf import resize_image
+
+    h, w = p.shape[-2:]
+    futures = [pool.submit(resize_image(images[i], h, w), p[i], BOUNDARY_CRF) for i in range(len(images))]
+    return lambda: torch.from_numpy(np.stack([f.result() for f in futures]))
+
+
+def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
+    def loss_fn(model, batch: dict, device: torch.device):
+        x = batch["image"].to(device, non_blocking=True)
+        logits, feats = model(x, return_features=True)
+        logits = logits.float()
+        probs = logits.detach().softmax(1)
+        collect = _crf_targets(pool, batch["raw"], probs) if cfg.boundary_loss == "crf" else None
+        seeds = downsample_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
+        present = present_matrix(batch["labels"].to(device))
+        supervision = expander(feats.detach().float() if expander.needs_features else None, probs, seeds, present)
+        seed_loss = balanced_seed_loss(logits, supervision)
+        stats = {"seed_loss": float(seed_loss.detach()), "supervised": float((supervision != 255).float().mean())}
+        loss = seed_loss
+        if collect is not None:
+            b_loss = boundary_loss(logits, collect().to(device))
+            stats["boundary_loss"] = float(b_loss.detach())
+            loss = loss + cfg.boundary_weight * b_loss
+        return loss, stats
+
+    return loss_fn
+
+
+def run(cfg: TrainConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+    weak = cfg.data.build().weak()
+    maps = LazyLabelMaps(cfg.seeds, ("seeds",), weak.class_names, weak.ids)
+    expander = build_expander(cfg.expander, **dict(cfg.expander_options))
+    pool = CrfPool(cfg.crf_workers, BOUNDARY_CRF) if cfg.boundary_loss == "crf" else None
+    try:
+        return fit_segmenter(
+            run=cfg.run, model_cfg=cfg.model, optim=cfg.optim, weak=weak, label_maps=maps,
+            loss_fn=make_loss(cfg, expander, pool), stage_config={"stage": "train", **cfg.__dict__},
+            keep_image=cfg.boundary_loss == "crf", progress=progress,
+        )
+    finally:
+        expander.close()
+        if pool is not None:
+            pool.close()
