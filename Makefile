@@ -33,3 +33,4 @@ bench: install
 	$(PY) benchmarks/bench_expanders.py
 
 include pipelines.mk
+include paper.mk

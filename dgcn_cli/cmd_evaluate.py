@@ -13,7 +13,7 @@ from stages import evaluate as evaluate_stage
 from .common import CacheDirOpt, DataRootOpt, DatasetOpt, LabelsFileOpt, data_config, handle_errors, out, progress_bar
 
 
-def _fmt(x: float) -> str:
+def _fmt(x: Optional[float]) -> str:
     return "-" if x is None or np.isnan(x) else f"{100 * x:.1f}"
 
 
@@ -39,6 +39,8 @@ def print_report(report: evaluate_stage.EvalReport, title: str) -> None:
 
 
 def register(app: typer.Typer) -> None:
+    register_report(app)
+
     @app.command("evaluate")
     @handle_errors
     def evaluate(
@@ -66,3 +68,39 @@ def register(app: typer.Typer) -> None:
         print_report(report, f"{p['source_kind']} {source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
         if json_out:
             out.print(f"wrote {json_out}")
+
+
+def register_report(app: typer.Typer) -> None:
+    @app.command("report")
+    @handle_errors
+    def report(
+        files: list[Path] = typer.Argument(..., exists=True, help="JSON files written by `dgcn evaluate --json`."),
+        out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the table as text to this file."),
+    ) -> None:
+        """One table over several `evaluate --json` results (e.g. seeds, proxy labels, predictions)."""
+        import json
+
+        from rich.console import Console
+
+        table = Table(title="dgcn results (mIoU etc. in %)")
+        for col in ("artifact", "kind", "split", "images", "mIoU", "precision", "coverage", "protocol"):
+            table.add_column(col, justify="right" if col in ("images", "mIoU", "precision", "coverage") else "left")
+        for f in files:
+            d = json.loads(f.read_text())
+            p = d["protocol"]
+            proto = []
+            cfg = d.get("config", {})
+            if p.get("source_kind") == "cams":
+                proto.append(f"bg thresh {p.get('cam_bg_thresh')}{' (best of sweep)' if p.get('cam_bg_thresh_selected_by_sweep') else ''}")
+            if p.get("prediction_protocol"):
+                proto.append(p["prediction_protocol"])
+            table.add_row(
+                f.stem, p.get("source_kind", "?"), p.get("split", "?"), str(p.get("images", "?")),
+                _fmt(d.get("miou")), _fmt(d.get("precision")), _fmt(d.get("coverage")), "; ".join(proto),
+            )
+        out.print(table)
+        if out_file is not None:
+            rec = Console(record=True, width=140)
+            rec.print(table)
+            out_file.parent.mkdir(parents=True, exist_ok=True)
+            out_file.write_text(rec.export_text())

@@ -47,6 +47,7 @@ def register(app: typer.Typer) -> None:
         crop: int = typer.Option(321, "--crop", help="Training crop size."),
         lr: float = typer.Option(0.01, "--lr", help="Backbone learning rate (the head gets 10x)."),
         warmup: int = typer.Option(50, "--warmup", help="Warm-up iterations."),
+        lr_step: float = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs."),
         scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="CAM scales (each also flipped)."),
         workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
         device: str = DeviceOpt,
@@ -58,7 +59,7 @@ def register(app: typer.Typer) -> None:
         cfg = cam_stage.CamConfig(
             out=out_dir, data=data_config(dataset, data_root, split, labels_file, cache_dir),
             cam_splits=tuple(cam_split), backbone=backbone, weights=weights, checkpoint=checkpoint,
-            epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup,
+            epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step,
             scales=parse_floats(scales, "--scales"), workers=workers, device=device, seed=seed,
             resume=resume, overwrite=overwrite,
         )

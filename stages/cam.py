@@ -45,6 +45,7 @@ class CamConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_iters: int = 50
+    step_epochs: float = 3.0  # x0.3 every this many epochs
     scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
     workers: int = 0
     device: str = "auto"
@@ -86,7 +87,7 @@ def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, pr
 
     run_loop(
         model=model, optimizer=opt,
-        schedule=Schedule(cfg.lr, ipe, cfg.warmup_iters),
+        schedule=Schedule(cfg.lr, ipe, cfg.warmup_iters, cfg.step_epochs),
         loop=LoopConfig(epochs=cfg.epochs, iters_per_epoch=ipe),
         folder=folder, make_loader=make_loader, step=step,
         model_config=model.init_args, run_config=run_cfg,

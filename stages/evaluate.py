@@ -86,11 +86,12 @@ def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = No
     reader: Optional[ArtifactReader] = None
     if Path(cfg.source).is_dir():
         png = _PngSource(Path(cfg.source))
-        kind, fingerprint = png.kind, ""
+        kind, fingerprint, made_with = png.kind, "", {}
     else:
         reader = ArtifactReader(cfg.source, kind=(*LABEL_KINDS, "cams"), class_names=names)
         reader.require_ids(ds.ids)
         kind, fingerprint = reader.kind, reader.fingerprint
+        made_with = reader.extra
     thresholds = SWEEP_THRESHOLDS if (cfg.sweep and kind == "cams") else (cfg.cam_bg_thresh,)
     mats = [ConfusionMatrix(len(names)) for _ in thresholds]
     resized = 0
@@ -125,7 +126,13 @@ def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = No
         "resizing": f"nearest-neighbour to the ground-truth size ({resized} of {len(ds.ids)} images resized)",
         "ignore_label": 255,
         "unlabelled_predictions": "count as misses (255 in seeds/labels)",
+        "made_with": made_with,
     }
+    if kind == "predictions" and "scales" in made_with:
+        protocol["prediction_protocol"] = (
+            f"scales {','.join(str(s) for s in made_with['scales'])}"
+            f"{' + flip' if made_with.get('flip') else ''}, CRF {'on' if made_with.get('crf') else 'off'}"
+        )
     if kind == "cams":
         protocol["cam_bg_thresh"] = thresholds[best]
         protocol["cam_bg_thresh_selected_by_sweep"] = bool(cfg.sweep)

@@ -58,3 +58,87 @@ def coco128_voc(coco128_voc_path: Path) -> Path:
     if not (coco128_voc_path / "JPEGImages").is_dir():
         pytest.skip(f"real-photo data not found at {coco128_voc_path}")
     return coco128_voc_path
+
+
+# ----------------------------------------------------- training-stage fixtures
+# A 16-image demo split (four batches of 4), seeds written by hand from the GT
+# masks, and a checkpoint trained on them for a few seconds.
+
+TRAIN_DEMO = DemoConfig(n_train=16, n_val=8, size=64)
+SEED_BLOCK = 8  # the tiny network's stride: block seeds survive resizing to the score map and back
+
+
+def block_seeds(mask):
+    """Seeds constant over 8x8 blocks: a block gets class c when all its pixels
+    are c in the mask (the mask eroded to whole blocks) and, for the
+    background, when it is not next to an object; else 255."""
+    import numpy as np
+
+    b = SEED_BLOCK
+    h, w = mask.shape
+    gh, gw = h // b, w // b
+    blocks = mask[: gh * b, : gw * b].reshape(gh, b, gw, b).transpose(0, 2, 1, 3).reshape(gh, gw, -1)
+    pure = (blocks == blocks[..., :1]).all(-1)
+    cls = np.where(pure, blocks[..., 0], 255).astype(np.uint8)
+    pad = np.pad(cls, 1, constant_values=0)
+    far = np.ones_like(pure)
+    for dy in (0, 1, 2):
+        for dx in (0, 1, 2):
+            far &= pad[dy : dy + gh, dx : dx + gw] == 0
+    grid = np.where((cls == 0) & ~far, 255, cls).astype(np.uint8)
+    out = np.full(mask.shape, 255, dtype=np.uint8)
+    out[: gh * b, : gw * b] = np.kron(grid, np.ones((b, b), dtype=np.uint8))
+    return out
+
+
+@pytest.fixture(scope="session")
+def train_demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 16-train / 8-val, 64 px demo dataset for the training stages. Read-only by convention."""
+    return write_demo_dataset(tmp_path_factory.mktemp("train-demo") / "demo", TRAIN_DEMO)
+
+
+@pytest.fixture(scope="session")
+def train_data(train_demo_root: Path):
+    from stages.core.config import DataConfig
+
+    return DataConfig(dataset="demo", data_root=train_demo_root, split="train")
+
+
+@pytest.fixture(scope="session")
+def train_seeds(tmp_path_factory: pytest.TempPathFactory, train_data) -> Path:
+    """A seeds artifact for ``train_data``: eroded GT masks as 8x8 blocks (see ``block_seeds``)."""
+    from stages.core.artifacts import ArtifactMeta, ArtifactWriter
+
+    ds = train_data.build()
+    path = tmp_path_factory.mktemp("train-seeds") / "seeds.h5"
+    meta = ArtifactMeta(kind="seeds", dataset=ds.name, split=ds.split, class_names=ds.class_names,
+                        extra={"source": "eroded ground truth, 8x8 blocks (tests)"})
+    with ArtifactWriter(path, meta) as w:
+        for image_id in ds.ids:
+            w.write(image_id, label=block_seeds(ds.load_mask(image_id)))
+        return w.finish()
+
+
+@pytest.fixture(scope="session")
+def make_train_config(train_data, train_seeds):
+    """``make_train_config(out, **overrides)``: the tiny CPU training run of these tests."""
+    from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+    from stages.train import TrainConfig
+
+    def make(out: Path, *, resume: bool = False, overwrite: bool = False, optim: dict | None = None, **kw) -> TrainConfig:
+        opts = {**dict(epochs=2, batch_size=4, crop=64, lr=0.01, warmup_iters=2, ckpt_every=2), **(optim or {})}
+        args = dict(seeds=train_seeds, data=train_data, model=ModelConfig("tiny", "none"),
+                    boundary_loss="none", crf_workers=0)
+        args.update(kw)
+        return TrainConfig(run=RunConfig(out=Path(out), device="cpu", resume=resume, overwrite=overwrite),
+                           optim=OptimConfig(**opts), **args)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, make_train_config) -> Path:
+    """final.pt of a 2-epoch graph-cut training run on ``train_data`` (a few seconds on the CPU)."""
+    from stages import train
+
+    return train.run(make_train_config(tmp_path_factory.mktemp("trained") / "run"))

@@ -252,7 +252,7 @@ def knn_graphs(draw, max_n=30, max_cap=50):
     return idx, src, sink, c0
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, database=None)
 @given(knn_graphs())
 def test_flow_equals_scipy_maximum_flow(graph):
     idx, src, sink, c0 = graph
@@ -272,7 +272,7 @@ def test_flow_equals_scipy_maximum_flow(graph):
     assert cut_energy(idx, src, sink, c0, side) == ref
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, database=None)
 @given(st.integers(0, 2**32 - 1), st.integers(3, 10))
 def test_graph_cut_one_is_the_minimum_energy_labelling(seed, n):
     rng = np.random.default_rng(seed)
@@ -404,3 +404,19 @@ def test_graphcut_reaches_the_other_instance():
     assert (out[left | right] == 1).all()
     bg = ~(left | right)
     assert (out[bg] == U).sum() == bg.sum() - 2  # background stays its seeds
+
+
+def test_labelprop_operators_are_the_symmetric_normalised_knn_graph():
+    from stages.core.expanders.labelprop import knn_operators
+
+    d2, idx = knn(torch.randn(2, 30, 4, generator=torch.Generator().manual_seed(5)), 3)
+    a, a_t, dinv = knn_operators(d2, idx, "gaussian")
+    a, a_t = a.to_dense(), a_t.to_dense()
+    assert torch.allclose(a.T, a_t)
+    w = a + a_t
+    assert torch.allclose(w.sum(1), dinv.pow(-2))
+    # block-diagonal: no weight between the two images
+    assert w[:30, 30:].abs().sum() == 0
+    # each node's row of A holds its own kNN with exp(-d^2 / mean d^2) weights
+    expected = torch.exp(-d2[0, 0] / d2[0].mean())
+    assert torch.allclose(a[0, idx[0, 0]], expected)

@@ -4,7 +4,7 @@ cropped with each image and the loss; this module owns the model, optimiser,
 schedule, run folder, resume, validation, and the optional DDP wrapping.
 
 Distributed: when launched by torchrun (``WORLD_SIZE`` > 1) each process takes
-a disjoint shard of every epoch's order, BatchNorm becomes SyncBatchNorm and
+a disjoint shard of every epoch's order, BatchNorm becomes SyncBatchNorm (on CUDA) and
 only rank 0 writes files. One process is the default: no launcher needed.
 """
 from __future__ import annotations
@@ -28,7 +28,7 @@ from .errors import DgcnError
 from .loading import EpochSampler, WeakTrainSet, to_tensor
 from .metrics import ConfusionMatrix
 from .nets import DeepLabV2, build_segmenter
-from .training import LoopConfig, RunFolder, Schedule, config_fingerprint, run_loop
+from .training import LoopConfig, RunFolder, Schedule, check_resumable, config_fingerprint, run_loop
 
 
 @dataclass(frozen=True)
@@ -130,8 +130,15 @@ def fit_segmenter(
     run_cfg = dict(to_jsonable(stage_config))
     run_cfg["class_names"] = list(weak.class_names)
     run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=RUNTIME_KEYS)
-    if run.resume and folder.final.exists():
-        return folder.final
+    resume_state = None
+    if run.resume:
+        # checked before anything is written, so a refused resume leaves the run as it was
+        if folder.final.exists():
+            check_resumable(load_checkpoint(folder.final), run_cfg, folder.final)
+            return folder.final
+        resume_state = folder.resume_state()
+        if resume_state is not None:
+            check_resumable(resume_state, run_cfg, folder.last)
     if rank == 0:
         folder.write_config(run_cfg)
     seed_everything(run.seed)
@@ -139,7 +146,8 @@ def fit_segmenter(
     model_config = model.init_args
     opt = torch.optim.SGD(model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay), lr=optim.lr, momentum=optim.momentum)
     if world > 1:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        if device.type == "cuda":  # SyncBatchNorm has no CPU (gloo) implementation
+            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     per_rank = len(weak) // world
     if per_rank < optim.batch_size:
@@ -149,7 +157,11 @@ def fit_segmenter(
 
     def make_loader(epoch: int, start: int):
         sampler = EpochSampler(len(weak), run.seed, epoch, start * optim.batch_size, shard=(rank, world))
-        return DataLoader(train_set, batch_size=optim.batch_size, sampler=sampler, num_workers=run.workers, drop_last=True)
+        # its own generator: a loader drawing its base seed from the global RNG would
+        # shift that stream on every (re)start, so a resumed run would diverge from the original
+        gen = torch.Generator().manual_seed(run.seed * 100003 + epoch)
+        return DataLoader(train_set, batch_size=optim.batch_size, sampler=sampler, num_workers=run.workers,
+                          drop_last=True, generator=gen)
 
     def step(batch: dict, iteration: int) -> dict[str, float]:
         with autocast(device, run.amp):
@@ -165,7 +177,6 @@ def fit_segmenter(
         inner = model.module if hasattr(model, "module") else model
         return validate(inner, run.val, device)
 
-    resume_state = folder.resume_state() if run.resume else None
     run_loop(
         model=model, optimizer=opt,
         schedule=Schedule(optim.lr, ipe, optim.warmup_iters, optim.step_epochs, optim.gamma),

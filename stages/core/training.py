@@ -133,10 +133,7 @@ def run_loop(
     """
     iteration, best = 0, -math.inf
     if resume_from is not None:
-        if resume_from.get("config_fingerprint") != run_config.get("fingerprint"):
-            raise CheckpointError(
-                f"{folder.last} was made with another configuration; resume with the same options, or --overwrite"
-            )
+        check_resumable(resume_from, run_config, folder.last)
         from .checkpoint import load_model_state
 
         load_model_state(_unwrap(model), resume_from["model"], folder.last)
@@ -196,13 +193,28 @@ def run_loop(
     return final
 
 
+def check_resumable(state: Mapping[str, Any], run_config: Mapping[str, Any], source: Path) -> None:
+    """Refuse to continue a checkpoint made with options that define another run."""
+    if state.get("config_fingerprint") != run_config.get("fingerprint"):
+        raise CheckpointError(f"{source} was made with another configuration; resume with the same options, or --overwrite")
+
+
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
 
 
 def config_fingerprint(config: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:
-    """A hash of the options that define a run (not of those that only say how to run it)."""
+    """A hash of the options that define a run (not of those that only say how to run it).
+
+    ``ignore`` names keys dropped at any depth (``run.resume`` as well as ``crf_workers``).
+    """
     import hashlib
 
-    keep = {k: v for k, v in config.items() if k not in set(ignore)}
-    return hashlib.sha256(json.dumps(keep, sort_keys=True, default=str).encode()).hexdigest()[:16]
+    drop = set(ignore)
+
+    def keep(value: Any) -> Any:
+        if isinstance(value, Mapping):
+            return {k: keep(v) for k, v in value.items() if k not in drop}
+        return value
+
+    return hashlib.sha256(json.dumps(keep(config), sort_keys=True, default=str).encode()).hexdigest()[:16]

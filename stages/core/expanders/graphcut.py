@@ -41,7 +41,9 @@ class GraphCutConfig(ExpanderConfig):
     normalize_features: L2-normalise each node's feature vector before the kNN.
     eps: probabilities are clamped to [eps, 1-eps] so -log stays finite.
     workers: 0 solves in this process; n > 0 solves in a pool of n processes,
-        started on first use and kept until ``close()``.
+        started on first use and kept until ``close()``. PyMaxflow holds the GIL,
+        so only processes help, and only with spare cores: on a 2-core machine
+        that also runs the kNN the pool is slower than solving in-process.
     """
 
     k: int = 9

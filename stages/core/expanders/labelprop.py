@@ -50,31 +50,43 @@ class LabelPropConfig(ExpanderConfig):
         _require(0 <= self.theta < 1, "labelprop", f"theta must be in [0, 1), got {self.theta}")
 
 
-def normalized_adjacency(dist2: torch.Tensor, idx: torch.Tensor, weights: str) -> torch.Tensor:
-    """S = D^-1/2 W D^-1/2 of the symmetrised kNN graph of B images as one block-diagonal
-    sparse (B*N, B*N) matrix. W = A + A^T, so a mutual pair weighs twice, as in the graph cut.
+def knn_operators(
+    dist2: torch.Tensor, idx: torch.Tensor, weights: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The pieces of S = D^-1/2 W D^-1/2 for B images as block-diagonal (B*N, B*N) operators.
+
+    W = A + A^T with A the directed kNN weights (a mutual pair weighs twice, as in the
+    graph cut). Returns (A, A^T, D^-1/2): A and A^T as CSR, so S F is
+    D^-1/2 (A + A^T) D^-1/2 F without ever coalescing W: A's rows are already in
+    order and A^T needs only one stable sort of the neighbour indices.
     """
     b, n, k = idx.shape
+    total = b * n
     if weights == "gaussian":
         scale = dist2.mean(dim=(1, 2), keepdim=True).clamp_min(1e-12)
         w = torch.exp(-dist2 / scale)
     else:
         w = torch.ones_like(dist2)
-    offset = (torch.arange(b, device=idx.device) * n)[:, None, None]
-    rows = (torch.arange(n, device=idx.device)[None, :, None] + offset).expand(b, n, k).reshape(-1)
+    dev = idx.device
+    offset = (torch.arange(b, device=dev) * n)[:, None, None]
     cols = (idx + offset).reshape(-1)
     w = w.reshape(-1)
-    deg = torch.zeros(b * n, device=w.device, dtype=w.dtype)
+    rows = torch.arange(total, device=dev).repeat_interleave(k)
+    deg = torch.zeros(total, device=dev, dtype=w.dtype)
     deg.index_add_(0, rows, w).index_add_(0, cols, w)
     dinv = deg.clamp_min(1e-12).rsqrt()
-    r = torch.cat([rows, cols])
-    c = torch.cat([cols, rows])
-    v = torch.cat([w, w]) * dinv[r] * dinv[c]
-    s = torch.sparse_coo_tensor(torch.stack([r, c]), v, (b * n, b * n), check_invariants=False)
     with warnings.catch_warnings():
         # CSR is flagged "beta" by torch, but its matmul is what makes the iterations cheap.
         warnings.simplefilter("ignore", UserWarning)
-        return s.coalesce().to_sparse_csr()
+        crow = torch.arange(0, total * k + 1, k, device=dev)
+        a = torch.sparse_csr_tensor(crow, cols, w, (total, total), check_invariants=False)
+        order = torch.sort(cols, stable=True).indices
+        counts = torch.bincount(cols, minlength=total)
+        crow_t = torch.zeros(total + 1, dtype=torch.long, device=dev)
+        torch.cumsum(counts, 0, out=crow_t[1:])
+        a_t = torch.sparse_csr_tensor(crow_t, rows[order], w[order], (total, total),
+                                      check_invariants=False)
+    return a, a_t, dinv
 
 
 @EXPANDERS.register("labelprop")
@@ -103,7 +115,8 @@ class LabelPropExpander(Expander):
         b, k1, h, w = probs.shape
         n = h * w
         dist2, idx = knn(feature_nodes(features, cfg.normalize_features), cfg.k)
-        s = normalized_adjacency(dist2, idx, cfg.weights)
+        a, a_t, dinv = knn_operators(dist2, idx, cfg.weights)
+        dinv = dinv[:, None]
 
         present = present.to(dev)
         # Propagate only the present classes: L = most classes in one image, not K+1.
@@ -118,7 +131,8 @@ class LabelPropExpander(Expander):
         y = y.reshape(b * n, lmax)
         f = y.clone()
         for _ in range(int(cfg.iters)):
-            f = cfg.alpha * (s @ f) + (1.0 - cfg.alpha) * y
+            g = dinv * f
+            f = (cfg.alpha * dinv) * (a @ g + a_t @ g) + (1.0 - cfg.alpha) * y
         f = f.reshape(b, n, lmax)
 
         reached = f.sum(-1) > 0

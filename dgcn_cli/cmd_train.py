@@ -1,0 +1,185 @@
+"""``train``, ``graphcut-label`` and ``retrain``."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from stages import graphcut_label as gcl_stage
+from stages import retrain as retrain_stage
+from stages import train as train_stage
+from stages.core.expanders import EXPANDERS
+from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+
+from .cmd_seeds import parse_floats
+from .common import (
+    CacheDirOpt, DataRootOpt, DatasetOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
+    data_config, handle_errors, out, progress_bar,
+)
+
+ExpanderOpt = typer.Option("graphcut", "--expander", help=f"Seed expander: {', '.join(EXPANDERS.names())}.")
+ExpanderOptsOpt = typer.Option([], "--expander-opt", help="Expander option KEY=VALUE (repeatable), e.g. k=9 theta=0.7 c1=10 log_base=10 workers=2.")
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs with int/float/bool values recognised."""
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--expander-opt")
+        low = raw.lower()
+        if low in ("true", "false"):
+            opts[key] = low == "true"
+            continue
+        try:
+            opts[key] = int(raw)
+        except ValueError:
+            try:
+                opts[key] = float(raw)
+            except ValueError:
+                opts[key] = raw
+    return opts
+
+
+def _optim(epochs, batch_size, crop, lr, warmup, lr_step) -> OptimConfig:
+    return OptimConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step)
+
+
+LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
+
+
+def _launch_distributed(nproc: int) -> None:
+    """Re-run this very command under torchrun with ``nproc`` processes."""
+    args = [a for a in sys.argv[1:]]
+    i = args.index("--nproc")
+    del args[i : i + 2]
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "dgcn_cli", *args]
+    out.print("launching: " + " ".join(cmd))
+    raise typer.Exit(subprocess.call(cmd, env={**os.environ}))
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("train")
+    @handle_errors
+    def train(
+        out_dir: Path = typer.Option(..., "--out", help="Run folder: config.json, metrics.jsonl, last.pt, best.pt, final.pt."),
+        seeds: Path = typer.Option(..., "--seeds", help="seeds.h5 from `dgcn seeds`."),
+        dataset: str = DatasetOpt,
+        data_root: Optional[Path] = DataRootOpt,
+        split: str = typer.Option("train", "--split"),
+        labels_file: Optional[Path] = LabelsFileOpt,
+        cache_dir: Optional[Path] = CacheDirOpt,
+        val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch (keeps best.pt)."),
+        backbone: str = typer.Option("resnet101", "--backbone", help="resnet101 (paper), resnet50, vgg16, efficientnet_lite0, tiny."),
+        weights: str = typer.Option("imagenet", "--weights", help="imagenet, none, or a weights file."),
+        graph_layers: str = typer.Option("", "--graph-layers", help="Comma-separated backbone layers for the graph-cut node features (default: the backbone's)."),
+        expander: str = ExpanderOpt,
+        expander_opt: list[str] = ExpanderOptsOpt,
+        boundary: str = typer.Option("crf", "--boundary-loss", help="crf (KL to the dense CRF of H) or none."),
+        boundary_weight: float = typer.Option(1.0, "--boundary-weight"),
+        crf_workers: int = typer.Option(1, "--crf-workers", help="Processes running the boundary-loss CRF."),
+        epochs: int = typer.Option(7, "--epochs"),
+        batch_size: int = typer.Option(16, "--batch-size"),
+        crop: int = typer.Option(321, "--crop"),
+        lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
+        warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
+        lr_step: float = LrStepOpt,
+        amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
+        workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
+        nproc: int = typer.Option(1, "--nproc", help="Processes for distributed (DDP) training, launched with torchrun."),
+        device: str = DeviceOpt,
+        seed: int = SeedOpt,
+        resume: bool = ResumeOpt,
+        overwrite: bool = OverwriteOpt,
+    ) -> None:
+        """Train the segmentation network on seeds expanded every iteration (DGCN)."""
+        if nproc > 1:
+            _launch_distributed(nproc)
+        cfg = train_stage.TrainConfig(
+            run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp,
+                          val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
+                          resume=resume, overwrite=overwrite),
+            seeds=seeds, data=data_config(dataset, data_root, split, labels_file, cache_dir),
+            model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None),
+            optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step),
+            expander=expander, expander_options=parse_options(expander_opt),
+            boundary_loss=boundary, boundary_weight=boundary_weight, crf_workers=crf_workers,
+        )
+        with progress_bar("train") as update:
+            path = train_stage.run(cfg, progress=update)
+        out.print(f"wrote {path}")
+
+    @app.command("graphcut-label")
+    @handle_errors
+    def graphcut_label(
+        checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, help="Segmentation checkpoint from `dgcn train`."),
+        seeds: Path = typer.Option(..., "--seeds", help="seeds.h5 for the same split."),
+        out_file: Path = typer.Option(..., "--out", help="labels.h5 to write."),
+        dataset: str = DatasetOpt,
+        data_root: Optional[Path] = DataRootOpt,
+        split: str = typer.Option("train", "--split"),
+        labels_file: Optional[Path] = LabelsFileOpt,
+        cache_dir: Optional[Path] = CacheDirOpt,
+        expander: str = ExpanderOpt,
+        expander_opt: list[str] = ExpanderOptsOpt,
+        device: str = DeviceOpt,
+        resume: bool = ResumeOpt,
+        overwrite: bool = OverwriteOpt,
+    ) -> None:
+        """Proxy labels: a trained network's probabilities and features expand the seeds."""
+        cfg = gcl_stage.GraphcutLabelConfig(
+            checkpoint=checkpoint, seeds=seeds, out=out_file,
+            data=data_config(dataset, data_root, split, labels_file, cache_dir),
+            expander=expander, expander_options=parse_options(expander_opt), device=device,
+            overwrite=overwrite, resume=resume,
+        )
+        with progress_bar("graphcut-label") as update:
+            path = gcl_stage.run(cfg, progress=update)
+        out.print(f"wrote {path}")
+
+    @app.command("retrain")
+    @handle_errors
+    def retrain(
+        out_dir: Path = typer.Option(..., "--out", help="Run folder (pseudo_labels.h5 and checkpoints)."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Label the split with this trained model (multi-scale + CRF)."),
+        labels: Optional[Path] = typer.Option(None, "--labels", help="Or train on these proxy labels (labels.h5)."),
+        dataset: str = DatasetOpt,
+        data_root: Optional[Path] = DataRootOpt,
+        split: str = typer.Option("train", "--split"),
+        labels_file: Optional[Path] = LabelsFileOpt,
+        cache_dir: Optional[Path] = CacheDirOpt,
+        val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch."),
+        backbone: str = typer.Option("resnet101", "--backbone"),
+        weights: str = typer.Option("imagenet", "--weights"),
+        scales: str = typer.Option("0.75,1,1.25", "--scales", help="Scales for labelling (each also flipped)."),
+        crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF on the pseudo labels."),
+        epochs: int = typer.Option(7, "--epochs"),
+        batch_size: int = typer.Option(16, "--batch-size"),
+        crop: int = typer.Option(321, "--crop"),
+        lr: float = typer.Option(5e-4, "--lr"),
+        warmup: int = typer.Option(200, "--warmup"),
+        lr_step: float = LrStepOpt,
+        amp: bool = typer.Option(True, "--amp/--no-amp"),
+        workers: int = typer.Option(0, "--workers"),
+        device: str = DeviceOpt,
+        seed: int = SeedOpt,
+        resume: bool = ResumeOpt,
+        overwrite: bool = OverwriteOpt,
+    ) -> None:
+        """Train a fresh network on proxy masks (from a trained model or labels.h5) with cross-entropy."""
+        cfg = retrain_stage.RetrainConfig(
+            run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp,
+                          val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
+                          resume=resume, overwrite=overwrite),
+            data=data_config(dataset, data_root, split, labels_file, cache_dir),
+            model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step),
+            checkpoint=checkpoint, labels=labels, scales=parse_floats(scales, "--scales"), crf=crf,
+        )
+        with progress_bar("retrain") as update:
+            path = retrain_stage.run(cfg, progress=update)
+        out.print(f"wrote {path}")

@@ -1,0 +1,140 @@
+# The paper's pipelines (Feng, Wang, Liu 2021, "Deep graph cut network for weakly-supervised
+# semantic segmentation"), included by the Makefile:
+#
+#   make voc  VOC_ROOT=/path/to/VOCdevkit/VOC2012 [DEVICE=cuda] [VOC_OUT=runs/voc]
+#             [SEEDS=localization_cues-sal.pickle]   import DSRG's cues instead of cam + saliency
+#             [SAL_DIR=drfi_pngs/]                   import saliency PNGs (e.g. DRFI) instead of MB+
+#   make coco COCO_ROOT=/path/to/coco [DEVICE=cuda] [COCO_OUT=runs/coco]
+#             (COCO_ROOT holds train2014/, val2014/ and annotations/instances_{train,val}2014.json;
+#              COCO_SEEDS= and COCO_SAL_DIR= do what SEEDS= and SAL_DIR= do for VOC)
+#
+# Steps (every one a file target under the output folder, its command printed by make):
+#   cams_<train>.h5 -> saliency_<train>.h5 -> seeds_<train>.h5 -> train/final.pt
+#   -> pred_<val>/pred.h5 -> eval_<val>.json; retrain/final.pt -> retrain_pred_<val>/pred.h5
+#   -> eval_retrain_<val>.json; eval_seeds_<train>.json; report.txt (one table of all three).
+# Partial goals: voc-seeds, voc-train (up to eval_val.json), voc-retrain; coco-* likewise.
+#
+# Reruns redo only what changed: a step reruns when an input file is newer or when its options
+# changed (each step's options are kept in <out>/.opts/<step>; DEVICE and PAPER_WORKERS do not
+# count). A step whose last run was interrupted continues (--resume) when rerun with the same
+# options and inputs; otherwise it starts again (--overwrite).
+
+PAPER_FORCE := _paper_force
+.PHONY: $(PAPER_FORCE)
+$(PAPER_FORCE):
+
+# Classifier for the CAM seeds. The paper took its seeds from DSRG: a modified VGG16 (SEC's
+# DeepLab-VGG16 with dilated conv5 and extra layers) trained in Caffe, plus DRFI saliency. That
+# exact network and its init are not what torchvision ships; a plain VGG16 with global average
+# pooling gives coarser CAMs than ResNet-50, the usual CAM network of later WSSS work (IRN and
+# after), whose ImageNet weights torchvision provides. For the paper's own cues use SEEDS=; for
+# the paper's network family set PAPER_CAM_BACKBONE=vgg16.
+PAPER_CAM_BACKBONE ?= resnet50
+PAPER_CAM_WEIGHTS ?= imagenet
+PAPER_CAM_OPTS ?= --epochs 5 --batch-size 16 --crop 321 --lr 0.01 --scales 0.5,1,1.5,2
+# Segmentation network init (imagenet, none, or a weights file on a machine without internet).
+PAPER_SEG_WEIGHTS ?= imagenet
+# The paper's training and test protocol (also the CLI defaults, spelled out so the printed
+# commands document the run): graph cut expander (K=9, theta=0.7, C1=10), seeding + CRF
+# boundary loss, SGD lr 5e-4 (x10 head, x0.3 every 3 epochs), 200 warm-up iterations,
+# batch 16, 321 crops, 7 epochs; test at scales 0.75, 1, 1.25 with flips and the dense CRF.
+PAPER_TRAIN_OPTS ?= --expander graphcut --boundary-loss crf --epochs 7 --batch-size 16 --crop 321 --lr 5e-4 --warmup 200
+PAPER_RETRAIN_OPTS ?= --epochs 7 --batch-size 16 --crop 321 --lr 5e-4 --warmup 200
+PAPER_TEST_OPTS ?= --scales 0.75,1,1.25 --flip --crf
+# Data-loader / CRF worker processes: a runtime choice, not part of a step's options.
+PAPER_WORKERS ?= 4
+
+VOC_OUT ?= runs/voc
+VOC_TRAIN_SPLIT ?= train_aug
+VOC_VAL_SPLIT ?= val
+VOC_SEG_BACKBONE ?= resnet101
+VOC_SEEDS ?= $(SEEDS)
+VOC_SAL_DIR ?= $(SAL_DIR)
+VOC_ROOT_HINT := run `make voc VOC_ROOT=/path/to/VOCdevkit/VOC2012` (the folder with JPEGImages/, SegmentationClassAug/ and ImageSets/Segmentation/train_aug.txt)
+
+COCO_OUT ?= runs/coco
+COCO_TRAIN_SPLIT ?= train2014
+COCO_VAL_SPLIT ?= val2014
+# The paper's COCO setting (as DSRG's): a VGG16 DeepLab.
+COCO_SEG_BACKBONE ?= vgg16
+COCO_SEEDS ?=
+COCO_SAL_DIR ?=
+COCO_ROOT_HINT := run `make coco COCO_ROOT=/path/to/coco` (the folder with train2014/, val2014/ and annotations/instances_train2014.json, instances_val2014.json)
+
+# $(call paper_need,VAR): the value of VAR, or stop with a message saying how to set it.
+# Expanded only in recipes, so only the pipeline that needs VAR asks for it.
+paper_need = $(or $(strip $($(1))),$(error $(1) is not set: $($(1)_HINT)))
+
+# $(call paper_stamp,TEXT): write TEXT to the target ($@) only when it differs, so the target
+# is newer than its dependents exactly when a step's options changed.
+paper_stamp = mkdir -p $(@D) && printf '%s\n' '$(1)' > $@.new && if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
+# $(call paper_redo,FILES): --resume when one of FILES (what an interrupted run leaves) is
+# newer than every prerequisite of the target, i.e. was made with these inputs and options;
+# --overwrite otherwise.
+paper_redo = $(if $(shell for f in $(1); do [ -e "$$f" ] || continue; ok=1; for p in $^; do [ "$$f" -nt "$$p" ] || ok=; done; [ -n "$$ok" ] && { echo y; break; }; done),--resume,--overwrite)
+
+# $(call paper_pipeline,NAME,OUT,TRAIN_SPLIT,VAL_SPLIT,SEG_BACKBONE,SEEDS_PICKLE,SAL_DIR,ROOT_VAR)
+define paper_pipeline
+$(1)_data = --dataset $(1) --data-root $$(call paper_need,$(8))
+$(1)_cam = cam $$($(1)_data) --split $(3) --cam-split $(3) --backbone $$(PAPER_CAM_BACKBONE) --weights $$(PAPER_CAM_WEIGHTS) $$(PAPER_CAM_OPTS) --out $(2)
+$(1)_saliency = saliency-bg $$($(1)_data) --split $(3) $(if $(7),--from-dir $(7),--method mbd) --out $(2)/saliency_$(3).h5
+$(1)_seeds = seeds $$($(1)_data) --split $(3) $(if $(6),--from-dsrg $(6),--cams $(2)/cams_$(3).h5 --saliency $(2)/saliency_$(3).h5) --out $(2)/seeds_$(3).h5
+$(1)_train = train $$($(1)_data) --split $(3) --seeds $(2)/seeds_$(3).h5 --backbone $(5) --weights $$(PAPER_SEG_WEIGHTS) $$(PAPER_TRAIN_OPTS) --out $(2)/train
+$(1)_infer = infer $$($(1)_data) --split $(4) --checkpoint $(2)/train/final.pt $$(PAPER_TEST_OPTS) --out $(2)/pred_$(4)
+$(1)_retrain = retrain $$($(1)_data) --split $(3) --checkpoint $(2)/train/final.pt --backbone $(5) --weights $$(PAPER_SEG_WEIGHTS) $$(PAPER_RETRAIN_OPTS) --out $(2)/retrain
+$(1)_retrain_infer = infer $$($(1)_data) --split $(4) --checkpoint $(2)/retrain/final.pt $$(PAPER_TEST_OPTS) --out $(2)/retrain_pred_$(4)
+
+.PHONY: $(1) $(1)-seeds $(1)-train $(1)-retrain clean-$(1)
+
+$(1): install $(2)/report.txt
+	@cat $(2)/report.txt
+
+$(1)-seeds: install $(2)/seeds_$(3).h5
+
+$(1)-train: install $(2)/eval_$(4).json
+
+$(1)-retrain: install $(2)/eval_retrain_$(4).json
+
+clean-$(1):
+	rm -rf $(2)
+
+$(2)/.opts/%: $(PAPER_FORCE) | install
+	@$$(call paper_stamp,$$($(1)_$$*))
+
+$(2)/cams_$(3).h5: $(2)/.opts/cam
+	$$(DGCN) $$($(1)_cam) --device $$(DEVICE) --workers $$(PAPER_WORKERS) $$(call paper_redo,$(2)/classifier/last.pt $$@.partial)
+
+$(2)/saliency_$(3).h5: $(2)/.opts/saliency $(7)
+	$$(DGCN) $$($(1)_saliency) $$(call paper_redo,$$@.partial)
+
+$(2)/seeds_$(3).h5: $(2)/.opts/seeds $(if $(6),$(6),$(2)/cams_$(3).h5 $(2)/saliency_$(3).h5)
+	$$(DGCN) $$($(1)_seeds) $$(call paper_redo,$$@.partial)
+
+$(2)/train/final.pt: $(2)/.opts/train $(2)/seeds_$(3).h5
+	$$(DGCN) $$($(1)_train) --device $$(DEVICE) --workers $$(PAPER_WORKERS) $$(call paper_redo,$(2)/train/last.pt)
+
+$(2)/pred_$(4)/pred.h5: $(2)/.opts/infer $(2)/train/final.pt
+	$$(DGCN) $$($(1)_infer) --device $$(DEVICE) --workers $$(PAPER_WORKERS) --crf-workers $$(PAPER_WORKERS) $$(call paper_redo,$$@.partial)
+
+$(2)/retrain/final.pt: $(2)/.opts/retrain $(2)/train/final.pt
+	$$(DGCN) $$($(1)_retrain) --device $$(DEVICE) --workers $$(PAPER_WORKERS) $$(call paper_redo,$(2)/retrain/last.pt $(2)/retrain/pseudo_labels.h5 $(2)/retrain/pseudo_labels.h5.partial)
+
+$(2)/retrain_pred_$(4)/pred.h5: $(2)/.opts/retrain_infer $(2)/retrain/final.pt
+	$$(DGCN) $$($(1)_retrain_infer) --device $$(DEVICE) --workers $$(PAPER_WORKERS) --crf-workers $$(PAPER_WORKERS) $$(call paper_redo,$$@.partial)
+
+$(2)/eval_seeds_$(3).json: $(2)/seeds_$(3).h5
+	$$(DGCN) evaluate $$< $$($(1)_data) --split $(3) --json $$@
+
+$(2)/eval_$(4).json: $(2)/pred_$(4)/pred.h5
+	$$(DGCN) evaluate $$< $$($(1)_data) --split $(4) --json $$@
+
+$(2)/eval_retrain_$(4).json: $(2)/retrain_pred_$(4)/pred.h5
+	$$(DGCN) evaluate $$< $$($(1)_data) --split $(4) --json $$@
+
+$(2)/report.txt: $(2)/eval_seeds_$(3).json $(2)/eval_$(4).json $(2)/eval_retrain_$(4).json
+	$$(DGCN) report $$^ --out $$@
+endef
+
+$(eval $(call paper_pipeline,voc,$(VOC_OUT),$(VOC_TRAIN_SPLIT),$(VOC_VAL_SPLIT),$(VOC_SEG_BACKBONE),$(VOC_SEEDS),$(VOC_SAL_DIR),VOC_ROOT))
+$(eval $(call paper_pipeline,coco,$(COCO_OUT),$(COCO_TRAIN_SPLIT),$(COCO_VAL_SPLIT),$(COCO_SEG_BACKBONE),$(COCO_SEEDS),$(COCO_SAL_DIR),COCO_ROOT))
