@@ -8,6 +8,7 @@ training step was taken (so the resume has work to redo).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 import shutil
 import signal
 import subprocess
@@ -157,7 +158,8 @@ def _interrupted_template(tmp_path_factory, train_demo_root, train_seeds):
 
 @pytest.fixture
 def interrupted_run(tmp_path, _interrupted_template):
-    """A run folder that holds last.pt (iteration 6, mid-epoch) and no final.pt (a copy per test)."""
+    """A run folder that holds last.pt (iteration 6, mid-epoch) and no final.pt: a copy per
+    test, in another folder than it was started in (a moved run folder still resumes)."""
     return Path(shutil.copytree(_interrupted_template, tmp_path / "run"))
 
 
@@ -176,8 +178,6 @@ def test_resume_with_other_options_is_refused(interrupted_run, train_demo_root, 
 
     # options that only say how to run (workers, device, crf_workers) may change on resume
     cfg = resume_config(out, train_demo_root, train_seeds, resume=True, boundary_loss="none")
-    from dataclasses import replace
-
     cfg = replace(cfg, crf_workers=3, run=replace(cfg.run, workers=1))
     assert train.run(cfg) == out / "final.pt"
 
@@ -196,8 +196,6 @@ def test_new_run_into_used_folder_needs_resume_or_overwrite(interrupted_run, tra
     with pytest.raises(OutputExistsError) as err:
         train.run(resume_config(out, train_demo_root, train_seeds, boundary_loss="none"))
     assert "--resume" in str(err.value) and "--overwrite" in str(err.value) and "\n" not in str(err.value)
-    from dataclasses import replace
-
     cfg = resume_config(out, train_demo_root, train_seeds, boundary_loss="none")
     cfg = replace(cfg, run=replace(cfg.run, overwrite=True))
     assert train.run(cfg).exists()

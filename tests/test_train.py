@@ -3,6 +3,7 @@ every expander in the loop, and retraining from a checkpoint's pseudo labels."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -194,7 +195,5 @@ def test_retrain_from_checkpoint(tmp_path, train_data, trained_checkpoint):
 
     # resuming the finished retrain keeps both the labels and the checkpoint
     before = (out / "pseudo_labels.h5").stat().st_mtime_ns
-    from dataclasses import replace
-
     assert retrain.run(replace(cfg, run=replace(cfg.run, resume=True))) == final
     assert (out / "pseudo_labels.h5").stat().st_mtime_ns == before

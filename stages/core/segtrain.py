@@ -68,8 +68,9 @@ class RunConfig:
     overwrite: bool = False
 
 
-# options that say how to run, not what run it is: resuming may change them
-RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc")
+# options that say how (and where) to run, not what run it is: resuming may change them,
+# at any depth of the config (``run.resume``, ``data.cache_dir``; ``out``, so a moved folder resumes)
+RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc", "out", "cache_dir")
 
 LossFn = Callable[[DeepLabV2, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
 
