@@ -11,7 +11,9 @@ DEMO_EPOCHS ?= 8
 EXPANDER ?= graphcut
 RUN := $(DEMO_OUT)/$(EXPANDER)-s$(SEED)
 
-.PHONY: demo clean-demo demo-compare
+.PHONY: demo clean-demo
+# keep every intermediate artifact (pattern-rule outputs would otherwise be deleted)
+.SECONDARY:
 
 demo: install $(RUN)/report.txt
 	@cat $(RUN)/report.txt

@@ -61,3 +61,28 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds):
     iters = [json.loads(ln)["iteration"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
     assert iters == [4]
     assert not list(out.glob("*.partial"))
+
+
+def test_cpu_training_on_a_cuda_host_uses_gloo(tmp_path, monkeypatch, make_train_config):
+    # nccl cannot reduce CPU tensors: the backend must follow --device, not torch.cuda.is_available()
+    import torch
+
+    from stages import train
+    from stages.core import segtrain
+
+    chosen = []
+
+    class Stop(Exception):
+        pass
+
+    def init_process_group(backend, *args, **kwargs):
+        chosen.append(backend)
+        raise Stop
+
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(segtrain.dist, "is_initialized", lambda: False)
+    monkeypatch.setattr(segtrain.dist, "init_process_group", init_process_group)
+    with pytest.raises(Stop):
+        train.run(make_train_config(tmp_path / "run"))
+    assert chosen == ["gloo"]

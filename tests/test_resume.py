@@ -8,12 +8,12 @@ training step was taken (so the resume has work to redo).
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 import shutil
 import signal
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 from pathlib import Path
 
 import pytest

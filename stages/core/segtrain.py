@@ -86,11 +86,11 @@ def downsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
-def _distributed() -> tuple[int, int]:
+def _distributed(cuda: bool) -> tuple[int, int]:
+    """(rank, world); the backend follows the device trained on (``--device cpu`` on a CUDA host is gloo)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        dist.init_process_group(backend)
+        dist.init_process_group("nccl" if cuda else "gloo")
     return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
 
 
@@ -122,8 +122,8 @@ def fit_segmenter(
     progress: Optional[Callable[..., None]] = None,
 ) -> Path:
     """Train and return the path of the final checkpoint (``final.pt`` in the run folder)."""
-    rank, world = _distributed()
     device = resolve_device(run.device)
+    rank, world = _distributed(device.type == "cuda")
     if device.type == "cuda" and world > 1:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
         torch.cuda.set_device(device)
