@@ -1,0 +1,153 @@
+"""CAM computation, seed fusion and seed imports (issue: seeds)."""
+from __future__ import annotations
+
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stages import seeds as seeds_stage
+from stages.cam import multiscale_cam
+from stages.core.artifacts import ArtifactReader
+from stages.core.config import DataConfig
+from stages.core.errors import DgcnError
+from stages.core.nets import build_classifier
+from stages.core.seeding import FusionConfig, cues_to_seeds, fuse_seeds
+
+
+@pytest.fixture(scope="module")
+def tiny_clf():
+    torch.manual_seed(0)
+    return build_classifier("tiny", 3).eval()
+
+
+def test_flipped_image_gives_flipped_cam(tiny_clf):
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 255, size=(40, 56, 3), dtype=np.uint8)
+    cam = multiscale_cam(tiny_clf, img, [1, 3], (0.5, 1.0, 1.5), torch.device("cpu"))
+    cam_f = multiscale_cam(tiny_clf, img[:, ::-1].copy(), [1, 3], (0.5, 1.0, 1.5), torch.device("cpu"))
+    assert cam.shape == (2, 40, 56)
+    np.testing.assert_allclose(cam_f, cam[:, :, ::-1], atol=1e-5)
+    # max-normalised per class (a class whose maps are all negative stays 0 after ReLU)
+    peaks = cam.reshape(2, -1).max(axis=1)
+    assert peaks.max() == pytest.approx(1.0, abs=1e-5)
+    assert all(p == pytest.approx(1.0, abs=1e-5) or p == 0 for p in peaks)
+    assert cam.min() >= 0
+
+
+def test_single_scale_cam_is_relu_of_class_maps_upsampled(tiny_clf):
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
+    from stages.core.loading import to_tensor
+
+    x = to_tensor(img)[None]
+    with torch.no_grad():
+        raw = tiny_clf.cam(torch.cat([x, x.flip(-1)]))[:, [1]]
+    summed = torch.relu(raw[0]) + torch.relu(raw[1]).flip(-1)
+    up = torch.nn.functional.interpolate(summed[None], size=(32, 32), mode="bilinear", align_corners=False)[0]
+    expect = (up / up.max().clamp_min(1e-5)).numpy()
+    got = multiscale_cam(tiny_clf, img, [2], (1.0,), torch.device("cpu"))
+    np.testing.assert_allclose(got, expect, atol=1e-5)
+
+
+def test_no_classes_gives_empty_cam(tiny_clf):
+    img = np.zeros((16, 20, 3), np.uint8)
+    assert multiscale_cam(tiny_clf, img, [], (1.0,), torch.device("cpu")).shape == (0, 16, 20)
+
+
+def test_fusion_rules_on_hand_made_maps():
+    cam = np.zeros((2, 3, 4), np.float32)
+    cam[0, 0, 0] = 0.9  # class 2 fires
+    cam[1, 0, 1] = 0.8  # class 5 fires
+    cam[0, 0, 2], cam[1, 0, 2] = 0.6, 0.7  # both fire: the higher (class 5) wins
+    cam[0, 1, 0] = 0.2  # below threshold, salient: unlabelled
+    cam[0, 2, 3] = 0.25  # below threshold, not salient: background
+    sal = np.full((3, 4), 0.9, np.float32)
+    sal[2, :] = 0.0  # bottom row not salient
+    sal[0, 0] = 0.0  # fires AND not salient: class wins, never background
+    seeds = fuse_seeds(cam, np.array([2, 5]), sal, FusionConfig(fg_thresh=0.3, bg_sal_thresh=0.1))
+    expect = np.array([[2, 5, 5, 255], [255, 255, 255, 255], [0, 0, 0, 0]], np.uint8)
+    np.testing.assert_array_equal(seeds, expect)
+
+
+def test_fusion_with_cam_background():
+    cam = np.array([[[0.9, 0.04, 0.2]]], np.float32)
+    seeds = fuse_seeds(cam, np.array([3]), None, FusionConfig(bg_source="cam", bg_cam_thresh=0.05))
+    np.testing.assert_array_equal(seeds, [[3, 0, 255]])
+    with pytest.raises(DgcnError):
+        fuse_seeds(cam, np.array([3]), None, FusionConfig())  # saliency needed
+
+
+def test_dsrg_cues_conflicts_unlabelled_and_stray_classes_refused():
+    cues = np.array([[0, 7, 7, 0], [0, 1, 2, 1], [0, 1, 2, 1]])  # (class, row, col)
+    seeds = cues_to_seeds(cues, np.array([0, 7]), 21)
+    assert seeds.shape == (41, 41)
+    assert seeds[0, 0] == 0 and seeds[2, 2] == 7
+    assert seeds[1, 1] == 255  # background and class 7 both cue it
+    assert (seeds == 255).sum() == 41 * 41 - 2
+    with pytest.raises(DgcnError, match="not among"):
+        cues_to_seeds(np.array([[5], [0], [0]]), np.array([0, 7]), 21)
+
+
+def _demo_ds(tmp_path):
+    from stages.core.datasets.demo import DemoConfig, write_demo_dataset
+
+    root = write_demo_dataset(tmp_path / "demo", DemoConfig(n_train=4, n_val=2, size=64))
+    return DataConfig("demo", root, "train", cache_dir=tmp_path / "cache")
+
+
+def test_import_hand_made_dsrg_pickle(tmp_path):
+    data = _demo_ds(tmp_path)
+    ds = data.build()
+    cues = {}
+    for k, image_id in enumerate(ds.ids):
+        c = ds.labels(image_id)[0]
+        cues[f"{image_id}_labels"] = np.array([0, c])
+        cues[f"{image_id}_cues"] = np.array([[0, c], [0, 10 + k], [0, 20]])
+    path = tmp_path / "localization_cues-sal.pickle"
+    path.write_bytes(pickle.dumps(cues, protocol=2))
+    out = seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "seeds.h5", data=data, from_dsrg=path))
+    with ArtifactReader(out, kind="seeds", class_names=ds.class_names) as r:
+        for k, image_id in enumerate(ds.ids):
+            lab = r.get(image_id, "label")
+            assert lab.shape == (41, 41)
+            assert lab[0, 0] == 0 and lab[10 + k, 20] == ds.labels(image_id)[0]
+            assert (lab != 255).sum() == 2
+
+
+def test_dsrg_pickle_that_runs_code_is_refused(tmp_path):
+    data = _demo_ds(tmp_path)
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    path = tmp_path / "evil.pickle"
+    path.write_bytes(pickle.dumps({"x_cues": Evil()}))
+    with pytest.raises(DgcnError, match="refusing"):
+        seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "s.h5", data=data, from_dsrg=path))
+    assert not marker.exists()
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_import_irn_cam_dicts(tmp_path):
+    data = _demo_ds(tmp_path)
+    ds = data.build()
+    irn = tmp_path / "irn"
+    irn.mkdir()
+    for image_id in ds.ids:
+        classes = ds.labels(image_id)
+        cam = np.zeros((len(classes), 64, 64), np.float32)
+        cam[0, :8, :8] = 1.0
+        np.save(irn / f"{image_id}.npy", {"keys": np.array(classes) - 1, "high_res": cam})
+    out = seeds_stage.run(seeds_stage.SeedsConfig(
+        out=tmp_path / "seeds.h5", data=data, from_irn=irn, fusion=FusionConfig(bg_source="cam")))
+    with ArtifactReader(out, kind="seeds") as r:
+        for image_id in ds.ids:
+            lab = r.get(image_id, "label")
+            assert (lab[:8, :8] == ds.labels(image_id)[0]).all()
+            assert (lab[8:, 8:] == 0).all()
