@@ -6,12 +6,12 @@ DEMO_DATA := $(DEMO_OUT)/data/demo.json
 DEMO_DS := --dataset demo --data-root $(DEMO_OUT)/data
 DEMO := $(DEMO_DS) --device $(DEVICE)
 # A small network from scratch, sized for 128-px images on a 2-core CPU.
-DEMO_NET := --backbone tiny --weights none --crop 112 --batch-size 16 --lr 0.05 --warmup 20 --lr-step-epochs 4 --seed $(SEED)
-DEMO_EPOCHS ?= 8
+DEMO_NET := --backbone tiny --weights none --crop 112 --batch-size 16 --lr 0.05 --warmup 20 --lr-step-epochs 5
+DEMO_EPOCHS ?= 12
 EXPANDER ?= graphcut
 RUN := $(DEMO_OUT)/$(EXPANDER)-s$(SEED)
 
-.PHONY: demo clean-demo
+.PHONY: demo clean-demo demo-compare
 # keep every intermediate artifact (pattern-rule outputs would otherwise be deleted)
 .SECONDARY:
 
@@ -22,7 +22,7 @@ $(DEMO_DATA): | install
 	$(DGCN) demo-data --out $(DEMO_OUT)/data --overwrite
 
 $(DEMO_OUT)/cam/cams_train.h5 $(DEMO_OUT)/cam/cams_val.h5 &: $(DEMO_DATA)
-	$(DGCN) cam $(DEMO) $(DEMO_NET) --epochs 8 --scales 0.5,1,1.5,2 --cam-split train --cam-split val --out $(DEMO_OUT)/cam --overwrite
+	$(DGCN) cam $(DEMO) $(DEMO_NET) --seed 0 --epochs 12 --scales 0.5,1,1.5,2 --cam-split train --cam-split val --out $(DEMO_OUT)/cam --overwrite
 
 $(DEMO_OUT)/saliency_%.h5: $(DEMO_DATA)
 	$(DGCN) saliency-bg $(DEMO_DS) --split $* --out $@ --overwrite
@@ -31,7 +31,7 @@ $(DEMO_OUT)/seeds_%.h5: $(DEMO_OUT)/cam/cams_%.h5 $(DEMO_OUT)/saliency_%.h5
 	$(DGCN) seeds $(DEMO_DS) --split $* --cams $< --saliency $(DEMO_OUT)/saliency_$*.h5 --out $@ --overwrite
 
 $(RUN)/train/final.pt: $(DEMO_OUT)/seeds_train.h5
-	$(DGCN) train $(DEMO) $(DEMO_NET) --epochs $(DEMO_EPOCHS) --expander $(EXPANDER) --seeds $< --out $(RUN)/train --overwrite
+	$(DGCN) train $(DEMO) $(DEMO_NET) --seed $(SEED) --epochs $(DEMO_EPOCHS) --expander $(EXPANDER) --seeds $< --out $(RUN)/train --overwrite
 
 $(RUN)/labels_train.h5: $(RUN)/train/final.pt $(DEMO_OUT)/seeds_train.h5
 	$(DGCN) graphcut-label $(DEMO) --split train --expander $(EXPANDER) --checkpoint $< --seeds $(DEMO_OUT)/seeds_train.h5 --out $@ --overwrite
@@ -40,15 +40,15 @@ $(RUN)/pred/pred.h5: $(RUN)/train/final.pt
 	$(DGCN) infer $(DEMO) --split val --checkpoint $< --out $(RUN)/pred --overwrite
 
 $(RUN)/retrain/final.pt: $(RUN)/train/final.pt
-	$(DGCN) retrain $(DEMO) $(DEMO_NET) --epochs $(DEMO_EPOCHS) --checkpoint $< --out $(RUN)/retrain --overwrite
+	$(DGCN) retrain $(DEMO) $(DEMO_NET) --seed $(SEED) --epochs $(DEMO_EPOCHS) --checkpoint $< --out $(RUN)/retrain --overwrite
 
 $(RUN)/retrain-pred/pred.h5: $(RUN)/retrain/final.pt
 	$(DGCN) infer $(DEMO) --split val --checkpoint $< --out $(RUN)/retrain-pred --overwrite
 
 # one evaluation per artifact, then one table
-$(RUN)/eval/seeds_train.json: $(DEMO_OUT)/seeds_train.h5
+$(DEMO_OUT)/eval-shared/seeds_train.json: $(DEMO_OUT)/seeds_train.h5
 	$(DGCN) evaluate $< $(DEMO_DS) --split train --json $@ > /dev/null
-$(RUN)/eval/cams_val.json: $(DEMO_OUT)/cam/cams_val.h5
+$(DEMO_OUT)/eval-shared/cams_val.json: $(DEMO_OUT)/cam/cams_val.h5
 	$(DGCN) evaluate $< $(DEMO_DS) --split val --sweep --json $@ > /dev/null
 $(RUN)/eval/labels_train.json: $(RUN)/labels_train.h5
 	$(DGCN) evaluate $< $(DEMO_DS) --split train --json $@ > /dev/null
@@ -57,10 +57,21 @@ $(RUN)/eval/pred_val.json: $(RUN)/pred/pred.h5
 $(RUN)/eval/retrain_pred_val.json: $(RUN)/retrain-pred/pred.h5
 	$(DGCN) evaluate $< $(DEMO_DS) --split val --json $@ > /dev/null
 
-DEMO_EVALS := $(addprefix $(RUN)/eval/,cams_val.json seeds_train.json labels_train.json pred_val.json retrain_pred_val.json)
+DEMO_EVALS := $(addprefix $(DEMO_OUT)/eval-shared/,cams_val.json seeds_train.json) \
+	$(addprefix $(RUN)/eval/,labels_train.json pred_val.json retrain_pred_val.json)
 
 $(RUN)/report.txt: $(DEMO_EVALS)
 	$(DGCN) report $^ --out $@
+
+# The expanders compared over training seeds 0-2 (CAMs, saliency and seeds shared,
+# made once with seed 0): none, dsrg, graphcut, and graphcut + retrain.
+COMPARE_SEEDS ?= 0 1 2
+COMPARE_EXPANDERS ?= none dsrg graphcut
+demo-compare: install
+	for s in $(COMPARE_SEEDS); do for e in $(COMPARE_EXPANDERS); do \
+	  $(MAKE) --no-print-directory $(DEMO_OUT)/$$e-s$$s/eval/pred_val.json $(DEMO_OUT)/$$e-s$$s/eval/labels_train.json EXPANDER=$$e SEED=$$s || exit 1; done; \
+	  $(MAKE) --no-print-directory $(DEMO_OUT)/graphcut-s$$s/eval/retrain_pred_val.json EXPANDER=graphcut SEED=$$s || exit 1; done
+	$(DGCN) report --by-seed $(DEMO_OUT)/eval-shared/*.json $(foreach e,$(COMPARE_EXPANDERS),$(foreach s,$(COMPARE_SEEDS),$(DEMO_OUT)/$(e)-s$(s)/eval/labels_train.json $(DEMO_OUT)/$(e)-s$(s)/eval/pred_val.json)) $(foreach s,$(COMPARE_SEEDS),$(DEMO_OUT)/graphcut-s$(s)/eval/retrain_pred_val.json) --out $(DEMO_OUT)/compare.txt
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

@@ -1,6 +1,8 @@
 """``evaluate``."""
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -70,37 +72,61 @@ def register(app: typer.Typer) -> None:
             out.print(f"wrote {json_out}")
 
 
+_SEED_SUFFIX = re.compile(r"-s\d+(?=/|$)")
+
+
+def _report_rows(files: list[Path], by_seed: bool) -> list[tuple[str, list[dict]]]:
+    """(label, results) per row; with ``by_seed``, runs whose paths differ only in a
+    ``-s<N>`` seed suffix form one row."""
+    rows: dict[str, list[dict]] = {}
+    for f in files:
+        label = f"{f.parent.parent.name}/{f.stem}" if f.parent.name == "eval" else f.stem
+        if by_seed:
+            label = _SEED_SUFFIX.sub("", label)
+        rows.setdefault(label, []).append(json.loads(f.read_text()))
+    return list(rows.items())
+
+
+def _mean_std(values: list[Optional[float]]) -> str:
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return _fmt(vals[0])
+    return f"{100 * float(np.mean(vals)):.1f} ± {100 * float(np.std(vals, ddof=1)):.1f}"
+
+
+def _protocol_note(p: dict) -> str:
+    if p.get("source_kind") == "cams":
+        best = " (best of sweep)" if p.get("cam_bg_thresh_selected_by_sweep") else ""
+        return f"bg thresh {p.get('cam_bg_thresh')}{best}"
+    return p.get("prediction_protocol", "")
+
+
 def register_report(app: typer.Typer) -> None:
     @app.command("report")
     @handle_errors
     def report(
         files: list[Path] = typer.Argument(..., exists=True, help="JSON files written by `dgcn evaluate --json`."),
+        by_seed: bool = typer.Option(False, "--by-seed", help="Merge runs that differ only in a -s<N> seed suffix: mean ± sample std."),
         out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the table as text to this file."),
     ) -> None:
-        """One table over several `evaluate --json` results (e.g. seeds, proxy labels, predictions)."""
-        import json
-
+        """One table over several `evaluate --json` results (seeds, proxy labels, predictions, ...)."""
         from rich.console import Console
 
-        table = Table(title="dgcn results (mIoU etc. in %)")
-        for col in ("artifact", "kind", "split", "images", "mIoU", "precision", "coverage", "protocol"):
-            table.add_column(col, justify="right" if col in ("images", "mIoU", "precision", "coverage") else "left")
-        for f in files:
-            d = json.loads(f.read_text())
-            p = d["protocol"]
-            proto = []
-            cfg = d.get("config", {})
-            if p.get("source_kind") == "cams":
-                proto.append(f"bg thresh {p.get('cam_bg_thresh')}{' (best of sweep)' if p.get('cam_bg_thresh_selected_by_sweep') else ''}")
-            if p.get("prediction_protocol"):
-                proto.append(p["prediction_protocol"])
+        table = Table(title="dgcn results (%)" + (", mean ± std over seeds" if by_seed else ""))
+        for col in ("result", "kind", "split", "images", "runs", "mIoU", "precision", "coverage", "protocol"):
+            table.add_column(col, justify="left" if col in ("result", "kind", "split", "protocol") else "right")
+        for label, results in _report_rows(files, by_seed):
+            p = results[0]["protocol"]
             table.add_row(
-                f.stem, p.get("source_kind", "?"), p.get("split", "?"), str(p.get("images", "?")),
-                _fmt(d.get("miou")), _fmt(d.get("precision")), _fmt(d.get("coverage")), "; ".join(proto),
+                label, p.get("source_kind", "?"), p.get("split", "?"), str(p.get("images", "?")), str(len(results)),
+                *(_mean_std([r.get(k) for r in results]) for k in ("miou", "precision", "coverage")),
+                _protocol_note(p),
             )
         out.print(table)
         if out_file is not None:
-            rec = Console(record=True, width=140)
+            rec = Console(record=True, width=160)
             rec.print(table)
             out_file.parent.mkdir(parents=True, exist_ok=True)
             out_file.write_text(rec.export_text())

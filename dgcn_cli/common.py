@@ -17,7 +17,7 @@ from stages.core.errors import DgcnError
 from stages.core.registry import UnknownNameError
 
 console = Console(stderr=True)
-out = Console()
+out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get full tables
 
 F = TypeVar("F", bound=Callable)
 
