@@ -9,7 +9,6 @@ arbitrary objects is refused rather than unpickled.
 from __future__ import annotations
 
 import os
-import pickle
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -28,20 +27,14 @@ def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A dgcn checkpoint, read with the same weights-only loader as any weights file."""
+    from .nets.weights import load_weights_file
+
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else "unsupported object"
-        raise CheckpointError(
-            f"{path}: refused: it holds objects beyond tensors and plain data ({first[:120]}); "
-            "only weights-only checkpoints are loaded"
-        ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable checkpoint ({str(err).splitlines()[0][:160]})") from None
-    if not isinstance(state, dict) or "model" not in state or "model_config" not in state:
+    state = load_weights_file(path)
+    if "model" not in state or "model_config" not in state:
         raise CheckpointError(f"{path}: not a dgcn checkpoint (no 'model'/'model_config' entries)")
     return state
 
