@@ -31,7 +31,7 @@ $(DEMO_OUT)/seeds_%.h5: $(DEMO_OUT)/cam/cams_%.h5 $(DEMO_OUT)/saliency_%.h5
 	$(DGCN) seeds $(DEMO_DS) --split $* --cams $< --saliency $(DEMO_OUT)/saliency_$*.h5 --out $@ --overwrite
 
 $(RUN)/train/final.pt: $(DEMO_OUT)/seeds_train.h5
-	$(DGCN) train $(DEMO) $(DEMO_NET) --seed $(SEED) --epochs $(DEMO_EPOCHS) --expander $(EXPANDER) --seeds $< --out $(RUN)/train --overwrite
+	$(DGCN) train $(DEMO) $(DEMO_NET) --seed $(SEED) --epochs $(DEMO_EPOCHS) --val-split val --expander $(EXPANDER) --seeds $< --out $(RUN)/train --overwrite
 
 $(RUN)/labels_train.h5: $(RUN)/train/final.pt $(DEMO_OUT)/seeds_train.h5
 	$(DGCN) graphcut-label $(DEMO) --split train --expander $(EXPANDER) --checkpoint $< --seeds $(DEMO_OUT)/seeds_train.h5 --out $@ --overwrite
@@ -40,7 +40,7 @@ $(RUN)/pred/pred.h5: $(RUN)/train/final.pt
 	$(DGCN) infer $(DEMO) --split val --checkpoint $< --out $(RUN)/pred --overwrite
 
 $(RUN)/retrain/final.pt: $(RUN)/train/final.pt
-	$(DGCN) retrain $(DEMO) $(DEMO_NET) --seed $(SEED) --epochs $(DEMO_EPOCHS) --checkpoint $< --out $(RUN)/retrain --overwrite
+	$(DGCN) retrain $(DEMO) $(DEMO_NET) --seed $(SEED) --epochs $(DEMO_EPOCHS) --val-split val --checkpoint $< --out $(RUN)/retrain --overwrite
 
 $(RUN)/retrain-pred/pred.h5: $(RUN)/retrain/final.pt
 	$(DGCN) infer $(DEMO) --split val --checkpoint $< --out $(RUN)/retrain-pred --overwrite

@@ -46,10 +46,12 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return opts
 
 
-def _optim(epochs, batch_size, crop, lr, warmup, lr_step) -> OptimConfig:
-    return OptimConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step)
+def _optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult) -> OptimConfig:
+    return OptimConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step,
+                       head_lr_mult=head_mult)
 
 
+HeadMultOpt = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
 LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
 
 
@@ -71,7 +73,7 @@ def register(app: typer.Typer) -> None:
         seeds: Path = typer.Option(..., "--seeds", help="seeds.h5 from `dgcn seeds`."),
         dataset: str = DatasetOpt,
         data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split"),
+        split: str = typer.Option("train", "--split", help="Dataset split to process."),
         labels_file: Optional[Path] = LabelsFileOpt,
         cache_dir: Optional[Path] = CacheDirOpt,
         val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch (keeps best.pt)."),
@@ -81,14 +83,15 @@ def register(app: typer.Typer) -> None:
         expander: str = ExpanderOpt,
         expander_opt: list[str] = ExpanderOptsOpt,
         boundary: str = typer.Option("crf", "--boundary-loss", help="crf (KL to the dense CRF of H) or none."),
-        boundary_weight: float = typer.Option(1.0, "--boundary-weight"),
+        boundary_weight: float = typer.Option(1.0, "--boundary-weight", help="Weight of the boundary loss against the seeding loss."),
         crf_workers: int = typer.Option(1, "--crf-workers", help="Processes running the boundary-loss CRF."),
-        epochs: int = typer.Option(7, "--epochs"),
-        batch_size: int = typer.Option(16, "--batch-size"),
-        crop: int = typer.Option(321, "--crop"),
+        epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
+        crop: int = typer.Option(321, "--crop", help="Training crop size (paper: 321)."),
         lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
         warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
         lr_step: float = LrStepOpt,
+        head_mult: float = HeadMultOpt,
         amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
         workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
         nproc: int = typer.Option(1, "--nproc", help="Processes for distributed (DDP) training, launched with torchrun."),
@@ -106,7 +109,7 @@ def register(app: typer.Typer) -> None:
                           resume=resume, overwrite=overwrite),
             seeds=seeds, data=data_config(dataset, data_root, split, labels_file, cache_dir),
             model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None),
-            optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step),
+            optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
             expander=expander, expander_options=parse_options(expander_opt),
             boundary_loss=boundary, boundary_weight=boundary_weight, crf_workers=crf_workers,
         )
@@ -122,7 +125,7 @@ def register(app: typer.Typer) -> None:
         out_file: Path = typer.Option(..., "--out", help="labels.h5 to write."),
         dataset: str = DatasetOpt,
         data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split"),
+        split: str = typer.Option("train", "--split", help="Dataset split to process."),
         labels_file: Optional[Path] = LabelsFileOpt,
         cache_dir: Optional[Path] = CacheDirOpt,
         expander: str = ExpanderOpt,
@@ -150,22 +153,23 @@ def register(app: typer.Typer) -> None:
         labels: Optional[Path] = typer.Option(None, "--labels", help="Or train on these proxy labels (labels.h5)."),
         dataset: str = DatasetOpt,
         data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split"),
+        split: str = typer.Option("train", "--split", help="Dataset split to process."),
         labels_file: Optional[Path] = LabelsFileOpt,
         cache_dir: Optional[Path] = CacheDirOpt,
         val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch."),
-        backbone: str = typer.Option("resnet101", "--backbone"),
-        weights: str = typer.Option("imagenet", "--weights"),
+        backbone: str = typer.Option("resnet101", "--backbone", help="resnet101, resnet50, vgg16, efficientnet_lite0 or tiny."),
+        weights: str = typer.Option("imagenet", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
         scales: str = typer.Option("0.75,1,1.25", "--scales", help="Scales for labelling (each also flipped)."),
         crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF on the pseudo labels."),
-        epochs: int = typer.Option(7, "--epochs"),
-        batch_size: int = typer.Option(16, "--batch-size"),
-        crop: int = typer.Option(321, "--crop"),
-        lr: float = typer.Option(5e-4, "--lr"),
-        warmup: int = typer.Option(200, "--warmup"),
+        epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
+        batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
+        crop: int = typer.Option(321, "--crop", help="Training crop size (paper: 321)."),
+        lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
+        warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
         lr_step: float = LrStepOpt,
-        amp: bool = typer.Option(True, "--amp/--no-amp"),
-        workers: int = typer.Option(0, "--workers"),
+        head_mult: float = HeadMultOpt,
+        amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
+        workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
         device: str = DeviceOpt,
         seed: int = SeedOpt,
         resume: bool = ResumeOpt,
@@ -177,7 +181,7 @@ def register(app: typer.Typer) -> None:
                           val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
                           resume=resume, overwrite=overwrite),
             data=data_config(dataset, data_root, split, labels_file, cache_dir),
-            model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step),
+            model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
             checkpoint=checkpoint, labels=labels, scales=parse_floats(scales, "--scales"), crf=crf,
         )
         with progress_bar("retrain") as update:

@@ -20,12 +20,13 @@ from torch.utils.data import DataLoader
 from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.checkpoint import load_checkpoint, load_model_state
 from .core.config import DataConfig, to_jsonable
+from .core.config_fingerprint import RUNTIME_KEYS
 from .core.datasets import WeakDataset
 from .core.device import resolve_device, seed_everything
-from .core.errors import CheckpointError
+from .core.errors import CheckpointError, DgcnError
 from .core.loading import EpochSampler, WeakTrainSet, to_tensor
 from .core.nets import Classifier, build_classifier
-from .core.training import LoopConfig, RunFolder, Schedule, config_fingerprint, run_loop
+from .core.training import LoopConfig, RunFolder, Schedule, check_resumable, config_fingerprint, run_loop
 
 
 @dataclass(frozen=True)
@@ -58,24 +59,39 @@ def cams_path(out: Path, split: str) -> Path:
     return Path(out) / f"cams_{split}.h5"
 
 
+# besides the usual runtime keys, the CAM splits only say what is written after training
+_RUNTIME_KEYS = (*RUNTIME_KEYS, "cam_splits", "checkpoint")
+
+
 def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, progress=None) -> Classifier:
-    folder = RunFolder(Path(cfg.out) / "classifier", resume=cfg.resume, overwrite=cfg.overwrite)
+    if len(weak) < cfg.batch_size:
+        raise DgcnError(f"{len(weak)} training images give fewer than one batch of {cfg.batch_size}; lower --batch-size")
     seed_everything(cfg.seed)
+    # built before the run folder is touched: a bad backbone or weights file must not cost an earlier run
     model = build_classifier(cfg.backbone, weak.num_classes - 1, cfg.weights).to(device)
-    if folder.final.exists() and cfg.resume:
+    run_cfg = to_jsonable(cfg)
+    run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=_RUNTIME_KEYS)
+    folder = RunFolder(Path(cfg.out) / "classifier", resume=cfg.resume, overwrite=cfg.overwrite)
+    resume_state = None
+    if cfg.resume and folder.final.exists():
         state = load_checkpoint(folder.final)
+        check_resumable(state, run_cfg, folder.final)
         load_model_state(model, state["model"], folder.final)
         return model.eval()
-    run_cfg = to_jsonable(cfg)
-    run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=("resume", "overwrite", "workers", "device", "cam_splits", "checkpoint"))
+    if cfg.resume:
+        resume_state = folder.resume_state()
+        if resume_state is not None:
+            check_resumable(resume_state, run_cfg, folder.last)
     folder.write_config(run_cfg)
     opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.head_lr_mult, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     train_set = WeakTrainSet(weak, cfg.crop, cfg.seed, cfg.scale_range)
-    ipe = max(1, len(weak) // cfg.batch_size)
+    ipe = len(weak) // cfg.batch_size
 
     def make_loader(epoch: int, start: int):
         sampler = EpochSampler(len(weak), cfg.seed, epoch, start * cfg.batch_size)
-        return DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers, drop_last=True)
+        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)  # not the global RNG: resume stays exact
+        return DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
+                          drop_last=True, generator=gen)
 
     def step(batch: dict, iteration: int) -> dict[str, float]:
         x, y = batch["image"].to(device), batch["labels"].to(device)
@@ -91,7 +107,7 @@ def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, pr
         loop=LoopConfig(epochs=cfg.epochs, iters_per_epoch=ipe),
         folder=folder, make_loader=make_loader, step=step,
         model_config=model.init_args, run_config=run_cfg,
-        progress=progress, resume_from=folder.resume_state() if cfg.resume else None,
+        progress=progress, resume_from=resume_state,
     )
     return model.eval()
 
@@ -152,6 +168,3 @@ def run(cfg: CamConfig, progress: Optional[Callable[..., None]] = None) -> list[
         model = train_classifier(cfg, cfg.data.build().weak(), device, progress)
     return [write_cams(cfg, model, split, device, progress) for split in (cfg.cam_splits or (cfg.data.split,))]
 
-
-def read_cams(path: Path, class_names: Sequence[str]) -> ArtifactReader:
-    return ArtifactReader(path, kind="cams", class_names=class_names)

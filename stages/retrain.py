@@ -87,9 +87,10 @@ def run(cfg: RetrainConfig, progress: Optional[Callable[..., None]] = None) -> P
         raise DgcnError("retrain needs exactly one of --checkpoint (label the split with it) or --labels (a labels.h5)")
     weak = cfg.data.build().weak()
     labels = cfg.labels if cfg.labels is not None else make_pseudo_labels(cfg, weak, progress)
+    maps = LazyLabelMaps(labels, ("labels", "predictions", "seeds"), weak.class_names, weak.ids)
     return fit_segmenter(
-        run=cfg.run, model_cfg=cfg.model, optim=cfg.optim, weak=weak,
-        label_maps=LazyLabelMaps(labels, ("labels", "predictions", "seeds"), weak.class_names, weak.ids), loss_fn=_ce_loss,
-        stage_config={"stage": "retrain", **cfg.__dict__, "labels_used": str(labels)},
+        run=cfg.run, model_cfg=cfg.model, optim=cfg.optim, weak=weak, label_maps=maps, loss_fn=_ce_loss,
+        # the labels' content fingerprint: training on regenerated labels is another run
+        stage_config={"stage": "retrain", **cfg.__dict__, "labels_fingerprint": maps.fingerprint},
         progress=progress,
     )

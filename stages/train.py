@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .core.config import DataConfig
-from .core.crf import BOUNDARY_CRF, CrfPool
+from .core.crf import BOUNDARY_CRF, CrfPool, resize_image
 from .core.errors import DgcnError
 from .core.expanders import build_expander
 from .core.losses import balanced_seed_loss, boundary_loss
@@ -52,8 +52,6 @@ def _crf_targets(pool: Optional[CrfPool], raw: torch.Tensor, probs: torch.Tensor
         return None
     images = raw.numpy()
     p = probs.float().cpu().numpy()
-    from .core.crf import resize_image
-
     h, w = p.shape[-2:]
     futures = [pool.submit(resize_image(images[i], h, w), p[i], BOUNDARY_CRF) for i in range(len(images))]
     return lambda: torch.from_numpy(np.stack([f.result() for f in futures]))
@@ -89,7 +87,9 @@ def run(cfg: TrainConfig, progress: Optional[Callable[..., None]] = None) -> Pat
     try:
         return fit_segmenter(
             run=cfg.run, model_cfg=cfg.model, optim=cfg.optim, weak=weak, label_maps=maps,
-            loss_fn=make_loss(cfg, expander, pool), stage_config={"stage": "train", **cfg.__dict__},
+            loss_fn=make_loss(cfg, expander, pool),
+            # the seeds' content fingerprint: resuming on regenerated seeds is another run
+            stage_config={"stage": "train", **cfg.__dict__, "seeds_fingerprint": maps.fingerprint},
             keep_image=cfg.boundary_loss == "crf", progress=progress,
         )
     finally:

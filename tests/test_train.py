@@ -190,7 +190,9 @@ def test_retrain_from_checkpoint(tmp_path, train_data, trained_checkpoint):
             fg_seen += int((lab > 0).any())
     assert fg_seen > 0  # the labelling is not all background
     state = load_checkpoint(final)
-    assert state["config"]["stage"] == "retrain" and state["config"]["labels_used"] == str(out / "pseudo_labels.h5")
+    with ArtifactReader(out / "pseudo_labels.h5") as r:
+        labels_fp = r.fingerprint
+    assert state["config"]["stage"] == "retrain" and state["config"]["labels_fingerprint"] == labels_fp
     assert state["iteration"] == 8
 
     # resuming the finished retrain keeps both the labels and the checkpoint

@@ -23,6 +23,7 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import h5py
 import numpy as np
 
+from .config_fingerprint import RUNTIME_KEYS, config_fingerprint
 from .errors import ArtifactError, OutputExistsError
 from .version import __version__
 
@@ -83,12 +84,16 @@ class ArtifactWriter:
         self.partial = partial_path(self.path)
         self._finished = False
         self._done: set[str] = set()
+        # what must match for --resume to continue (or keep) a file: the options
+        # that define its content and the fingerprints of its inputs
+        self.config_fingerprint = config_fingerprint({"config": meta.config, "inputs": dict(meta.inputs)}, RUNTIME_KEYS)
         if self.path.exists() and not overwrite:
             if resume:
                 # the run already completed: keep it, write nothing
                 self._finished = True
                 self._file = None
                 with h5py.File(self.path, "r") as f:
+                    self._check_same_run(f, self.path)
                     self._done = set(f["items"].keys())
                 return
             raise OutputExistsError(f"{self.path} exists; pass --overwrite to replace it (or --resume to keep it)")
@@ -118,6 +123,11 @@ class ArtifactWriter:
                 f"{self.partial} was started for {a.get('dataset')}/{a.get('split')}, "
                 f"not {self.meta.dataset}/{self.meta.split}; rerun with --overwrite"
             )
+        try:
+            self._check_same_run(f, self.partial)
+        except ArtifactError:
+            f.close()
+            raise
         items = f.require_group("items")
         for image_id in list(items.keys()):
             if items[image_id].attrs.get("complete", False):
@@ -125,6 +135,12 @@ class ArtifactWriter:
             else:  # half-written when the run stopped
                 del items[image_id]
         return f
+
+    def _check_same_run(self, f: h5py.File, path: Path) -> None:
+        if f.attrs.get("config_fingerprint") != self.config_fingerprint:
+            raise ArtifactError(
+                f"{path} was made with other options or inputs; rerun with the same ones to resume, or with --overwrite"
+            )
 
     def _write_root_attrs(self) -> None:
         m = self.meta
@@ -138,6 +154,7 @@ class ArtifactWriter:
         a["config"] = _json(m.config)
         a["inputs"] = _json(dict(m.inputs))
         a["extra"] = _json(dict(m.extra))
+        a["config_fingerprint"] = self.config_fingerprint
         a["complete"] = False
         self._file.require_group("items")
 

@@ -10,7 +10,7 @@ only rank 0 writes files. One process is the default: no launcher needed.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional, Sequence
 
@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from .checkpoint import load_checkpoint
 from .config import DataConfig, to_jsonable
+from .config_fingerprint import RUNTIME_KEYS
 from .datasets import WeakDataset
 from .device import autocast, resolve_device, seed_everything
 from .errors import DgcnError
@@ -68,10 +69,6 @@ class RunConfig:
     overwrite: bool = False
 
 
-# options that say how (and where) to run, not what run it is: resuming may change them,
-# at any depth of the config (``run.resume``, ``data.cache_dir``; ``out``, so a moved folder resumes)
-RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc", "out", "cache_dir")
-
 LossFn = Callable[[DeepLabV2, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
 
 
@@ -86,12 +83,19 @@ def downsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tens
     return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
 
 
-def _distributed(cuda: bool) -> tuple[int, int]:
-    """(rank, world); the backend follows the device trained on (``--device cpu`` on a CUDA host is gloo)."""
+def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
+    """(rank, world, device) under torchrun; the backend follows the device trained on
+    (``--device cpu`` on a CUDA host is gloo)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+    if world == 1:
+        return 0, 1, device
+    if device.type == "cuda":
+        # pin the process to its GPU before NCCL starts, so collectives use that device
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size(), device
 
 
 @torch.no_grad()
@@ -123,14 +127,27 @@ def fit_segmenter(
 ) -> Path:
     """Train and return the path of the final checkpoint (``final.pt`` in the run folder)."""
     device = resolve_device(run.device)
-    rank, world = _distributed(device.type == "cuda")
-    if device.type == "cuda" and world > 1:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", rank)))
-        torch.cuda.set_device(device)
-    folder = RunFolder(run.out, resume=run.resume, overwrite=run.overwrite and rank == 0)
+    rank, world, device = _distributed(device)
+    per_rank = len(weak) // world
+    if per_rank < optim.batch_size:
+        raise DgcnError(f"{len(weak)} training images give fewer than one batch of {optim.batch_size} per process; lower --batch-size")
+    ipe = per_rank // optim.batch_size
     run_cfg = dict(to_jsonable(stage_config))
     run_cfg["class_names"] = list(weak.class_names)
+    run_cfg["world_size"] = world  # iterations per epoch depend on it: part of what the run is
     run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=RUNTIME_KEYS)
+    seed_everything(run.seed)
+    # the network is built before the run folder is touched, so a bad option
+    # (backbone, graph layers, weights file) fails without deleting an earlier run
+    model: torch.nn.Module = build_segmenter(model_cfg.backbone, weak.num_classes, model_cfg.weights, model_cfg.graph_layers).to(device)
+    model_config = model.init_args
+    # rank 0 prepares the folder; the other ranks wait, then only read it
+    if rank == 0:
+        folder = RunFolder(run.out, resume=run.resume, overwrite=run.overwrite)
+    if world > 1:
+        dist.barrier()
+    if rank != 0:
+        folder = RunFolder(run.out, resume=True, overwrite=False)
     resume_state = None
     if run.resume:
         # checked before anything is written, so a refused resume leaves the run as it was
@@ -142,18 +159,11 @@ def fit_segmenter(
             check_resumable(resume_state, run_cfg, folder.last)
     if rank == 0:
         folder.write_config(run_cfg)
-    seed_everything(run.seed)
-    model: torch.nn.Module = build_segmenter(model_cfg.backbone, weak.num_classes, model_cfg.weights, model_cfg.graph_layers).to(device)
-    model_config = model.init_args
     opt = torch.optim.SGD(model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay), lr=optim.lr, momentum=optim.momentum)
     if world > 1:
         if device.type == "cuda":  # SyncBatchNorm has no CPU (gloo) implementation
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    per_rank = len(weak) // world
-    if per_rank < optim.batch_size:
-        raise DgcnError(f"{len(weak)} training images give fewer than one batch of {optim.batch_size} per process; lower --batch-size")
-    ipe = per_rank // optim.batch_size
     train_set = WeakTrainSet(weak, optim.crop, run.seed, optim.scale_range, label_maps=label_maps, keep_image=keep_image)
 
     def make_loader(epoch: int, start: int):
@@ -188,19 +198,8 @@ def fit_segmenter(
     )
     if world > 1:
         dist.barrier()
+        dist.destroy_process_group()
     return folder.final
-
-
-def load_run_config(checkpoint: Path) -> dict[str, Any]:
-    return load_checkpoint(checkpoint).get("config", {})
-
-
-def check_classes(checkpoint_classes: Sequence[str], dataset_classes: Sequence[str], source: Path) -> None:
-    if list(checkpoint_classes) != list(dataset_classes):
-        raise DgcnError(
-            f"{source} was trained on {len(checkpoint_classes)} classes, the dataset has {len(dataset_classes)}; "
-            "use the dataset it was trained on"
-        )
 
 
 class LazyLabelMaps:
@@ -213,6 +212,7 @@ class LazyLabelMaps:
         self.path, self.kinds, self.class_names = Path(path), tuple(kinds), tuple(class_names)
         with ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names) as r:
             r.require_ids(ids)
+            self.fingerprint = r.fingerprint
         self._reader = None
 
     def __call__(self, image_id: str) -> list[np.ndarray]:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
+from .config_fingerprint import config_fingerprint  # noqa: F401  (re-exported for stages)
 from .errors import CheckpointError, OutputExistsError
 
 
@@ -201,20 +202,3 @@ def check_resumable(state: Mapping[str, Any], run_config: Mapping[str, Any], sou
 
 def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if hasattr(model, "module") else model
-
-
-def config_fingerprint(config: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:
-    """A hash of the options that define a run (not of those that only say how to run it).
-
-    ``ignore`` names keys dropped at any depth (``run.resume`` as well as ``crf_workers``).
-    """
-    import hashlib
-
-    drop = set(ignore)
-
-    def keep(value: Any) -> Any:
-        if isinstance(value, Mapping):
-            return {k: keep(v) for k, v in value.items() if k not in drop}
-        return value
-
-    return hashlib.sha256(json.dumps(keep(config), sort_keys=True, default=str).encode()).hexdigest()[:16]

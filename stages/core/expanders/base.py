@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from stages.core.errors import DgcnError
-from stages.core.registry import Registry
+from ..errors import DgcnError
+from ..registry import Registry
 
 #: Seed-map value of a position without supervision (PASCAL VOC's "void").
 UNLABELLED = 255
@@ -88,8 +88,12 @@ class Expander(ABC):
         present: torch.Tensor,
     ) -> torch.Tensor:
         self._check(features, probs, seeds, present)
-        with torch.no_grad():
-            out = self._expand(features, probs.detach(), seeds, present.bool())
+        # full precision even inside a training step's bf16 autocast: neighbour
+        # ranking and propagation in bf16 would reorder near-tied distances
+        with torch.no_grad(), torch.autocast(device_type=probs.device.type, enabled=False):
+            out = self._expand(
+                None if features is None else features.detach().float(), probs.detach().float(), seeds, present.bool()
+            )
         return out.to(device=seeds.device, dtype=torch.long)
 
     @abstractmethod
