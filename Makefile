@@ -7,6 +7,12 @@ PY := $(VENV)/bin/python
 DGCN := $(VENV)/bin/dgcn
 DEVICE ?= auto
 
+# $(call redo,FILES) in a recipe: --resume when one of FILES (what an interrupted run
+# leaves: a .partial or last.pt) is newer than every prerequisite of the target, i.e.
+# was started with these inputs; --overwrite otherwise. A resume with other options is
+# refused by dgcn itself with a one-line error.
+redo = $(if $(shell for f in $(1); do [ -e "$$f" ] || continue; ok=1; for p in $^; do [ "$$f" -nt "$$p" ] || ok=; done; [ -n "$$ok" ] && { echo y; break; }; done),--resume,--overwrite)
+
 .PHONY: install test test-fast test-slow bench demo clean-demo
 
 install: $(VENV)/.installed
@@ -29,8 +35,10 @@ test-fast: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
+## speed, as ratios against baselines measured in the same run
 bench: install
 	$(PY) benchmarks/bench_expanders.py
+	$(PY) benchmarks/bench_train_step.py
 
 include pipelines.mk
 include paper.mk

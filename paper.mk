@@ -69,10 +69,8 @@ paper_need = $(or $(strip $($(1))),$(error $(1) is not set: $($(1)_HINT)))
 # is newer than its dependents exactly when a step's options changed.
 paper_stamp = mkdir -p $(@D) && printf '%s\n' '$(1)' > $@.new && if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
 
-# $(call paper_redo,FILES): --resume when one of FILES (what an interrupted run leaves) is
-# newer than every prerequisite of the target, i.e. was made with these inputs and options;
-# --overwrite otherwise.
-paper_redo = $(if $(shell for f in $(1); do [ -e "$$f" ] || continue; ok=1; for p in $^; do [ "$$f" -nt "$$p" ] || ok=; done; [ -n "$$ok" ] && { echo y; break; }; done),--resume,--overwrite)
+# --resume or --overwrite: see `redo` in the Makefile
+paper_redo = $(call redo,$(1))
 
 # $(call paper_pipeline,NAME,OUT,TRAIN_SPLIT,VAL_SPLIT,SEG_BACKBONE,SEEDS_PICKLE,SAL_DIR,ROOT_VAR)
 define paper_pipeline

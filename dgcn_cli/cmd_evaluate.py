@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from stages import evaluate as evaluate_stage
+from stages.core.errors import DgcnError
 
 from .common import CacheDirOpt, DataRootOpt, DatasetOpt, LabelsFileOpt, data_config, handle_errors, out, progress_bar
 
@@ -83,7 +84,12 @@ def _report_rows(files: list[Path], by_seed: bool) -> list[tuple[str, list[dict]
         label = f"{f.parent.parent.name}/{f.stem}" if f.parent.name == "eval" else f.stem
         if by_seed:
             label = _SEED_SUFFIX.sub("", label)
-        rows.setdefault(label, []).append(json.loads(f.read_text()))
+        try:
+            data = json.loads(f.read_text())
+            data["protocol"]["split"]
+        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+            raise DgcnError(f"{f} is not a result of `dgcn evaluate --json`") from None
+        rows.setdefault(label, []).append(data)
     return list(rows.items())
 
 

@@ -10,19 +10,10 @@ from stages import infer as infer_stage
 from stages.core.segment import TEST_SCALES
 
 from .common import (
+    parse_scales,
     CacheDirOpt, DataRootOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt,
     console, data_config, fail, handle_errors, out, progress_bar,
 )
-
-
-def parse_scales(text: str) -> tuple[float, ...]:
-    try:
-        scales = tuple(float(s) for s in text.split(",") if s.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers such as 0.75,1,1.25, got {text!r}", param_hint="--scales") from None
-    if not scales or any(not s > 0 for s in scales):
-        raise typer.BadParameter(f"scales must be positive numbers, got {text!r}", param_hint="--scales")
-    return scales
 
 
 def _warn(message: str) -> None:

@@ -14,18 +14,8 @@ from stages.core.seeding import FusionConfig
 
 from .common import (
     CacheDirOpt, DataRootOpt, DatasetOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
-    data_config, handle_errors, out, progress_bar,
+    data_config, handle_errors, out, parse_scales, progress_bar,
 )
-
-
-def parse_floats(text: str, what: str) -> tuple[float, ...]:
-    try:
-        vals = tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"{what} must be comma-separated numbers, got {text!r}") from None
-    if not vals:
-        raise typer.BadParameter(f"{what} needs at least one number")
-    return vals
 
 
 def register(app: typer.Typer) -> None:
@@ -61,7 +51,7 @@ def register(app: typer.Typer) -> None:
             out=out_dir, data=data_config(dataset, data_root, split, labels_file, cache_dir),
             cam_splits=tuple(cam_split), backbone=backbone, weights=weights, checkpoint=checkpoint,
             epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step, head_lr_mult=head_mult,
-            scales=parse_floats(scales, "--scales"), workers=workers, device=device, seed=seed,
+            scales=parse_scales(scales), workers=workers, device=device, seed=seed,
             resume=resume, overwrite=overwrite,
         )
         with progress_bar("cam") as update:

@@ -15,10 +15,9 @@ from stages import train as train_stage
 from stages.core.expanders import EXPANDERS
 from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
 
-from .cmd_seeds import parse_floats
 from .common import (
     CacheDirOpt, DataRootOpt, DatasetOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
-    data_config, handle_errors, out, progress_bar,
+    data_config, handle_errors, out, parse_scales, progress_bar,
 )
 
 ExpanderOpt = typer.Option("graphcut", "--expander", help=f"Seed expander: {', '.join(EXPANDERS.names())}.")
@@ -70,7 +69,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def train(
         out_dir: Path = typer.Option(..., "--out", help="Run folder: config.json, metrics.jsonl, last.pt, best.pt, final.pt."),
-        seeds: Path = typer.Option(..., "--seeds", help="seeds.h5 from `dgcn seeds`."),
+        seeds: Path = typer.Option(..., "--seeds", exists=True, dir_okay=False, help="seeds.h5 from `dgcn seeds`."),
         dataset: str = DatasetOpt,
         data_root: Optional[Path] = DataRootOpt,
         split: str = typer.Option("train", "--split", help="Dataset split to process."),
@@ -121,7 +120,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def graphcut_label(
         checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, help="Segmentation checkpoint from `dgcn train`."),
-        seeds: Path = typer.Option(..., "--seeds", help="seeds.h5 for the same split."),
+        seeds: Path = typer.Option(..., "--seeds", exists=True, dir_okay=False, help="seeds.h5 for the same split."),
         out_file: Path = typer.Option(..., "--out", help="labels.h5 to write."),
         dataset: str = DatasetOpt,
         data_root: Optional[Path] = DataRootOpt,
@@ -149,8 +148,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def retrain(
         out_dir: Path = typer.Option(..., "--out", help="Run folder (pseudo_labels.h5 and checkpoints)."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="Label the split with this trained model (multi-scale + CRF)."),
-        labels: Optional[Path] = typer.Option(None, "--labels", help="Or train on these proxy labels (labels.h5)."),
+        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, dir_okay=False, help="Label the split with this trained model (multi-scale + CRF)."),
+        labels: Optional[Path] = typer.Option(None, "--labels", exists=True, dir_okay=False, help="Or train on these proxy labels (labels.h5)."),
         dataset: str = DatasetOpt,
         data_root: Optional[Path] = DataRootOpt,
         split: str = typer.Option("train", "--split", help="Dataset split to process."),
@@ -182,7 +181,7 @@ def register(app: typer.Typer) -> None:
                           resume=resume, overwrite=overwrite),
             data=data_config(dataset, data_root, split, labels_file, cache_dir),
             model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
-            checkpoint=checkpoint, labels=labels, scales=parse_floats(scales, "--scales"), crf=crf,
+            checkpoint=checkpoint, labels=labels, scales=parse_scales(scales), crf=crf,
         )
         with progress_bar("retrain") as update:
             path = retrain_stage.run(cfg, progress=update)

@@ -50,9 +50,10 @@ def handle_errors(fn: F) -> F:
         except (DgcnError, UnknownNameError) as err:
             fail(str(err))
         except OSError as err:
-            if err.errno == errno.ENOSPC:
+            if err.errno == errno.ENOSPC or "No space left" in str(err):
                 fail(f"disk full while writing ({err.filename or 'output'}); partial outputs are kept: free space and rerun with --resume")
-            raise
+            where = f" ({err.filename})" if err.filename else ""
+            fail(f"{err.strerror or err}{where}")
         except KeyboardInterrupt:
             fail("interrupted; partial outputs are kept: rerun with --resume to continue", code=130)
 
@@ -79,3 +80,14 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
             prog.update(task, completed=done, total=total, info=info)
 
         yield update
+
+
+def parse_scales(text: str, option: str = "--scales") -> tuple[float, ...]:
+    """Comma-separated positive numbers, e.g. ``0.75,1,1.25``."""
+    try:
+        scales = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise typer.BadParameter(f"expected comma-separated numbers such as 0.75,1,1.25, got {text!r}", param_hint=option) from None
+    if not scales or any(not v > 0 for v in scales):
+        raise typer.BadParameter(f"scales must be positive numbers, got {text!r}", param_hint=option)
+    return scales

@@ -115,7 +115,8 @@ def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = No
         if reader is not None:
             reader.close()
     results = [m.results(names) for m in mats]
-    best = int(np.nanargmax([r.miou for r in results]))
+    mious = [r.miou for r in results]
+    best = int(np.nanargmax(mious)) if np.isfinite(mious).any() else 0
     protocol = {
         "dataset": ds.name,
         "split": ds.split,

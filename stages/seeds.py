@@ -58,6 +58,11 @@ def _irn_cams(folder: Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def run(cfg: SeedsConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+    given = [n for n, v in (("--from-dsrg", cfg.from_dsrg), ("--from-irn", cfg.from_irn), ("--cams", cfg.cams)) if v is not None]
+    if len(given) > 1:
+        raise DgcnError(f"give one seed source, not {' and '.join(given)}")
+    if cfg.from_dsrg is not None and cfg.saliency is not None:
+        raise DgcnError("--from-dsrg imports finished seeds: --saliency would be ignored, leave it out")
     ds = cfg.data.build()
     names = ds.class_names
     readers: list[ArtifactReader] = []

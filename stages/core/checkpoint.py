@@ -41,18 +41,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def load_model_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: Path | str) -> None:
     """Strict load; a mismatch names the first differing keys instead of loading half a model."""
-    own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own]
-    shape = [k for k in own if k in state_dict and tuple(own[k].shape) != tuple(state_dict[k].shape)]
-    if missing or unexpected or shape:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {unexpected[0]})")
-        if shape:
-            k = shape[0]
-            parts.append(f"{len(shape)} of another shape (e.g. {k}: {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)})")
-        raise CheckpointError(f"{source} does not match the model: " + "; ".join(parts))
-    model.load_state_dict(state_dict, strict=True)
+    from .nets.weights import load_state_strict
+
+    load_state_strict(model, state_dict, source=str(source), target="the model")

@@ -84,7 +84,7 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CrfConfig = CrfConfig()
     unnormalised inputs are accepted). Returns Q as (C, H, W) float32 whose C
     values at each pixel sum to 1. With ``cfg.iters == 0`` Q is the input distribution.
     """
-    import pydensecrf.densecrf as dcrf
+    dcrf = _densecrf()
 
     _check_inputs(image, probs)
     n_classes, height, width = probs.shape
@@ -109,9 +109,19 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CrfConfig = CrfConfig()
     return q
 
 
-def _warm() -> int:
-    import pydensecrf.densecrf  # noqa: F401  (import cost paid at pool start, not per image)
+def _densecrf():
+    try:
+        import pydensecrf.densecrf as dcrf
+    except ImportError:
+        raise DgcnError(
+            "the dense CRF needs pydensecrf: pip install pydensecrf2 "
+            "(or run without it: --boundary-loss none for train, --no-crf for infer/retrain)"
+        ) from None
+    return dcrf
 
+
+def _warm() -> int:
+    _densecrf()  # import cost paid at pool start, not per image
     return 0
 
 

@@ -126,6 +126,8 @@ def fit_segmenter(
     progress: Optional[Callable[..., None]] = None,
 ) -> Path:
     """Train and return the path of the final checkpoint (``final.pt`` in the run folder)."""
+    if run.val is not None and run.val.split == weak.split:
+        raise DgcnError(f"--val-split {weak.split} is the training split: validation reads masks, so it must be another split")
     device = resolve_device(run.device)
     rank, world, device = _distributed(device)
     per_rank = len(weak) // world

@@ -99,7 +99,7 @@ def load_state_strict(
         if unexpected:
             parts.append(f"unexpected {len(unexpected)} keys, e.g. {_few(unexpected)}")
         raise CheckpointError(
-            f"{source} does not fit {target}: "
+            f"{source} does not match {target}: "
             + "; ".join(parts)
         )
     own = module.state_dict()
@@ -107,7 +107,7 @@ def load_state_strict(
     if wrong:
         k = sorted(wrong)[0]
         raise CheckpointError(
-            f"{source} does not fit {target}: {len(wrong)} tensors have the wrong shape, e.g. {k} is "
+            f"{source} does not match {target}: {len(wrong)} tensors have the wrong shape, e.g. {k} is "
             f"{tuple(state[k].shape)} in the file but {tuple(own[k].shape)} in the network"
         )
     module.load_state_dict(state, strict=True)

@@ -1,0 +1,123 @@
+"""Time one DGCN training step with each expander, against the plain seeded step.
+
+Run from the repository root:
+    python benchmarks/bench_train_step.py                       # CPU: tiny backbone
+    python benchmarks/bench_train_step.py --device cuda --backbone resnet101 --weights none
+
+A batch of random images (default 16 at 321x321, so 41x41 score maps) with
+random seeds and 1-3 present classes out of 20 goes through forward, the
+expander, the balanced seeding loss, backward and an SGD step. The baseline is
+the same step with the ``none`` expander (seeds as they are), measured in the
+same run; the ratio column is time / baseline. The boundary-loss CRF is off
+(``--crf`` adds it), so the table isolates what the expander costs.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from stages.core.crf import BOUNDARY_CRF, CrfPool  # noqa: E402
+from stages.core.device import autocast  # noqa: E402
+from stages.core.expanders import build_expander  # noqa: E402
+from stages.core.losses import balanced_seed_loss, boundary_loss  # noqa: E402
+from stages.core.nets import build_segmenter  # noqa: E402
+from stages.core.segtrain import downsample_labels  # noqa: E402
+
+NUM_CLASSES = 21
+
+
+def make_batch(batch: int, crop: int, device: torch.device, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(batch, 3, crop, crop, generator=g)
+    present = torch.zeros(batch, NUM_CLASSES, dtype=torch.bool)
+    present[:, 0] = True
+    seeds = torch.full((batch, crop, crop), 255, dtype=torch.long)
+    for b in range(batch):
+        classes = torch.randperm(NUM_CLASSES - 1, generator=g)[: int(torch.randint(1, 4, (1,), generator=g))] + 1
+        present[b, classes] = True
+        for c in [0, *classes.tolist()]:
+            y, x = torch.randint(0, crop - 40, (2,), generator=g).tolist()
+            seeds[b, y : y + 40, x : x + 40] = c
+    raw = (images.permute(0, 2, 3, 1) * 255).to(torch.uint8)
+    return images.to(device), seeds.to(device), present.to(device), raw
+
+
+def sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_steps(model, opt, expander, batch, device, steps: int, pool=None) -> float:
+    images, seeds, present, raw = batch
+    times = []
+    for i in range(steps + 1):
+        sync(device)
+        t0 = time.perf_counter()
+        with autocast(device):
+            logits, feats = model(images, return_features=True)
+        logits = logits.float()
+        probs = logits.detach().softmax(1)
+        futures = None
+        if pool is not None:
+            h, w = probs.shape[-2:]
+            small = torch.nn.functional.interpolate(raw.permute(0, 3, 1, 2).float(), size=(h, w), mode="bilinear")
+            small = small.permute(0, 2, 3, 1).to(torch.uint8).numpy()
+            p = probs.cpu().numpy()
+            futures = [pool.submit(small[j], p[j], BOUNDARY_CRF) for j in range(len(p))]
+        sup = expander(feats.detach() if expander.needs_features else None, probs,
+                       downsample_labels(seeds, tuple(logits.shape[-2:])), present)
+        loss = balanced_seed_loss(logits, sup)
+        if futures is not None:
+            q = torch.stack([torch.from_numpy(f.result()) for f in futures]).to(device)
+            loss = loss + boundary_loss(logits, q)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sync(device)
+        if i > 0:  # the first step pays for allocations and pool start-up
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--backbone", default="tiny")
+    ap.add_argument("--weights", default="none")
+    ap.add_argument("--batch", type=int, default=16)
+    ap.add_argument("--crop", type=int, default=321)
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--workers", type=int, default=0, help="graph-cut solver processes")
+    ap.add_argument("--crf", action="store_true", help="also run the boundary-loss CRF (in --workers processes)")
+    args = ap.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    model = build_segmenter(args.backbone, NUM_CLASSES, args.weights).to(device).train()
+    opt = torch.optim.SGD(model.parameters(), lr=1e-4, momentum=0.9)
+    batch = make_batch(args.batch, args.crop, device)
+    pool = CrfPool(args.workers, BOUNDARY_CRF) if args.crf else None
+    rows = []
+    try:
+        for name in ("none", "dsrg", "labelprop", "graphcut"):
+            opts = {"workers": args.workers} if name == "graphcut" else {}
+            with build_expander(name, **opts) as exp:
+                rows.append((name, time_steps(model, opt, exp, batch, device, args.steps, pool)))
+    finally:
+        if pool is not None:
+            pool.close()
+    base = rows[0][1]
+    print(f"training step, {args.backbone} on {device}, batch {args.batch} at {args.crop}x{args.crop}"
+          f"{' + CRF boundary loss' if args.crf else ''} (median of {args.steps}; ratio vs expander none)")
+    for name, t in rows:
+        print(f"  expander {name:<10} {1000 * t:9.1f} ms  {t / base:5.2f}x")
+
+
+if __name__ == "__main__":
+    main()
