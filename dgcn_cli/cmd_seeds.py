@@ -18,97 +18,98 @@ from .common import (
 )
 
 
+def cam(
+    out_dir: Path = typer.Option(..., "--out", help="Run folder: classifier/ checkpoints and cams_<split>.h5."),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    split: str = typer.Option("train", "--split", help="Split the classifier trains on."),
+    cam_split: list[str] = typer.Option([], "--cam-split", help="Split(s) to write CAMs for (repeatable). Default: --split."),
+    labels_file: Optional[Path] = LabelsFileOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    backbone: str = typer.Option("tiny", "--backbone", help="vgg16, resnet50, resnet101, efficientnet_lite0 or tiny."),
+    weights: str = typer.Option("none", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, help="Use this classifier (from a previous `dgcn cam`) instead of training."),
+    epochs: int = typer.Option(5, "--epochs", help="Training epochs."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
+    crop: int = typer.Option(321, "--crop", help="Training crop size."),
+    lr: float = typer.Option(0.01, "--lr", help="Backbone learning rate (the head gets 10x)."),
+    warmup: int = typer.Option(50, "--warmup", help="Warm-up iterations."),
+    lr_step: float = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs."),
+    head_mult: float = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the classifier layer (1 suits a backbone trained from scratch)."),
+    scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="CAM scales (each also flipped)."),
+    workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
+    device: str = DeviceOpt,
+    seed: int = SeedOpt,
+    resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Train the classifier on image-level labels, then write multi-scale CAMs."""
+    cfg = cam_stage.CamConfig(
+        out=out_dir, data=data_config(dataset, data_root, split, labels_file, cache_dir),
+        cam_splits=tuple(cam_split), backbone=backbone, weights=weights, checkpoint=checkpoint,
+        epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step, head_lr_mult=head_mult,
+        scales=parse_scales(scales), workers=workers, device=device, seed=seed,
+        resume=resume, overwrite=overwrite,
+    )
+    with progress_bar("cam") as update:
+        paths = cam_stage.run(cfg, progress=update)
+    for p in paths:
+        out.print(f"wrote {p}")
+
+
+def saliency_bg(
+    out_file: Path = typer.Option(..., "--out", help="saliency.h5 to write."),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    split: str = typer.Option("train", "--split", help="Dataset split to process."),
+    labels_file: Optional[Path] = LabelsFileOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    method: str = typer.Option("mbd", "--method", help=f"Saliency method: {', '.join(SALIENCY.names())}."),
+    from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="Import <id>.png maps (0-255, 255 = salient) from another tool, e.g. DRFI."),
+    resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Saliency maps for background seeds: computed (MB+) or imported from PNGs."""
+    cfg = saliency_stage.SaliencyConfig(
+        out=out_file, data=data_config(dataset, data_root, split, labels_file, cache_dir),
+        method=method, from_dir=from_dir, overwrite=overwrite, resume=resume,
+    )
+    with progress_bar("saliency") as update:
+        path = saliency_stage.run(cfg, progress=update)
+    out.print(f"wrote {path}")
+
+
+def seeds(
+    out_file: Path = typer.Option(..., "--out", help="seeds.h5 to write."),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    split: str = typer.Option("train", "--split", help="Dataset split to process."),
+    labels_file: Optional[Path] = LabelsFileOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    cams: Optional[Path] = typer.Option(None, "--cams", help="cams.h5 from `dgcn cam`."),
+    saliency: Optional[Path] = typer.Option(None, "--saliency", help="saliency.h5 from `dgcn saliency-bg`."),
+    bg_source: str = typer.Option("saliency", "--bg-source", help="saliency, or cam: background where every CAM is low."),
+    fg_thresh: float = typer.Option(FusionConfig.fg_thresh, "--fg-thresh", help="A class seeds where its normalised CAM reaches this."),
+    bg_sal_thresh: float = typer.Option(FusionConfig.bg_sal_thresh, "--bg-sal-thresh", help="Background where saliency is below this."),
+    bg_cam_thresh: float = typer.Option(FusionConfig.bg_cam_thresh, "--bg-cam-thresh", help="With --bg-source cam: background where every CAM is below this."),
+    from_dsrg: Optional[Path] = typer.Option(None, "--from-dsrg", help="Import DSRG's localization_cues-sal.pickle (41x41 cues)."),
+    from_irn: Optional[Path] = typer.Option(None, "--from-irn", help="Use IRN-style <id>.npy CAM dictionaries from this folder instead of --cams."),
+    resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Fuse CAMs and a background cue into seed maps, or import seeds from DSRG/IRN files."""
+    cfg = seeds_stage.SeedsConfig(
+        out=out_file, data=data_config(dataset, data_root, split, labels_file, cache_dir),
+        cams=cams, saliency=saliency,
+        fusion=FusionConfig(fg_thresh=fg_thresh, bg_source=bg_source, bg_sal_thresh=bg_sal_thresh, bg_cam_thresh=bg_cam_thresh),
+        from_dsrg=from_dsrg, from_irn=from_irn, overwrite=overwrite, resume=resume,
+    )
+    with progress_bar("seeds") as update:
+        path = seeds_stage.run(cfg, progress=update)
+    out.print(f"wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("cam")
-    @handle_errors
-    def cam(
-        out_dir: Path = typer.Option(..., "--out", help="Run folder: classifier/ checkpoints and cams_<split>.h5."),
-        dataset: str = DatasetOpt,
-        data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split", help="Split the classifier trains on."),
-        cam_split: list[str] = typer.Option([], "--cam-split", help="Split(s) to write CAMs for (repeatable). Default: --split."),
-        labels_file: Optional[Path] = LabelsFileOpt,
-        cache_dir: Optional[Path] = CacheDirOpt,
-        backbone: str = typer.Option("tiny", "--backbone", help="vgg16, resnet50, resnet101, efficientnet_lite0 or tiny."),
-        weights: str = typer.Option("none", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, help="Use this classifier (from a previous `dgcn cam`) instead of training."),
-        epochs: int = typer.Option(5, "--epochs", help="Training epochs."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
-        crop: int = typer.Option(321, "--crop", help="Training crop size."),
-        lr: float = typer.Option(0.01, "--lr", help="Backbone learning rate (the head gets 10x)."),
-        warmup: int = typer.Option(50, "--warmup", help="Warm-up iterations."),
-        lr_step: float = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs."),
-        head_mult: float = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the classifier layer (1 suits a backbone trained from scratch)."),
-        scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="CAM scales (each also flipped)."),
-        workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
-        device: str = DeviceOpt,
-        seed: int = SeedOpt,
-        resume: bool = ResumeOpt,
-        overwrite: bool = OverwriteOpt,
-    ) -> None:
-        """Train the classifier on image-level labels, then write multi-scale CAMs."""
-        cfg = cam_stage.CamConfig(
-            out=out_dir, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-            cam_splits=tuple(cam_split), backbone=backbone, weights=weights, checkpoint=checkpoint,
-            epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step, head_lr_mult=head_mult,
-            scales=parse_scales(scales), workers=workers, device=device, seed=seed,
-            resume=resume, overwrite=overwrite,
-        )
-        with progress_bar("cam") as update:
-            paths = cam_stage.run(cfg, progress=update)
-        for p in paths:
-            out.print(f"wrote {p}")
-
-    @app.command("saliency-bg")
-    @handle_errors
-    def saliency_bg(
-        out_file: Path = typer.Option(..., "--out", help="saliency.h5 to write."),
-        dataset: str = DatasetOpt,
-        data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split", help="Dataset split to process."),
-        labels_file: Optional[Path] = LabelsFileOpt,
-        cache_dir: Optional[Path] = CacheDirOpt,
-        method: str = typer.Option("mbd", "--method", help=f"Saliency method: {', '.join(SALIENCY.names())}."),
-        from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="Import <id>.png maps (0-255, 255 = salient) from another tool, e.g. DRFI."),
-        resume: bool = ResumeOpt,
-        overwrite: bool = OverwriteOpt,
-    ) -> None:
-        """Saliency maps for background seeds: computed (MB+) or imported from PNGs."""
-        cfg = saliency_stage.SaliencyConfig(
-            out=out_file, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-            method=method, from_dir=from_dir, overwrite=overwrite, resume=resume,
-        )
-        with progress_bar("saliency") as update:
-            path = saliency_stage.run(cfg, progress=update)
-        out.print(f"wrote {path}")
-
-    @app.command("seeds")
-    @handle_errors
-    def seeds(
-        out_file: Path = typer.Option(..., "--out", help="seeds.h5 to write."),
-        dataset: str = DatasetOpt,
-        data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split", help="Dataset split to process."),
-        labels_file: Optional[Path] = LabelsFileOpt,
-        cache_dir: Optional[Path] = CacheDirOpt,
-        cams: Optional[Path] = typer.Option(None, "--cams", help="cams.h5 from `dgcn cam`."),
-        saliency: Optional[Path] = typer.Option(None, "--saliency", help="saliency.h5 from `dgcn saliency-bg`."),
-        bg_source: str = typer.Option("saliency", "--bg-source", help="saliency, or cam: background where every CAM is low."),
-        fg_thresh: float = typer.Option(FusionConfig.fg_thresh, "--fg-thresh", help="A class seeds where its normalised CAM reaches this."),
-        bg_sal_thresh: float = typer.Option(FusionConfig.bg_sal_thresh, "--bg-sal-thresh", help="Background where saliency is below this."),
-        bg_cam_thresh: float = typer.Option(FusionConfig.bg_cam_thresh, "--bg-cam-thresh", help="With --bg-source cam: background where every CAM is below this."),
-        from_dsrg: Optional[Path] = typer.Option(None, "--from-dsrg", help="Import DSRG's localization_cues-sal.pickle (41x41 cues)."),
-        from_irn: Optional[Path] = typer.Option(None, "--from-irn", help="Use IRN-style <id>.npy CAM dictionaries from this folder instead of --cams."),
-        resume: bool = ResumeOpt,
-        overwrite: bool = OverwriteOpt,
-    ) -> None:
-        """Fuse CAMs and a background cue into seed maps, or import seeds from DSRG/IRN files."""
-        cfg = seeds_stage.SeedsConfig(
-            out=out_file, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-            cams=cams, saliency=saliency,
-            fusion=FusionConfig(fg_thresh=fg_thresh, bg_source=bg_source, bg_sal_thresh=bg_sal_thresh, bg_cam_thresh=bg_cam_thresh),
-            from_dsrg=from_dsrg, from_irn=from_irn, overwrite=overwrite, resume=resume,
-        )
-        with progress_bar("seeds") as update:
-            path = seeds_stage.run(cfg, progress=update)
-        out.print(f"wrote {path}")
+    app.command("cam")(handle_errors(cam))
+    app.command("saliency-bg")(handle_errors(saliency_bg))
+    app.command("seeds")(handle_errors(seeds))

@@ -64,125 +64,126 @@ def _launch_distributed(nproc: int) -> None:
     raise typer.Exit(subprocess.call(cmd, env={**os.environ}))
 
 
+def train(
+    out_dir: Path = typer.Option(..., "--out", help="Run folder: config.json, metrics.jsonl, last.pt, best.pt, final.pt."),
+    seeds: Path = typer.Option(..., "--seeds", exists=True, dir_okay=False, help="seeds.h5 from `dgcn seeds`."),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    split: str = typer.Option("train", "--split", help="Dataset split to process."),
+    labels_file: Optional[Path] = LabelsFileOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch (keeps best.pt)."),
+    backbone: str = typer.Option("resnet101", "--backbone", help="resnet101 (paper), resnet50, vgg16, efficientnet_lite0, tiny."),
+    weights: str = typer.Option("imagenet", "--weights", help="imagenet, none, or a weights file."),
+    graph_layers: str = typer.Option("", "--graph-layers", help="Comma-separated backbone layers for the graph-cut node features (default: the backbone's)."),
+    expander: str = ExpanderOpt,
+    expander_opt: list[str] = ExpanderOptsOpt,
+    boundary: str = typer.Option("crf", "--boundary-loss", help="crf (KL to the dense CRF of H) or none."),
+    boundary_weight: float = typer.Option(1.0, "--boundary-weight", help="Weight of the boundary loss against the seeding loss."),
+    crf_workers: int = typer.Option(1, "--crf-workers", help="Processes running the boundary-loss CRF."),
+    epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
+    crop: int = typer.Option(321, "--crop", help="Training crop size (paper: 321)."),
+    lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
+    warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
+    lr_step: float = LrStepOpt,
+    head_mult: float = HeadMultOpt,
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
+    workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
+    nproc: int = typer.Option(1, "--nproc", help="Processes for distributed (DDP) training, launched with torchrun."),
+    device: str = DeviceOpt,
+    seed: int = SeedOpt,
+    resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Train the segmentation network on seeds expanded every iteration (DGCN)."""
+    if nproc > 1:
+        _launch_distributed(nproc)
+    cfg = train_stage.TrainConfig(
+        run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp,
+                      val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
+                      resume=resume, overwrite=overwrite),
+        seeds=seeds, data=data_config(dataset, data_root, split, labels_file, cache_dir),
+        model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None),
+        optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
+        expander=expander, expander_options=parse_options(expander_opt),
+        boundary_loss=boundary, boundary_weight=boundary_weight, crf_workers=crf_workers,
+    )
+    with progress_bar("train") as update:
+        path = train_stage.run(cfg, progress=update)
+    out.print(f"wrote {path}")
+
+
+def graphcut_label(
+    checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, help="Segmentation checkpoint from `dgcn train`."),
+    seeds: Path = typer.Option(..., "--seeds", exists=True, dir_okay=False, help="seeds.h5 for the same split."),
+    out_file: Path = typer.Option(..., "--out", help="labels.h5 to write."),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    split: str = typer.Option("train", "--split", help="Dataset split to process."),
+    labels_file: Optional[Path] = LabelsFileOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    expander: str = ExpanderOpt,
+    expander_opt: list[str] = ExpanderOptsOpt,
+    device: str = DeviceOpt,
+    resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Proxy labels: a trained network's probabilities and features expand the seeds."""
+    cfg = gcl_stage.GraphcutLabelConfig(
+        checkpoint=checkpoint, seeds=seeds, out=out_file,
+        data=data_config(dataset, data_root, split, labels_file, cache_dir),
+        expander=expander, expander_options=parse_options(expander_opt), device=device,
+        overwrite=overwrite, resume=resume,
+    )
+    with progress_bar("graphcut-label") as update:
+        path = gcl_stage.run(cfg, progress=update)
+    out.print(f"wrote {path}")
+
+
+def retrain(
+    out_dir: Path = typer.Option(..., "--out", help="Run folder (pseudo_labels.h5 and checkpoints)."),
+    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, dir_okay=False, help="Label the split with this trained model (multi-scale + CRF)."),
+    labels: Optional[Path] = typer.Option(None, "--labels", exists=True, dir_okay=False, help="Or train on these proxy labels (labels.h5)."),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    split: str = typer.Option("train", "--split", help="Dataset split to process."),
+    labels_file: Optional[Path] = LabelsFileOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch."),
+    backbone: str = typer.Option("resnet101", "--backbone", help="resnet101, resnet50, vgg16, efficientnet_lite0 or tiny."),
+    weights: str = typer.Option("imagenet", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
+    scales: str = typer.Option("0.75,1,1.25", "--scales", help="Scales for labelling (each also flipped)."),
+    crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF on the pseudo labels."),
+    epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
+    crop: int = typer.Option(321, "--crop", help="Training crop size (paper: 321)."),
+    lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
+    warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
+    lr_step: float = LrStepOpt,
+    head_mult: float = HeadMultOpt,
+    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
+    workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
+    device: str = DeviceOpt,
+    seed: int = SeedOpt,
+    resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Train a fresh network on proxy masks (from a trained model or labels.h5) with cross-entropy."""
+    cfg = retrain_stage.RetrainConfig(
+        run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp,
+                      val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
+                      resume=resume, overwrite=overwrite),
+        data=data_config(dataset, data_root, split, labels_file, cache_dir),
+        model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
+        checkpoint=checkpoint, labels=labels, scales=parse_scales(scales), crf=crf,
+    )
+    with progress_bar("retrain") as update:
+        path = retrain_stage.run(cfg, progress=update)
+    out.print(f"wrote {path}")
+
+
 def register(app: typer.Typer) -> None:
-    @app.command("train")
-    @handle_errors
-    def train(
-        out_dir: Path = typer.Option(..., "--out", help="Run folder: config.json, metrics.jsonl, last.pt, best.pt, final.pt."),
-        seeds: Path = typer.Option(..., "--seeds", exists=True, dir_okay=False, help="seeds.h5 from `dgcn seeds`."),
-        dataset: str = DatasetOpt,
-        data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split", help="Dataset split to process."),
-        labels_file: Optional[Path] = LabelsFileOpt,
-        cache_dir: Optional[Path] = CacheDirOpt,
-        val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch (keeps best.pt)."),
-        backbone: str = typer.Option("resnet101", "--backbone", help="resnet101 (paper), resnet50, vgg16, efficientnet_lite0, tiny."),
-        weights: str = typer.Option("imagenet", "--weights", help="imagenet, none, or a weights file."),
-        graph_layers: str = typer.Option("", "--graph-layers", help="Comma-separated backbone layers for the graph-cut node features (default: the backbone's)."),
-        expander: str = ExpanderOpt,
-        expander_opt: list[str] = ExpanderOptsOpt,
-        boundary: str = typer.Option("crf", "--boundary-loss", help="crf (KL to the dense CRF of H) or none."),
-        boundary_weight: float = typer.Option(1.0, "--boundary-weight", help="Weight of the boundary loss against the seeding loss."),
-        crf_workers: int = typer.Option(1, "--crf-workers", help="Processes running the boundary-loss CRF."),
-        epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
-        crop: int = typer.Option(321, "--crop", help="Training crop size (paper: 321)."),
-        lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
-        warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
-        lr_step: float = LrStepOpt,
-        head_mult: float = HeadMultOpt,
-        amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
-        workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
-        nproc: int = typer.Option(1, "--nproc", help="Processes for distributed (DDP) training, launched with torchrun."),
-        device: str = DeviceOpt,
-        seed: int = SeedOpt,
-        resume: bool = ResumeOpt,
-        overwrite: bool = OverwriteOpt,
-    ) -> None:
-        """Train the segmentation network on seeds expanded every iteration (DGCN)."""
-        if nproc > 1:
-            _launch_distributed(nproc)
-        cfg = train_stage.TrainConfig(
-            run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp,
-                          val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
-                          resume=resume, overwrite=overwrite),
-            seeds=seeds, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-            model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None),
-            optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
-            expander=expander, expander_options=parse_options(expander_opt),
-            boundary_loss=boundary, boundary_weight=boundary_weight, crf_workers=crf_workers,
-        )
-        with progress_bar("train") as update:
-            path = train_stage.run(cfg, progress=update)
-        out.print(f"wrote {path}")
-
-    @app.command("graphcut-label")
-    @handle_errors
-    def graphcut_label(
-        checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, help="Segmentation checkpoint from `dgcn train`."),
-        seeds: Path = typer.Option(..., "--seeds", exists=True, dir_okay=False, help="seeds.h5 for the same split."),
-        out_file: Path = typer.Option(..., "--out", help="labels.h5 to write."),
-        dataset: str = DatasetOpt,
-        data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split", help="Dataset split to process."),
-        labels_file: Optional[Path] = LabelsFileOpt,
-        cache_dir: Optional[Path] = CacheDirOpt,
-        expander: str = ExpanderOpt,
-        expander_opt: list[str] = ExpanderOptsOpt,
-        device: str = DeviceOpt,
-        resume: bool = ResumeOpt,
-        overwrite: bool = OverwriteOpt,
-    ) -> None:
-        """Proxy labels: a trained network's probabilities and features expand the seeds."""
-        cfg = gcl_stage.GraphcutLabelConfig(
-            checkpoint=checkpoint, seeds=seeds, out=out_file,
-            data=data_config(dataset, data_root, split, labels_file, cache_dir),
-            expander=expander, expander_options=parse_options(expander_opt), device=device,
-            overwrite=overwrite, resume=resume,
-        )
-        with progress_bar("graphcut-label") as update:
-            path = gcl_stage.run(cfg, progress=update)
-        out.print(f"wrote {path}")
-
-    @app.command("retrain")
-    @handle_errors
-    def retrain(
-        out_dir: Path = typer.Option(..., "--out", help="Run folder (pseudo_labels.h5 and checkpoints)."),
-        checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, dir_okay=False, help="Label the split with this trained model (multi-scale + CRF)."),
-        labels: Optional[Path] = typer.Option(None, "--labels", exists=True, dir_okay=False, help="Or train on these proxy labels (labels.h5)."),
-        dataset: str = DatasetOpt,
-        data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("train", "--split", help="Dataset split to process."),
-        labels_file: Optional[Path] = LabelsFileOpt,
-        cache_dir: Optional[Path] = CacheDirOpt,
-        val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch."),
-        backbone: str = typer.Option("resnet101", "--backbone", help="resnet101, resnet50, vgg16, efficientnet_lite0 or tiny."),
-        weights: str = typer.Option("imagenet", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
-        scales: str = typer.Option("0.75,1,1.25", "--scales", help="Scales for labelling (each also flipped)."),
-        crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF on the pseudo labels."),
-        epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
-        batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
-        crop: int = typer.Option(321, "--crop", help="Training crop size (paper: 321)."),
-        lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
-        warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
-        lr_step: float = LrStepOpt,
-        head_mult: float = HeadMultOpt,
-        amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
-        workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
-        device: str = DeviceOpt,
-        seed: int = SeedOpt,
-        resume: bool = ResumeOpt,
-        overwrite: bool = OverwriteOpt,
-    ) -> None:
-        """Train a fresh network on proxy masks (from a trained model or labels.h5) with cross-entropy."""
-        cfg = retrain_stage.RetrainConfig(
-            run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp,
-                          val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
-                          resume=resume, overwrite=overwrite),
-            data=data_config(dataset, data_root, split, labels_file, cache_dir),
-            model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
-            checkpoint=checkpoint, labels=labels, scales=parse_scales(scales), crf=crf,
-        )
-        with progress_bar("retrain") as update:
-            path = retrain_stage.run(cfg, progress=update)
-        out.print(f"wrote {path}")
+    app.command("train")(handle_errors(train))
+    app.command("graphcut-label")(handle_errors(graphcut_label))
+    app.command("retrain")(handle_errors(retrain))
