@@ -46,7 +46,7 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds):
         "-m", "dgcn_cli", "train", "--out", str(out), "--seeds", str(train_seeds),
         "--dataset", "demo", "--data-root", str(train_data.data_root),
         "--backbone", "tiny", "--weights", "none", "--epochs", "2", "--batch-size", "4", "--crop", "64",
-        "--lr", "0.01", "--warmup", "2", "--boundary-loss", "none", "--device", "cpu",
+        "--lr", "0.01", "--warmup", "2", "--boundary-loss", "none", "--device", "cpu", "--val-split", "val",
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -58,8 +58,11 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds):
     seg = load_segmenter_checkpoint(out / "final.pt")
     assert seg.model.init_args["backbone"] == "tiny" and seg.num_classes == 6
     # only rank 0 writes: one metrics record per logged iteration, no stray partial files
-    iters = [json.loads(ln)["iteration"] for ln in (out / "metrics.jsonl").read_text().splitlines()]
-    assert iters == [4]
+    records = [json.loads(ln) for ln in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records if "loss" in r] == [4]
+    # validation is sharded over both ranks and summed: one score per epoch, from rank 0
+    val = [r["val_miou"] for r in records if "val_miou" in r]
+    assert len(val) == 2 and all(0.0 <= v <= 1.0 for v in val)
     assert not list(out.glob("*.partial"))
 
 

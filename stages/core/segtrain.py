@@ -99,17 +99,26 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
 
 
 @torch.no_grad()
-def validate(model: DeepLabV2, data: DataConfig, device: torch.device) -> float:
-    """Single-scale val mIoU (no flip, no CRF): a training monitor, not the paper's protocol."""
+def validate(model: DeepLabV2, data: DataConfig, device: torch.device, shard: tuple[int, int] = (0, 1)) -> float:
+    """Single-scale val mIoU (no flip, no CRF): a training monitor, not the paper's protocol.
+
+    Under DDP every rank scores its own share of the images and the confusion
+    matrices are summed, so no rank idles in a collective while one validates alone.
+    """
     ds = data.build()
+    rank, world = shard
     mat = ConfusionMatrix(ds.num_classes)
     model.eval()
-    for image_id in ds.ids:
+    for image_id in ds.ids[rank::world]:
         image = ds.load_image(image_id)
         x = to_tensor(image)[None].to(device)
         logits = model(x).float()
         logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
         mat.update(ds.load_mask(image_id), logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
+    if world > 1:
+        total = torch.from_numpy(mat.mat).to(device)
+        dist.all_reduce(total)
+        mat.mat = total.cpu().numpy()
     return mat.results(ds.class_names).miou
 
 
@@ -185,10 +194,10 @@ def fit_segmenter(
         return {"loss": float(loss.detach()), **stats}
 
     def on_epoch_end(epoch: int) -> Optional[float]:
-        if run.val is None or rank != 0:
+        if run.val is None:
             return None
         inner = model.module if hasattr(model, "module") else model
-        return validate(inner, run.val, device)
+        return validate(inner, run.val, device, shard=(rank, world))
 
     run_loop(
         model=model, optimizer=opt,
