@@ -213,7 +213,8 @@ def run(
             raise DatasetError(
                 f"none of the {len(items)} images could be read (e.g. {failed[0][1]}); nothing written"
             )
-        writer.finish()
+        # the file is complete for every readable image; which ones were not is recorded
+        writer.finish(unreadable=[image_id for image_id, _ in failed])
     return InferSummary(path, png_dir, len(items), done, skipped, tuple(failed))
 
 

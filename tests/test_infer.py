@@ -132,6 +132,7 @@ def test_cli_infer_folder_mixed_formats_with_bad_files(tmp_path, image_folder):
     assert any("corrupt" in w for w in warnings) and any("truncated" in w for w in warnings)
     with ArtifactReader(out / "pred.h5", kind="predictions", class_names=CLASSES3) as r:
         assert r.ids == sorted(sizes)
+        assert sorted(r.unreadable) == ["corrupt", "truncated"]  # recorded in the finished file
         assert (r.dataset, r.split) == ("images", "photos")
         assert r.extra["scales"] == [0.75, 1.0] and r.extra["flip"] is True and r.extra["crf"] is True
         for image_id, (h, w) in sizes.items():

@@ -184,9 +184,12 @@ class ArtifactWriter:
         self._file.flush()
         self._done.add(image_id)
 
-    def finish(self) -> Path:
+    def finish(self, **attrs: Any) -> Path:
+        """Seal the file; ``attrs`` are extra root attributes (JSON-encoded), e.g. what was skipped."""
         if self._finished:
             return self.path
+        for key, val in attrs.items():
+            self._file.attrs[key] = _json(val)
         items = self._file["items"]
         h = hashlib.sha256(self.meta.kind.encode())
         for image_id in sorted(items.keys()):
@@ -271,6 +274,7 @@ class ArtifactReader:
         self.extra = json.loads(a.get("extra", "{}"))
         self.fingerprint = str(a.get("fingerprint", ""))
         self.toolkit_version = str(a.get("toolkit_version", ""))
+        self.unreadable = json.loads(a.get("unreadable", "[]"))  # ids a stage could not read
         self._items = self._file["items"]
 
     @property
@@ -299,10 +303,10 @@ class ArtifactReader:
     def require_ids(self, ids: Iterable[str]) -> None:
         missing = [i for i in ids if i not in self._items]
         if missing:
-            raise ArtifactError(
-                f"{self.path} lacks {len(missing)} image(s) of this split (e.g. {missing[0]}); "
-                f"it was made for {self.dataset}/{self.split}"
-            )
+            unreadable = [i for i in missing if i in self.unreadable]
+            why = (f"{len(unreadable)} of them could not be read when it was made" if unreadable
+                   else f"it was made for {self.dataset}/{self.split}")
+            raise ArtifactError(f"{self.path} lacks {len(missing)} image(s) of this split (e.g. {missing[0]}); {why}")
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -318,6 +322,7 @@ class ArtifactReader:
             "config": self.config,
             "inputs": self.inputs,
             "extra": self.extra,
+            "unreadable": self.unreadable,
         }
 
     def iter_items(self) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
