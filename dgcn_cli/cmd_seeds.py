@@ -30,7 +30,7 @@ def cam(
     weights: str = typer.Option("none", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, help="Use this classifier (from a previous `dgcn cam`) instead of training."),
     epochs: int = typer.Option(5, "--epochs", help="Training epochs."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
+    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch."),
     crop: int = typer.Option(321, "--crop", help="Training crop size."),
     lr: float = typer.Option(0.01, "--lr", help="Backbone learning rate (the head gets 10x)."),
     warmup: int = typer.Option(50, "--warmup", help="Warm-up iterations."),

@@ -56,9 +56,14 @@ LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning ra
 
 def _launch_distributed(nproc: int) -> None:
     """Re-run this very command under torchrun with ``nproc`` processes."""
-    args = [a for a in sys.argv[1:]]
-    i = args.index("--nproc")
-    del args[i : i + 2]
+    args, skip = [], False
+    for a in sys.argv[1:]:  # drop "--nproc N" and "--nproc=N": the children run one process each
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            args.append(a)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "dgcn_cli", *args]
     out.print("launching: " + " ".join(cmd))
     raise typer.Exit(subprocess.call(cmd, env={**os.environ}))
@@ -154,6 +159,7 @@ def retrain(
     backbone: str = typer.Option("resnet101", "--backbone", help="resnet101, resnet50, vgg16, efficientnet_lite0 or tiny."),
     weights: str = typer.Option("imagenet", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
     scales: str = typer.Option("0.75,1,1.25", "--scales", help="Scales for labelling (each also flipped)."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Average each scale with its mirror when labelling."),
     crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF on the pseudo labels."),
     epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
     batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
@@ -176,7 +182,7 @@ def retrain(
                       resume=resume, overwrite=overwrite),
         data=data_config(dataset, data_root, split, labels_file, cache_dir),
         model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
-        checkpoint=checkpoint, labels=labels, scales=parse_scales(scales), crf=crf,
+        checkpoint=checkpoint, labels=labels, scales=parse_scales(scales), flip=flip, crf=crf,
     )
     with progress_bar("retrain") as update:
         path = retrain_stage.run(cfg, progress=update)

@@ -264,7 +264,7 @@ class ArtifactReader:
         if class_names is not None and tuple(class_names) != self.class_names:
             self._file.close()
             raise ArtifactError(
-                f"{self.path} was made for classes {_short(self.class_names)}, "
+                f"{self.path} was made for {_short(self.class_names)}, "
                 f"but this run uses {_short(class_names)}; use the matching --dataset"
             )
         self.dataset = str(a.get("dataset", ""))
