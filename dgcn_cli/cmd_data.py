@@ -54,6 +54,8 @@ def register(app: typer.Typer) -> None:
                 table.add_row(key, str(info[key]))
             table.add_row("classes", f"{len(info['class_names'])}: {', '.join(info['class_names'][:8])}{' ...' if len(info['class_names']) > 8 else ''}")
             table.add_row("inputs", json.dumps(info["inputs"]))
+            if info["unreadable"]:
+                table.add_row("unreadable", f"{len(info['unreadable'])}: {', '.join(info['unreadable'][:8])}")
             table.add_row("config", json.dumps(info["config"]))
             if shapes:
                 table.add_row(f"arrays ({r.ids[0]})", ", ".join(f"{k}: {v}" for k, v in shapes.items()))
