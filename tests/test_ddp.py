@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from stages.core.checkpoint import load_checkpoint
 from stages.core.loading import EpochSampler
@@ -63,6 +64,12 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds):
     # validation is sharded over both ranks and summed: one score per epoch, from rank 0
     val = [r["val_miou"] for r in records if "val_miou" in r]
     assert len(val) == 2 and all(0.0 <= v <= 1.0 for v in val)
+    # the sharded, all-reduced score of the last epoch equals one process scoring every image
+    from stages.core.config import DataConfig
+    from stages.core.segtrain import validate
+
+    whole = validate(seg.model, DataConfig("demo", train_data.data_root, "val", cache_dir=tmp_path / "cache"), torch.device("cpu"))
+    assert whole == pytest.approx(val[-1], abs=1e-9)
     assert not list(out.glob("*.partial"))
 
 
