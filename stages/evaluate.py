@@ -22,6 +22,7 @@ from .core.artifacts import LABEL_KINDS, ArtifactReader
 from .core.config import DataConfig, to_jsonable
 from .core.errors import DatasetError, DgcnError
 from .core.images import read_mask
+from .core.images import resize_label as resize_nearest
 from .core.metrics import ConfusionMatrix, SegMetrics
 
 SWEEP_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
@@ -47,12 +48,6 @@ class EvalReport:
         if self.sweep:
             out["sweep"] = [{"cam_bg_thresh": t, "miou": round(m, 6)} for t, m in self.sweep]
         return out
-
-
-def resize_nearest(label: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    if label.shape == shape:
-        return label
-    return np.asarray(Image.fromarray(label).resize((shape[1], shape[0]), Image.NEAREST))
 
 
 def cam_to_label(cam: np.ndarray, classes: np.ndarray, bg_thresh: float) -> np.ndarray:

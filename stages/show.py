@@ -22,6 +22,7 @@ from .core.artifacts import ArtifactReader
 from .core.config import DataConfig
 from .core.datasets import SegDataset
 from .core.errors import ArtifactError, DatasetError, DgcnError
+from .core.images import resize_label
 
 # (config field, artifact kind, column title) in column order
 MAP_SOURCES = (("saliency", "saliency", "saliency"),)
@@ -118,9 +119,9 @@ def _load_row(image_id: str, cfg: ShowConfig, ds: SegDataset, readers: dict[str,
             row.maps[role] = render.resize_map(readers[role].get(image_id, role), size)
     for role, _, _ in LABEL_SOURCES:
         if role in readers:
-            row.labels[role] = render.resize_label(readers[role].get(image_id, "label"), size)
+            row.labels[role] = resize_label(readers[role].get(image_id, "label"), size)
     if show_gt:
-        row.labels["gt"] = render.resize_label(ds.load_mask(image_id), size)
+        row.labels["gt"] = resize_label(ds.load_mask(image_id), size)
     return row
 
 

@@ -15,7 +15,7 @@ from stages.core.artifacts import ArtifactMeta, ArtifactWriter
 from stages.core.config import DataConfig
 from stages.core.datasets.demo import DEMO_CLASSES, DemoConfig, write_demo_dataset
 from stages.core.errors import DgcnError
-from stages.core.images import voc_palette
+from stages.core.images import resize_label, voc_palette
 
 runner = CliRunner()
 TILE = 64  # the demo images are 64 px, so every panel fills its cell
@@ -102,7 +102,7 @@ def test_render_helpers() -> None:
     hot, cold = render.heatmap(np.array([1.0, 0.0]))
     assert hot[0] > 100 and hot[1:].max() < 20 and cold[2] > 100 and cold[:2].max() < 20
     assert render.fit_size((50, 100), 160) == (80, 160)
-    lab = render.resize_label(np.array([[1, 2], [3, 4]], np.uint8), (4, 4))
+    lab = resize_label(np.array([[1, 2], [3, 4]], np.uint8), (4, 4))
     assert set(np.unique(lab)) == {1, 2, 3, 4}  # nearest: no values in between
     image = np.zeros((2, 2, 3), np.uint8)
     assert tuple(render.overlay(image, np.full((2, 2), 255, np.uint8), 0.5)[0, 0]) == tuple(

@@ -264,8 +264,8 @@ class ArtifactReader:
         if class_names is not None and tuple(class_names) != self.class_names:
             self._file.close()
             raise ArtifactError(
-                f"{self.path} was made for {_short(self.class_names)}, "
-                f"but this run uses {_short(class_names)}; use the matching --dataset"
+                f"{self.path} was made for {short_class_list(self.class_names)}, "
+                f"but this run uses {short_class_list(class_names)}; use the matching --dataset"
             )
         self.dataset = str(a.get("dataset", ""))
         self.split = str(a.get("split", ""))
@@ -339,7 +339,7 @@ class ArtifactReader:
         self.close()
 
 
-def _short(names: Sequence[str]) -> str:
+def short_class_list(names: Sequence[str]) -> str:
     names = list(names)
     return f"{len(names)} classes [{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}]"
 

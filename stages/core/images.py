@@ -39,6 +39,15 @@ def read_mask(path: Path) -> np.ndarray:
         raise DatasetError(f"cannot read mask {path}: {err}") from None
 
 
+def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Nearest-neighbour resize of a uint8 label map to (H, W): class ids are never interpolated.
+    Returns the input itself when it already has that size."""
+    label = np.asarray(label, dtype=np.uint8)
+    if label.shape == tuple(size):
+        return label
+    return np.asarray(Image.fromarray(label).resize((size[1], size[0]), Image.NEAREST))
+
+
 def voc_palette(n: int = 256) -> np.ndarray:
     """The PASCAL VOC colour map, (n, 3) uint8 (bit-interleaved as in the devkit)."""
     pal = np.zeros((n, 3), dtype=np.uint8)

@@ -15,13 +15,14 @@ from PIL import Image
 from torch.utils.data import Dataset, Sampler
 
 from .datasets import WeakDataset
+from .images import resize_label
 
 # Padding colour: the ImageNet mean, which the backbones map to zero.
 PAD_RGB = (124, 116, 104)
 
 
-def _resize(arr: np.ndarray, size: tuple[int, int], nearest: bool) -> np.ndarray:
-    return np.asarray(Image.fromarray(arr).resize((size[1], size[0]), Image.NEAREST if nearest else Image.BILINEAR))
+def _resize_image(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    return np.asarray(Image.fromarray(arr).resize((size[1], size[0]), Image.BILINEAR))
 
 
 def scale_crop_flip(
@@ -35,8 +36,8 @@ def scale_crop_flip(
     h, w = image.shape[:2]
     s = rng.uniform(*scale_range)
     nh, nw = max(8, int(round(h * s))), max(8, int(round(w * s)))
-    image = _resize(image, (nh, nw), nearest=False)
-    labels = [_resize(lab, (nh, nw), nearest=True) for lab in labels]
+    image = _resize_image(image, (nh, nw))
+    labels = [resize_label(lab, (nh, nw)) for lab in labels]
     ph, pw = max(crop, nh), max(crop, nw)
     canvas = np.empty((ph, pw, 3), dtype=np.uint8)
     canvas[:] = PAD_RGB
@@ -113,7 +114,7 @@ class WeakTrainSet(Dataset):
         image = self.weak.load_image(image_id)
         maps = []
         if self.label_maps is not None:
-            maps = [_resize(m, image.shape[:2], nearest=True) if m.shape != image.shape[:2] else m for m in self.label_maps(image_id)]
+            maps = [resize_label(m, image.shape[:2]) for m in self.label_maps(image_id)]
         image, maps = scale_crop_flip(rng, image, maps, self.crop, self.scale_range)
         item = {"image": to_tensor(image), "labels": torch.from_numpy(self.weak.label_vector(image_id)), "index": index}
         for k, m in enumerate(maps):

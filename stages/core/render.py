@@ -96,14 +96,6 @@ def fit_size(shape: tuple[int, int], tile: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max(1, round(w * scale))
 
 
-def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Nearest-neighbour: class ids must never be interpolated."""
-    label = np.asarray(label, dtype=np.uint8)
-    if label.shape == tuple(size):
-        return label
-    return np.asarray(Image.fromarray(label).resize((size[1], size[0]), Image.NEAREST))
-
-
 def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     values = np.asarray(values, dtype=np.float32)
     if values.shape == tuple(size):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .artifacts import short_class_list
 from .checkpoint import load_checkpoint, load_model_state
 from .device import autocast
 from .errors import CheckpointError
@@ -49,19 +50,14 @@ class Segmenter:
         names = tuple(class_names)
         if self.num_classes != len(names):
             raise CheckpointError(
-                f"{self.path} predicts {self.num_classes} classes but {dataset} has {len(names)} "
-                f"{_short(names)}; use a checkpoint trained on {dataset}"
+                f"{self.path} predicts {self.num_classes} classes but {dataset} has "
+                f"{short_class_list(names)}; use a checkpoint trained on {dataset}"
             )
         if self.class_names is not None and self.class_names != names:
             raise CheckpointError(
-                f"{self.path} was trained for classes {_short(self.class_names)}, "
-                f"but {dataset} has {_short(names)}; use a checkpoint trained on {dataset}"
+                f"{self.path} was trained for {short_class_list(self.class_names)}, "
+                f"but {dataset} has {short_class_list(names)}; use a checkpoint trained on {dataset}"
             )
-
-
-def _short(names: Sequence[str]) -> str:
-    names = list(names)
-    return f"({', '.join(names[:4])}{', ...' if len(names) > 4 else ''})"
 
 
 def load_segmenter_checkpoint(path: Path, device: torch.device | str = "cpu") -> Segmenter:
