@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from stages.core.crf import BOUNDARY_CRF, CrfPool  # noqa: E402
+from stages.core.crf import BOUNDARY_CRF, CrfPool, submit_batch  # noqa: E402
 from stages.core.device import autocast  # noqa: E402
 from stages.core.expanders import build_expander  # noqa: E402
 from stages.core.losses import balanced_seed_loss, boundary_loss  # noqa: E402
@@ -64,19 +64,12 @@ def time_steps(model, opt, expander, batch, device, steps: int, pool=None) -> fl
             logits, feats = model(images, return_features=True)
         logits = logits.float()
         probs = logits.detach().softmax(1)
-        futures = None
-        if pool is not None:
-            h, w = probs.shape[-2:]
-            small = torch.nn.functional.interpolate(raw.permute(0, 3, 1, 2).float(), size=(h, w), mode="bilinear")
-            small = small.permute(0, 2, 3, 1).to(torch.uint8).numpy()
-            p = probs.cpu().numpy()
-            futures = [pool.submit(small[j], p[j], BOUNDARY_CRF) for j in range(len(p))]
+        collect = submit_batch(raw.numpy(), probs.cpu().numpy(), BOUNDARY_CRF, pool) if pool is not None else None
         sup = expander(feats.detach() if expander.needs_features else None, probs,
                        downsample_labels(seeds, tuple(logits.shape[-2:])), present)
         loss = balanced_seed_loss(logits, sup)
-        if futures is not None:
-            q = torch.stack([torch.from_numpy(f.result()) for f in futures]).to(device)
-            loss = loss + boundary_loss(logits, q)
+        if collect is not None:
+            loss = loss + boundary_loss(logits, torch.from_numpy(collect()).to(device))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -51,6 +51,15 @@ def _optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult) -> OptimCon
 
 
 HeadMultOpt = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
+# the schedule options train and retrain share (paper defaults, GUIDE 1.5)
+EpochsOpt = typer.Option(7, "--epochs", help="Training epochs.")
+BatchOpt = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP).")
+CropOpt = typer.Option(321, "--crop", help="Training crop size (paper: 321).")
+LrOpt = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets --head-lr-mult times it).")
+WarmupOpt = typer.Option(200, "--warmup", help="Warm-up iterations.")
+AmpOpt = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA.")
+WorkersOpt = typer.Option(0, "--workers", help="Data-loader worker processes.")
+ValSplitOpt = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch on this split (keeps best.pt).")
 LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
 
 
@@ -77,7 +86,7 @@ def train(
     split: str = typer.Option("train", "--split", help="Dataset split to process."),
     labels_file: Optional[Path] = LabelsFileOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
-    val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch (keeps best.pt)."),
+    val_split: Optional[str] = ValSplitOpt,
     backbone: str = typer.Option("resnet101", "--backbone", help="resnet101 (paper), resnet50, vgg16, efficientnet_lite0, tiny."),
     weights: str = typer.Option("imagenet", "--weights", help="imagenet, none, or a weights file."),
     graph_layers: str = typer.Option("", "--graph-layers", help="Comma-separated backbone layers for the graph-cut node features (default: the backbone's)."),
@@ -86,15 +95,15 @@ def train(
     boundary: str = typer.Option("crf", "--boundary-loss", help="crf (KL to the dense CRF of H) or none."),
     boundary_weight: float = typer.Option(1.0, "--boundary-weight", help="Weight of the boundary loss against the seeding loss."),
     crf_workers: int = typer.Option(1, "--crf-workers", help="Processes running the boundary-loss CRF."),
-    epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
-    crop: int = typer.Option(321, "--crop", help="Training crop size (paper: 321)."),
-    lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
-    warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
+    epochs: int = EpochsOpt,
+    batch_size: int = BatchOpt,
+    crop: int = CropOpt,
+    lr: float = LrOpt,
+    warmup: int = WarmupOpt,
     lr_step: float = LrStepOpt,
     head_mult: float = HeadMultOpt,
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
-    workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
+    amp: bool = AmpOpt,
+    workers: int = WorkersOpt,
     nproc: int = typer.Option(1, "--nproc", help="Processes for distributed (DDP) training, launched with torchrun."),
     device: str = DeviceOpt,
     seed: int = SeedOpt,
@@ -104,9 +113,9 @@ def train(
     """Train the segmentation network on seeds expanded every iteration (DGCN)."""
     if nproc > 1:
         _launch_distributed(nproc)
+    val = data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None
     cfg = train_stage.TrainConfig(
-        run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp,
-                      val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
+        run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp, val=val,
                       resume=resume, overwrite=overwrite),
         seeds=seeds, data=data_config(dataset, data_root, split, labels_file, cache_dir),
         model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None),
@@ -155,30 +164,30 @@ def retrain(
     split: str = typer.Option("train", "--split", help="Dataset split to process."),
     labels_file: Optional[Path] = LabelsFileOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
-    val_split: Optional[str] = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch."),
+    val_split: Optional[str] = ValSplitOpt,
     backbone: str = typer.Option("resnet101", "--backbone", help="resnet101, resnet50, vgg16, efficientnet_lite0 or tiny."),
     weights: str = typer.Option("imagenet", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
     scales: str = typer.Option("0.75,1,1.25", "--scales", help="Scales for labelling (each also flipped)."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Average each scale with its mirror when labelling."),
     crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF on the pseudo labels."),
-    epochs: int = typer.Option(7, "--epochs", help="Training epochs."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP)."),
-    crop: int = typer.Option(321, "--crop", help="Training crop size (paper: 321)."),
-    lr: float = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets 10x)."),
-    warmup: int = typer.Option(200, "--warmup", help="Warm-up iterations."),
+    epochs: int = EpochsOpt,
+    batch_size: int = BatchOpt,
+    crop: int = CropOpt,
+    lr: float = LrOpt,
+    warmup: int = WarmupOpt,
     lr_step: float = LrStepOpt,
     head_mult: float = HeadMultOpt,
-    amp: bool = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA."),
-    workers: int = typer.Option(0, "--workers", help="Data-loader worker processes."),
+    amp: bool = AmpOpt,
+    workers: int = WorkersOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,
     resume: bool = ResumeOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Train a fresh network on proxy masks (from a trained model or labels.h5) with cross-entropy."""
+    val = data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None
     cfg = retrain_stage.RetrainConfig(
-        run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp,
-                      val=data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None,
+        run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp, val=val,
                       resume=resume, overwrite=overwrite),
         data=data_config(dataset, data_root, split, labels_file, cache_dir),
         model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),

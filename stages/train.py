@@ -15,11 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
-import numpy as np
 import torch
 
 from .core.config import DataConfig
-from .core.crf import BOUNDARY_CRF, CrfPool, resize_image
+from .core.crf import BOUNDARY_CRF, CrfPool, submit_batch
 from .core.errors import DgcnError
 from .core.expanders import build_expander
 from .core.losses import balanced_seed_loss, boundary_loss
@@ -46,24 +45,15 @@ class TrainConfig:
             raise DgcnError(f"--boundary-loss must be crf or none, got {self.boundary_loss!r}")
 
 
-def _crf_targets(pool: Optional[CrfPool], raw: torch.Tensor, probs: torch.Tensor):
-    """Submit the boundary-loss CRFs now; the returned callable collects them."""
-    if pool is None:
-        return None
-    images = raw.numpy()
-    p = probs.float().cpu().numpy()
-    h, w = p.shape[-2:]
-    futures = [pool.submit(resize_image(images[i], h, w), p[i], BOUNDARY_CRF) for i in range(len(images))]
-    return lambda: torch.from_numpy(np.stack([f.result() for f in futures]))
-
-
 def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
     def loss_fn(model, batch: dict, device: torch.device):
         x = batch["image"].to(device, non_blocking=True)
         logits, feats = model(x, return_features=True)
         logits = logits.float()
         probs = logits.detach().softmax(1)
-        collect = _crf_targets(pool, batch["raw"], probs) if cfg.boundary_loss == "crf" else None
+        collect = None
+        if pool is not None:  # started now, collected after the expander: the two overlap
+            collect = submit_batch(batch["raw"].numpy(), probs.cpu().numpy(), BOUNDARY_CRF, pool)
         seeds = downsample_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
         present = present_matrix(batch["labels"].to(device))
         supervision = expander(feats.detach().float() if expander.needs_features else None, probs, seeds, present)
@@ -71,7 +61,7 @@ def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
         stats = {"seed_loss": float(seed_loss.detach()), "supervised": float((supervision != 255).float().mean())}
         loss = seed_loss
         if collect is not None:
-            b_loss = boundary_loss(logits, collect().to(device))
+            b_loss = boundary_loss(logits, torch.from_numpy(collect()).to(device))
             stats["boundary_loss"] = float(b_loss.detach())
             loss = loss + cfg.boundary_weight * b_loss
         return loss, stats

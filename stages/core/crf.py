@@ -14,7 +14,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from PIL import Image
@@ -200,18 +200,19 @@ def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.asarray(im.resize((width, height), Image.BILINEAR), dtype=np.uint8)
 
 
-def crf_on_batch(
+def submit_batch(
     images_uint8: np.ndarray,
     probs: np.ndarray,
     cfg: CrfConfig = BOUNDARY_CRF,
     pool: CrfPool | None = None,
-) -> np.ndarray:
-    """Q for a batch, at the probabilities' resolution.
+) -> Callable[[], np.ndarray]:
+    """Start the CRFs of a batch and return a callable that collects Q (B, C, h, w) float32.
 
     ``images_uint8``: (B, H, W, 3); ``probs``: (B, C, h, w). Each image is
     downscaled to (h, w) first, as the boundary loss prescribes (Q is the CRF
-    of H on the image at score-map size). Returns (B, C, h, w) float32.
-    With a ``pool`` its workers do the work, still with ``cfg``.
+    of H on the image at score-map size). With a ``pool`` the CRFs run in its
+    workers while the caller goes on (the training step overlaps them with the
+    expander); without one they run here, on collection.
     """
     images_uint8 = np.asarray(images_uint8)
     probs = np.asarray(probs)
@@ -225,7 +226,16 @@ def crf_on_batch(
     small = [resize_image(im, h, w) for im in images_uint8]
     per_image = [np.ascontiguousarray(p, dtype=np.float32) for p in probs]
     if pool is None:
-        out = [dense_crf(im, p, cfg) for im, p in zip(small, per_image)]
-    else:
-        out = pool.map(small, per_image, cfg)
-    return np.stack(out, axis=0)
+        return lambda: np.stack([dense_crf(im, p, cfg) for im, p in zip(small, per_image)], axis=0)
+    futures = pool.submit_many(small, per_image, cfg)
+    return lambda: np.stack([f.result() for f in futures], axis=0)
+
+
+def crf_on_batch(
+    images_uint8: np.ndarray,
+    probs: np.ndarray,
+    cfg: CrfConfig = BOUNDARY_CRF,
+    pool: CrfPool | None = None,
+) -> np.ndarray:
+    """Q for a batch, at the probabilities' resolution (see :func:`submit_batch`)."""
+    return submit_batch(images_uint8, probs, cfg, pool)()
