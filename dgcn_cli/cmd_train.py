@@ -45,9 +45,9 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return opts
 
 
-def _optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult) -> OptimConfig:
+def _optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema) -> OptimConfig:
     return OptimConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step,
-                       head_lr_mult=head_mult)
+                       head_lr_mult=head_mult, ema_decay=ema)
 
 
 HeadMultOpt = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
@@ -61,6 +61,9 @@ AmpOpt = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA.")
 WorkersOpt = typer.Option(0, "--workers", help="Data-loader worker processes.")
 ValSplitOpt = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch on this split (keeps best.pt).")
 LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
+EmaOpt = typer.Option(0.0, "--ema", min=0.0, max=0.9999,
+                      help="Keep an exponential moving average of the weights with this decay (e.g. 0.99) and use it for "
+                           "validation and the saved model; 0 (the paper) keeps the last weights.")
 
 
 def _launch_distributed(nproc: int) -> None:
@@ -102,6 +105,7 @@ def train(
     warmup: int = WarmupOpt,
     lr_step: float = LrStepOpt,
     head_mult: float = HeadMultOpt,
+    ema: float = EmaOpt,
     amp: bool = AmpOpt,
     workers: int = WorkersOpt,
     nproc: int = typer.Option(1, "--nproc", help="Processes for distributed (DDP) training, launched with torchrun."),
@@ -119,7 +123,7 @@ def train(
                       resume=resume, overwrite=overwrite),
         seeds=seeds, data=data_config(dataset, data_root, split, labels_file, cache_dir),
         model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None),
-        optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
+        optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema),
         expander=expander, expander_options=parse_options(expander_opt),
         boundary_loss=boundary, boundary_weight=boundary_weight, crf_workers=crf_workers,
     )
@@ -177,6 +181,7 @@ def retrain(
     warmup: int = WarmupOpt,
     lr_step: float = LrStepOpt,
     head_mult: float = HeadMultOpt,
+    ema: float = EmaOpt,
     amp: bool = AmpOpt,
     workers: int = WorkersOpt,
     device: str = DeviceOpt,
@@ -190,7 +195,7 @@ def retrain(
         run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp, val=val,
                       resume=resume, overwrite=overwrite),
         data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult),
+        model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema),
         checkpoint=checkpoint, labels=labels, scales=parse_scales(scales), flip=flip, crf=crf,
     )
     with progress_bar("retrain") as update:

@@ -406,6 +406,18 @@ def test_graphcut_reaches_the_other_instance():
     assert (out[bg] == U).sum() == bg.sum() - 2  # background stays its seeds
 
 
+def test_graphcut_cut_background_grows_background_like_the_published_code():
+    feats, probs, seeds, present, left, right = two_instances()
+    out = build_expander("graphcut", cut_background=True)(feats, probs, seeds, present)[0]
+    obj = left | right
+    assert (out[obj] == 1).all()  # foreground as without the option
+    assert (out[~obj] == 0).all()  # background now grows from its two seeds to all of it
+    probs_flat = probs.clone()
+    probs_flat[0, 0] = 0.6  # below theta: the background may not grow anywhere
+    out = build_expander("graphcut", cut_background=True)(feats, probs_flat, seeds, present)[0]
+    assert ((out == 0) == (seeds[0] == 0)).all()
+
+
 def test_labelprop_operators_are_the_symmetric_normalised_knn_graph():
     from stages.core.expanders.labelprop import knn_operators
 

@@ -35,14 +35,14 @@ KILL_AT_CALL = 8  # the 8th learning-rate update = iteration 7: after last.pt at
 
 
 def resume_config(out: Path, data_root: Path, seeds: Path, *, resume: bool = False, lr: float = 0.01,
-                  boundary_loss: str = "crf") -> train.TrainConfig:
+                  boundary_loss: str = "crf", ema: float = 0.0) -> train.TrainConfig:
     """The run of these tests: graph cut, CRF boundary loss in-process, random scale/crop/flip."""
     return train.TrainConfig(
         run=RunConfig(out=Path(out), device="cpu", resume=resume),
         seeds=Path(seeds),
         data=DataConfig(dataset="demo", data_root=Path(data_root), split="train"),
         model=ModelConfig("tiny", "none"),
-        optim=OptimConfig(epochs=2, batch_size=4, crop=64, lr=lr, warmup_iters=2, ckpt_every=2),
+        optim=OptimConfig(epochs=2, batch_size=4, crop=64, lr=lr, warmup_iters=2, ckpt_every=2, ema_decay=ema),
         expander="graphcut",
         boundary_loss=boundary_loss,
         crf_workers=0,
@@ -130,27 +130,75 @@ def test_kill_and_resume_is_bit_exact(tmp_path, train_demo_root, train_seeds):
                                             b["model"]["head.branches.0.weight"])
 
 
-@pytest.fixture(scope="module")
-def _interrupted_template(tmp_path_factory, train_demo_root, train_seeds):
-    out = tmp_path_factory.mktemp("interrupted") / "run"
-    cfg = resume_config(out, train_demo_root, train_seeds, boundary_loss="none")
+def _stop_at(call: int):
+    """A learning-rate hook that raises at the ``call``-th update (an in-process interruption)."""
     from stages.core import training
 
-    real = training.apply_lr
-    calls = [0]
+    real, calls = training.apply_lr, [0]
 
     class Stop(Exception):
         pass
 
     def apply_lr(optimizer, lr):
         calls[0] += 1
-        if calls[0] == KILL_AT_CALL:
+        if calls[0] == call:
             raise Stop
         real(optimizer, lr)
 
+    return apply_lr, Stop
+
+
+def test_interrupted_run_with_weight_ema_resumes_bit_exact(tmp_path, train_demo_root, train_seeds):
+    from stages.core import training
+
+    full = train.run(resume_config(tmp_path / "full", train_demo_root, train_seeds, boundary_loss="none", ema=0.5))
+    cut = tmp_path / "cut"
+    hook, stop = _stop_at(KILL_AT_CALL)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(training, "apply_lr", apply_lr)
-        with pytest.raises(Stop):
+        mp.setattr(training, "apply_lr", hook)
+        with pytest.raises(stop):
+            train.run(resume_config(cut, train_demo_root, train_seeds, boundary_loss="none", ema=0.5))
+    resumed = train.run(resume_config(cut, train_demo_root, train_seeds, boundary_loss="none", ema=0.5, resume=True))
+    a, b = load_checkpoint(full), load_checkpoint(resumed)
+    _assert_same_state(a, b)  # "model" is the average here
+    assert a["ema_updates"] == b["ema_updates"] == 2 * ITERS_PER_EPOCH
+    for k in a["train_model"]:
+        assert torch.equal(a["train_model"][k], b["train_model"][k]), f"trained tensor {k} differs"
+    # the saved model really is an average, not the last weights
+    assert any(not torch.equal(a["model"][k], a["train_model"][k]) for k in a["model"] if a["model"][k].is_floating_point())
+
+
+def test_weight_ema_follows_its_formula():
+    from stages.core.training import WeightEma
+
+    net = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    ema = WeightEma(net, decay=0.9)
+    values = [1.0, 2.0, 4.0, 8.0, 16.0]
+    with torch.no_grad():
+        ema.model[0].weight.fill_(1000.0)  # the initial weights must not count at all
+        for t, value in enumerate(values, start=1):
+            net[0].weight.fill_(value)
+            net[1].num_batches_tracked.fill_(t)
+            ema.update(net)
+            w = [0.9 ** (t - 1 - s) for s in range(t)]  # the bias-corrected exponential average
+            expect = sum(wi * v for wi, v in zip(w, values)) / sum(w)
+            assert ema.model[0].weight.item() == pytest.approx(expect)
+            assert ema.model[1].num_batches_tracked.item() == t  # integer buffers are copied
+    assert not ema.model[0].weight.requires_grad and not ema.model.training
+    with pytest.raises(ValueError):
+        WeightEma(net, decay=1.0)
+
+
+@pytest.fixture(scope="module")
+def _interrupted_template(tmp_path_factory, train_demo_root, train_seeds):
+    out = tmp_path_factory.mktemp("interrupted") / "run"
+    cfg = resume_config(out, train_demo_root, train_seeds, boundary_loss="none")
+    from stages.core import training
+
+    hook, stop = _stop_at(KILL_AT_CALL)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(training, "apply_lr", hook)
+        with pytest.raises(stop):
             train.run(cfg)
     assert (out / "last.pt").exists() and not (out / "final.pt").exists()
     return out

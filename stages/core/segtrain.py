@@ -29,7 +29,7 @@ from .errors import DgcnError
 from .loading import EpochSampler, WeakTrainSet, to_tensor
 from .metrics import ConfusionMatrix
 from .nets import DeepLabV2, build_segmenter
-from .training import LoopConfig, RunFolder, Schedule, check_resumable, config_fingerprint, run_loop
+from .training import LoopConfig, RunFolder, Schedule, WeightEma, check_resumable, config_fingerprint, run_loop
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,7 @@ class OptimConfig:
     step_epochs: float = 3.0
     gamma: float = 0.3
     ckpt_every: int = 50
+    ema_decay: float = 0.0  # 0: off (the paper); e.g. 0.99 averages over about 100 steps
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,8 @@ def fit_segmenter(
         if device.type == "cuda":  # SyncBatchNorm has no CPU (gloo) implementation
             model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    # after the SyncBatchNorm conversion, so the average has the trained model's keys
+    ema = WeightEma(model.module if hasattr(model, "module") else model, optim.ema_decay) if optim.ema_decay > 0 else None
     train_set = WeakTrainSet(weak, optim.crop, run.seed, optim.scale_range, label_maps=label_maps, keep_image=keep_image)
 
     def make_loader(epoch: int, start: int):
@@ -196,7 +199,7 @@ def fit_segmenter(
     def on_epoch_end(epoch: int) -> Optional[float]:
         if run.val is None:
             return None
-        inner = model.module if hasattr(model, "module") else model
+        inner = ema.model if ema is not None else (model.module if hasattr(model, "module") else model)
         return validate(inner, run.val, device, shard=(rank, world))
 
     run_loop(
@@ -205,7 +208,7 @@ def fit_segmenter(
         loop=LoopConfig(epochs=optim.epochs, iters_per_epoch=ipe, ckpt_every=optim.ckpt_every),
         folder=folder, make_loader=make_loader, step=step,
         model_config=model_config, run_config=run_cfg, on_epoch_end=on_epoch_end,
-        progress=progress if rank == 0 else None, is_main=rank == 0, resume_from=resume_state,
+        progress=progress if rank == 0 else None, is_main=rank == 0, resume_from=resume_state, ema=ema,
     )
     if world > 1:
         dist.barrier()
