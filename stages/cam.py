@@ -15,18 +15,17 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
+from .core.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.checkpoint import load_checkpoint, load_model_state
 from .core.config import DataConfig, to_jsonable
 from .core.config_fingerprint import RUNTIME_KEYS
 from .core.datasets import WeakDataset
 from .core.device import resolve_device, seed_everything
 from .core.errors import CheckpointError, DgcnError
-from .core.loading import EpochSampler, WeakTrainSet, to_tensor
+from .core.loading import WeakTrainSet, epoch_loader, to_tensor
 from .core.nets import Classifier, build_classifier
-from .core.training import LoopConfig, RunFolder, Schedule, check_resumable, config_fingerprint, run_loop
+from .core.training import LoopConfig, RunFolder, Schedule, config_fingerprint, prepare_run, run_loop
 
 
 @dataclass(frozen=True)
@@ -72,26 +71,18 @@ def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, pr
     run_cfg = to_jsonable(cfg)
     run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=_RUNTIME_KEYS)
     folder = RunFolder(Path(cfg.out) / "classifier", resume=cfg.resume, overwrite=cfg.overwrite)
-    resume_state = None
-    if cfg.resume and folder.final.exists():
-        state = load_checkpoint(folder.final)
-        check_resumable(state, run_cfg, folder.final)
-        load_model_state(model, state["model"], folder.final)
+    finished, resume_state = prepare_run(folder, run_cfg, cfg.resume)
+    if finished is not None:
+        load_model_state(model, finished["model"], folder.final)
         return model.eval()
-    if cfg.resume:
-        resume_state = folder.resume_state()
-        if resume_state is not None:
-            check_resumable(resume_state, run_cfg, folder.last)
     folder.write_config(run_cfg)
     opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.head_lr_mult, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
     train_set = WeakTrainSet(weak, cfg.crop, cfg.seed, cfg.scale_range)
     ipe = len(weak) // cfg.batch_size
 
     def make_loader(epoch: int, start: int):
-        sampler = EpochSampler(len(weak), cfg.seed, epoch, start * cfg.batch_size)
-        gen = torch.Generator().manual_seed(cfg.seed * 100003 + epoch)  # not the global RNG: resume stays exact
-        return DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                          drop_last=True, generator=gen)
+        return epoch_loader(train_set, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, start_batch=start,
+                            workers=cfg.workers)
 
     def step(batch: dict, iteration: int) -> dict[str, float]:
         x, y = batch["image"].to(device), batch["labels"].to(device)

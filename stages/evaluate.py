@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
-from PIL import Image
 
 from .core.artifacts import LABEL_KINDS, ArtifactReader
 from .core.config import DataConfig, to_jsonable

@@ -12,7 +12,7 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 import torch
 from PIL import Image
-from torch.utils.data import Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .datasets import WeakDataset
 from .images import resize_label
@@ -82,6 +82,20 @@ class EpochSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return max(0, len(self._order()) - self.start)
+
+
+def epoch_loader(
+    dataset: Dataset, *, batch_size: int, seed: int, epoch: int, start_batch: int = 0,
+    workers: int = 0, shard: tuple[int, int] = (0, 1),
+) -> DataLoader:
+    """The batches of one epoch from batch ``start_batch`` on (to resume mid-epoch), in an
+    order that depends only on (seed, epoch) and, under DDP, on this process's shard."""
+    sampler = EpochSampler(len(dataset), seed, epoch, start_batch * batch_size, shard=shard)
+    # its own generator: a loader drawing its base seed from the global RNG would shift
+    # that stream on every (re)start, so a resumed run would diverge from the original
+    gen = torch.Generator().manual_seed(seed * 100003 + epoch)
+    return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                      drop_last=True, generator=gen)
 
 
 class WeakTrainSet(Dataset):

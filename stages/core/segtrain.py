@@ -18,18 +18,16 @@ import numpy as np
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from torch.utils.data import DataLoader
 
-from .checkpoint import load_checkpoint
 from .config import DataConfig, to_jsonable
 from .config_fingerprint import RUNTIME_KEYS
 from .datasets import WeakDataset
 from .device import autocast, resolve_device, seed_everything
 from .errors import DgcnError
-from .loading import EpochSampler, WeakTrainSet, to_tensor
+from .loading import WeakTrainSet, epoch_loader, to_tensor
 from .metrics import ConfusionMatrix
 from .nets import DeepLabV2, build_segmenter
-from .training import LoopConfig, RunFolder, Schedule, WeightEma, check_resumable, config_fingerprint, run_loop
+from .training import LoopConfig, RunFolder, Schedule, WeightEma, config_fingerprint, prepare_run, run_loop
 
 
 @dataclass(frozen=True)
@@ -160,15 +158,9 @@ def fit_segmenter(
         dist.barrier()
     if rank != 0:
         folder = RunFolder(run.out, resume=True, overwrite=False)
-    resume_state = None
-    if run.resume:
-        # checked before anything is written, so a refused resume leaves the run as it was
-        if folder.final.exists():
-            check_resumable(load_checkpoint(folder.final), run_cfg, folder.final)
-            return folder.final
-        resume_state = folder.resume_state()
-        if resume_state is not None:
-            check_resumable(resume_state, run_cfg, folder.last)
+    finished, resume_state = prepare_run(folder, run_cfg, run.resume)
+    if finished is not None:
+        return folder.final
     if rank == 0:
         folder.write_config(run_cfg)
     opt = torch.optim.SGD(model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay), lr=optim.lr, momentum=optim.momentum)
@@ -181,12 +173,8 @@ def fit_segmenter(
     train_set = WeakTrainSet(weak, optim.crop, run.seed, optim.scale_range, label_maps=label_maps, keep_image=keep_image)
 
     def make_loader(epoch: int, start: int):
-        sampler = EpochSampler(len(weak), run.seed, epoch, start * optim.batch_size, shard=(rank, world))
-        # its own generator: a loader drawing its base seed from the global RNG would
-        # shift that stream on every (re)start, so a resumed run would diverge from the original
-        gen = torch.Generator().manual_seed(run.seed * 100003 + epoch)
-        return DataLoader(train_set, batch_size=optim.batch_size, sampler=sampler, num_workers=run.workers,
-                          drop_last=True, generator=gen)
+        return epoch_loader(train_set, batch_size=optim.batch_size, seed=run.seed, epoch=epoch, start_batch=start,
+                            workers=run.workers, shard=(rank, world))
 
     def step(batch: dict, iteration: int) -> dict[str, float]:
         with autocast(device, run.amp):

@@ -137,6 +137,23 @@ class RunFolder:
         return load_checkpoint(self.last) if self.last.exists() else None
 
 
+def prepare_run(folder: RunFolder, run_config: Mapping[str, Any], resume: bool) -> tuple[Optional[dict], Optional[dict]]:
+    """``(finished, to_resume)`` for ``--resume``: the final checkpoint of a finished run, or
+    the last checkpoint to continue (None, None for a fresh run or nothing to resume). Both
+    are checked against ``run_config`` before anything of the run is written, so a refused
+    resume leaves the folder as it was."""
+    if not resume:
+        return None, None
+    if folder.final.exists():
+        state = load_checkpoint(folder.final)
+        check_resumable(state, run_config, folder.final)
+        return state, None
+    state = folder.resume_state()
+    if state is not None:
+        check_resumable(state, run_config, folder.last)
+    return None, state
+
+
 @dataclass
 class LoopConfig:
     epochs: int
