@@ -332,6 +332,18 @@ def test_batched_equals_image_by_image(name):
     assert (whole != seeds).any()
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("name", ["graphcut", "labelprop", "dsrg"])
+def test_gpu_and_cpu_give_the_same_labels(name):
+    # the kNN runs on the features' device (one large chunk on the GPU, small ones on the CPU)
+    for seed in range(3):
+        batch = random_batch(b=4, h=21, w=21, seed=seed, sharp=6.0)
+        exp = build_expander(name)
+        cpu = exp(*batch)
+        gpu = exp(*(t.cuda() for t in batch))
+        assert torch.equal(cpu, gpu.cpu()), f"{name}, seed {seed}: {int((cpu != gpu.cpu()).sum())} labels differ"
+
+
 def test_workers_give_the_same_labels_as_in_process():
     feats, probs, seeds, present = random_batch(b=6, seed=11, sharp=6.0)
     ref = build_expander("graphcut", workers=0, k=3)(feats, probs, seeds, present)
