@@ -35,9 +35,11 @@ test-fast: install
 test-slow: install
 	$(PY) -m pytest -q -m slow
 
-## speed, as ratios against baselines measured in the same run
-bench: install
-	$(PY) benchmarks/bench_expanders.py
+## speed, as ratios against baselines measured in the same run; the graph cut is timed on
+## random inputs and on a real batch through the demo's trained network (made first if missing)
+BENCH_CKPT = runs/demo/graphcut-s0/train/final.pt
+bench: install $(BENCH_CKPT)
+	$(PY) benchmarks/bench_expanders.py --checkpoint $(BENCH_CKPT) --demo-root runs/demo/data --seeds runs/demo/seeds_train.h5
 	$(PY) benchmarks/bench_train_step.py
 
 include pipelines.mk

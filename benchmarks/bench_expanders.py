@@ -113,7 +113,8 @@ def published_graphs(feats, probs, seeds, present, c1=10.0, theta=0.7) -> np.nda
     for i in range(b):
         markers = s[i].reshape(n)
         for c in np.flatnonzero(pres[i])[1:]:
-            pred = p[i, c].reshape(n)
+            # the published code adds 1e-7 to its softmax, which keeps both logs finite
+            pred = np.clip(p[i, c].reshape(n), 1e-7, 1 - 1e-7)
             g = maxflow.Graph[float]()
             nodes = g.add_nodes(n)
             for u in np.where(markers == c)[0]:
@@ -214,8 +215,39 @@ def table(title: str, rows: list[tuple[str, float]], ref: float) -> None:
         print(f"  {name:{width}}  {t * 1e3:10.1f}  {t / ref:7.2f}x")
 
 
-def run(side: int, device: str, repeats: int, loop_repeats: int) -> None:
-    feats, probs, seeds, present = make_batch(side, device)
+def trained_batch(side: int, device: str, checkpoint: Path, data_root: Path, seeds_file: Path):
+    """A real training batch: the first 16 demo training images, resized so the network's
+    score maps are side x side, through a trained segmentation checkpoint; its node
+    features and probabilities, the images' seeds at that size and their image labels."""
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from stages.core.artifacts import ArtifactReader
+    from stages.core.config import DataConfig
+    from stages.core.loading import to_tensor
+    from stages.core.segment import load_segmenter_checkpoint
+
+    seg = load_segmenter_checkpoint(checkpoint, device)
+    ds = DataConfig(dataset="demo", data_root=data_root, split="train").build()
+    ids = ds.ids[:BATCH]
+    px = 8 * (side - 1) + 1  # output stride 8: 321 px -> 41x41
+    images = [to_tensor(np.asarray(Image.fromarray(ds.load_image(i)).resize((px, px), Image.BILINEAR))) for i in ids]
+    with torch.no_grad():
+        logits, feats = seg.model(torch.stack(images).to(device), return_features=True)
+    probs = logits.float().softmax(1)
+    with ArtifactReader(seeds_file, kind="seeds", class_names=ds.class_names) as r:
+        maps = [torch.from_numpy(r.get(i, "label").astype(np.int64)) for i in ids]
+    seeds = torch.stack([F.interpolate(m[None, None].float(), size=(side, side), mode="nearest")[0, 0].long()
+                         for m in maps])
+    present = torch.zeros(len(ids), ds.num_classes, dtype=torch.bool)
+    present[:, 0] = True
+    for row, i in enumerate(ids):
+        present[row, list(ds.labels(i))] = True
+    return feats.float(), probs, seeds.to(device), present.to(device)
+
+
+def run(side: int, device: str, repeats: int, loop_repeats: int, batch=None, what: str = "random inputs") -> None:
+    feats, probs, seeds, present = batch if batch is not None else make_batch(side, device)
     job_b, job_c = jobs_of(present)
     n = side * side
     gc = build_expander("graphcut")
@@ -225,8 +257,8 @@ def run(side: int, device: str, repeats: int, loop_repeats: int) -> None:
     x = feature_nodes(feats)
     t_knn = median_time(lambda: knn(x, K), repeats)
     knns = knn(x, K)[1].to(torch.int32).cpu().numpy()
-    seeds_np = seeds.reshape(BATCH, n).cpu().numpy().astype(np.int16)
-    job_probs = probs.reshape(BATCH, -1, n)[job_b, job_c].double().cpu().numpy()
+    seeds_np = seeds.reshape(-1, n).cpu().numpy().astype(np.int16)
+    job_probs = probs.reshape(probs.shape[0], -1, n)[job_b, job_c].double().cpu().numpy()
     t_host = median_time(lambda: _cut_jobs(knns, seeds_np, job_b, job_c, job_probs,
                                            (1.0, 10.0, math.e, 1e-5)), repeats)
     t_floor = statistics.median(bare_solve(knns, seeds_np, job_b, job_c, job_probs) for _ in range(repeats))
@@ -261,8 +293,8 @@ def run(side: int, device: str, repeats: int, loop_repeats: int) -> None:
         gc2(feats, probs, seeds, present)  # starts the pool outside the timer
         rows.insert(3, ("graphcut module, workers=2", median_time(
             lambda: gc2(feats, probs, seeds, present), repeats)))
-    table(f"graphcut, batch {BATCH} at {side}x{side} ({len(job_b)} graphs of {n} nodes, "
-          f"K={K}; device {device}; ratio vs module)", rows, t_module)
+    table(f"graphcut, batch {BATCH} at {side}x{side}, {what} ({len(job_b)} graphs of {n} nodes, "
+          f"{feats.shape[1]}-channel features, K={K}; device {device}; ratio vs module)", rows, t_module)
     print(f"  module / bare solve: {t_module / t_floor:.2f}x;  module host part / bare solve: "
           f"{t_host / t_floor:.2f}x;  module / (bare solve + kNN): {t_module / (t_floor + t_knn):.2f}x")
     if published:
@@ -277,7 +309,7 @@ def run(side: int, device: str, repeats: int, loop_repeats: int) -> None:
         exp = build_expander(name)
         exp(feats, probs, seeds, present)
         others.append((f"{name} module", median_time(lambda: exp(feats, probs, seeds, present), repeats)))
-    table(f"other expanders, batch {BATCH} at {side}x{side} (ratio vs graphcut module)",
+    table(f"other expanders, batch {BATCH} at {side}x{side}, {what} (ratio vs graphcut module)",
           others, t_module)
 
 
@@ -286,10 +318,18 @@ def main() -> None:
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="41x41 only")
+    ap.add_argument("--checkpoint", type=Path, help="also time a real batch through this demo segmentation "
+                    "checkpoint (e.g. runs/demo/graphcut-s0/train/final.pt after make demo)")
+    ap.add_argument("--demo-root", type=Path, default=Path("runs/demo/data"))
+    ap.add_argument("--seeds", type=Path, default=Path("runs/demo/seeds_train.h5"))
     args = ap.parse_args()
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, PyMaxflow {maxflow.__version__}")
     run(41, args.device, args.repeats, loop_repeats=3)
+    if args.checkpoint is not None:
+        batch = trained_batch(41, args.device, args.checkpoint, args.demo_root, args.seeds)
+        run(41, args.device, args.repeats, loop_repeats=3, batch=batch,
+            what=f"demo images through {args.checkpoint}")
     if not args.quick:
         # The per-node baseline takes seconds per repeat at 81x81: one run is enough to compare.
         run(81, args.device, max(1, args.repeats - 1), loop_repeats=1)
