@@ -38,6 +38,8 @@ PAPER_SEG_WEIGHTS ?= imagenet
 # commands document the run): graph cut expander (K=9, theta=0.7, C1=10), seeding + CRF
 # boundary loss, SGD lr 5e-4 (x10 head, x0.3 every 3 epochs), 200 warm-up iterations,
 # batch 16, 321 crops, 7 epochs; test at scales 0.75, 1, 1.25 with flips and the dense CRF.
+# The published code also runs the graph cut for the background class; to train as it did, add
+# --expander-opt cut_background=true (and --expander-opt log_base=10 for its log10 unaries).
 PAPER_TRAIN_OPTS ?= --expander graphcut --boundary-loss crf --epochs 7 --batch-size 16 --crop 321 --lr 5e-4 --warmup 200
 PAPER_RETRAIN_OPTS ?= --epochs 7 --batch-size 16 --crop 321 --lr 5e-4 --warmup 200
 PAPER_TEST_OPTS ?= --scales 0.75,1,1.25 --flip --crf
