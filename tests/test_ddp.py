@@ -37,7 +37,8 @@ def test_sampler_shards_are_disjoint_and_cover_the_epoch(n, world):
 
 
 @pytest.mark.slow
-def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds):
+@pytest.mark.parametrize("ema", ["0", "0.9"])
+def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds, ema):
     out = tmp_path / "run"
     env = {**os.environ, "DGCN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
            "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
@@ -47,7 +48,7 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds):
         "-m", "dgcn_cli", "train", "--out", str(out), "--seeds", str(train_seeds),
         "--dataset", "demo", "--data-root", str(train_data.data_root),
         "--backbone", "tiny", "--weights", "none", "--epochs", "2", "--batch-size", "4", "--crop", "64",
-        "--lr", "0.01", "--warmup", "2", "--boundary-loss", "none", "--device", "cpu", "--val-split", "val",
+        "--lr", "0.01", "--warmup", "2", "--boundary-loss", "none", "--device", "cpu", "--val-split", "val", "--ema", ema,
     ]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
@@ -56,6 +57,9 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds):
     # 16 images over 2 processes at batch 4: 2 iterations per epoch, 2 epochs
     assert state["iteration"] == 4 and state["epoch"] == 2
     assert not any(k.startswith("module.") for k in state["model"])  # saved unwrapped
+    # with a weight average, "model" is the average (validated below) and "train_model" SGD's weights
+    assert ("train_model" in state) == (ema != "0")
+    assert not any(k.startswith("module.") for k in state.get("train_model", {}))
     seg = load_segmenter_checkpoint(out / "final.pt")
     assert seg.model.init_args["backbone"] == "tiny" and seg.num_classes == 6
     # only rank 0 writes: one metrics record per logged iteration, no stray partial files
