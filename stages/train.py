@@ -56,7 +56,8 @@ def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
             collect = submit_batch(batch["raw"].numpy(), probs.cpu().numpy(), BOUNDARY_CRF, pool)
         seeds = downsample_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
         present = present_matrix(batch["labels"].to(device))
-        supervision = expander(feats.detach().float() if expander.needs_features else None, probs, seeds, present)
+        # the expander itself detaches and casts to float32 (it runs outside autocast)
+        supervision = expander(feats if expander.needs_features else None, probs, seeds, present)
         seed_loss = balanced_seed_loss(logits, supervision)
         stats = {"seed_loss": float(seed_loss.detach()), "supervised": float((supervision != 255).float().mean())}
         loss = seed_loss

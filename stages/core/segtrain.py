@@ -164,12 +164,12 @@ def fit_segmenter(
     if rank == 0:
         folder.write_config(run_cfg)
     opt = torch.optim.SGD(model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay), lr=optim.lr, momentum=optim.momentum)
+    if world > 1 and device.type == "cuda":  # SyncBatchNorm has no CPU (gloo) implementation
+        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    net = model  # the network itself, before any DDP wrapper: averaged, validated, saved
     if world > 1:
-        if device.type == "cuda":  # SyncBatchNorm has no CPU (gloo) implementation
-            model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
         model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    # after the SyncBatchNorm conversion, so the average has the trained model's keys
-    ema = WeightEma(model.module if hasattr(model, "module") else model, optim.ema_decay) if optim.ema_decay > 0 else None
+    ema = WeightEma(net, optim.ema_decay) if optim.ema_decay > 0 else None
     train_set = WeakTrainSet(weak, optim.crop, run.seed, optim.scale_range, label_maps=label_maps, keep_image=keep_image)
 
     def make_loader(epoch: int, start: int):
@@ -187,8 +187,7 @@ def fit_segmenter(
     def on_epoch_end(epoch: int) -> Optional[float]:
         if run.val is None:
             return None
-        inner = ema.model if ema is not None else (model.module if hasattr(model, "module") else model)
-        return validate(inner, run.val, device, shard=(rank, world))
+        return validate(ema.model if ema is not None else net, run.val, device, shard=(rank, world))
 
     run_loop(
         model=model, optimizer=opt,
