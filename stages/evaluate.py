@@ -9,8 +9,6 @@ each present class).
 """
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
@@ -20,6 +18,7 @@ import numpy as np
 from .core.artifacts import LABEL_KINDS, ArtifactReader
 from .core.config import DataConfig, to_jsonable
 from .core.errors import DatasetError, DgcnError
+from .core.files import write_json_atomic
 from .core.images import read_mask
 from .core.images import resize_label as resize_nearest
 from .core.metrics import ConfusionMatrix, SegMetrics
@@ -137,12 +136,5 @@ def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = No
         sweep=[(t, r.miou) for t, r in zip(thresholds, results)] if len(thresholds) > 1 else [],
     )
     if cfg.json_out is not None:
-        write_json(Path(cfg.json_out), {**report.to_dict(), "config": to_jsonable(cfg)})
+        write_json_atomic(Path(cfg.json_out), {**report.to_dict(), "config": to_jsonable(cfg)}, indent=2)
     return report
-
-
-def write_json(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".partial")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)

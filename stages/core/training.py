@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config_fingerprint import config_fingerprint  # noqa: F401  (re-exported for stages)
 from .errors import CheckpointError, OutputExistsError
+from .files import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -130,9 +130,7 @@ class RunFolder:
         self.path.mkdir(parents=True, exist_ok=True)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        tmp = self.path / "config.json.partial"
-        tmp.write_text(json.dumps(config, indent=2, default=str))
-        os.replace(tmp, self.path / "config.json")
+        write_json_atomic(self.path / "config.json", config, indent=2, default=str)
 
     def log(self, record: Mapping[str, Any]) -> None:
         with open(self.metrics, "a") as fh:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Optional, Sequence
 
 import numpy as np
 
 from ..errors import DatasetError
+from ..files import write_json_atomic
 from ..images import read_mask
 from . import DATASETS
 from .base import SegDataset
@@ -141,10 +141,7 @@ class VocDataset(SegDataset):
                     f"but the dataset has {k} classes"
                 )
             labels[image_id] = tuple(int(c) for c in present if 0 < c < k)
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.partial")
-        tmp.write_text(json.dumps(labels))
-        os.replace(tmp, cache)
+        write_json_atomic(cache, labels)
         return labels
 
 
