@@ -67,6 +67,15 @@ def run(cfg: SeedsConfig, progress: Optional[Callable[..., None]] = None) -> Pat
     names = ds.class_names
     readers: list[ArtifactReader] = []
     inputs: dict[str, str] = {}
+
+    def open_input(path: Path, kind: str) -> ArtifactReader:
+        """An input artifact covering the split; closed at the end, fingerprinted into the output."""
+        reader = ArtifactReader(path, kind=kind, class_names=names)
+        readers.append(reader)
+        reader.require_ids(ds.ids)
+        inputs[kind] = reader.fingerprint
+        return reader
+
     try:
         if cfg.from_dsrg is not None:
             dsrg = _dsrg_source(cfg.from_dsrg, len(names))
@@ -77,20 +86,14 @@ def run(cfg: SeedsConfig, progress: Optional[Callable[..., None]] = None) -> Pat
             if cfg.fusion.bg_source == "saliency":
                 if cfg.saliency is None:
                     raise DgcnError("--saliency FILE is needed for saliency background seeds (or use --bg-source cam)")
-                sal = ArtifactReader(cfg.saliency, kind="saliency", class_names=names)
-                sal.require_ids(ds.ids)
-                readers.append(sal)
-                inputs["saliency"] = sal.fingerprint
+                sal = open_input(cfg.saliency, "saliency")
             if cfg.from_irn is not None:
                 get_cams = lambda i: _irn_cams(cfg.from_irn, i)  # noqa: E731
                 source = f"IRN CAMs {cfg.from_irn}"
             else:
                 if cfg.cams is None:
                     raise DgcnError("--cams FILE is needed (from `dgcn cam`), or import seeds with --from-dsrg / --from-irn")
-                cams = ArtifactReader(cfg.cams, kind="cams", class_names=names)
-                cams.require_ids(ds.ids)
-                readers.append(cams)
-                inputs["cams"] = cams.fingerprint
+                cams = open_input(cfg.cams, "cams")
                 get_cams = lambda i: (cams.get(i, "cam"), cams.get(i, "classes"))  # noqa: E731
                 source = f"CAMs {cfg.cams}"
 
