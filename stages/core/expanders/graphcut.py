@@ -207,7 +207,7 @@ class GraphCutExpander(Expander):
 
     def _expand(self, features, probs, seeds, present):
         cfg = self.config
-        b, k1, h, w = probs.shape
+        b, _, h, w = probs.shape
         n = h * w
         seeds_np = seeds.reshape(b, n).cpu().numpy().astype(np.int16)
         cut = present.clone()
@@ -229,13 +229,15 @@ class GraphCutExpander(Expander):
         side = self._solve(knns, seeds_np[imgs], local, job_c, job_probs)
 
         claim = side & (job_probs > cfg.theta) & (seeds_np[job_b] == UNLABELLED)
-        score = np.full((b, k1, n), -1.0)
-        score[job_b, job_c] = np.where(claim, job_probs, -1.0)
-        best = score.argmax(1)
-        claimed = score.max(1) >= 0.0
         out = seeds_np.astype(np.int64)
-        grow = claimed & (seeds_np == UNLABELLED)
-        out[grow] = best[grow]
+        best = np.zeros((b, n))  # H of the winning claim so far (claims have H_c > theta >= 0)
+        # Jobs come in (image, class) order and only a strictly higher H_c takes a node over,
+        # so a tie goes to the lower class id. A (B, K+1, N) score array would do the same at
+        # 680 MB for COCO's 81 classes at 81x81; this keeps (B, N).
+        for j, (img, c) in enumerate(zip(job_b, job_c)):
+            take = claim[j] & (job_probs[j] > best[img])
+            best[img, take] = job_probs[j, take]
+            out[img, take] = c
         return torch.from_numpy(out.reshape(b, h, w))
 
     def _solve(self, knns, seeds, job_img, job_cls, probs) -> np.ndarray:
