@@ -24,6 +24,7 @@ from .core.device import autocast, resolve_device
 from .core.expanders import build_expander
 from .core.loading import to_tensor
 from .core.segment import load_segmenter_checkpoint
+from .core.segtrain import downsample_labels, present_matrix
 
 
 @dataclass(frozen=True)
@@ -57,11 +58,10 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
             logits, feats = model(to_tensor(image)[None].to(device), return_features=True)
         probs = logits.float().softmax(1)
         h, w = probs.shape[-2:]
-        seed = torch.from_numpy(seeds.get(image_id, "label").astype(np.int64))[None, None].float()
-        seed = F.interpolate(seed, size=(h, w), mode="nearest")[0].long().to(device)
-        present = torch.zeros((1, ds.num_classes), dtype=torch.bool, device=device)
-        present[0, [0, *weak.labels(image_id)]] = True
-        sup = expander(feats.float() if expander.needs_features else None, probs, seed, present)
+        # the seeds and image labels as the training step hands them to the expander
+        seed = downsample_labels(torch.from_numpy(seeds.get(image_id, "label").astype(np.int64))[None].to(device), (h, w))
+        present = present_matrix(torch.from_numpy(weak.label_vector(image_id))[None].to(device))
+        sup = expander(feats if expander.needs_features else None, probs, seed, present)
         full = F.interpolate(sup[None].float(), size=image.shape[:2], mode="nearest")[0, 0]
         return {"label": full.to(torch.uint8).cpu().numpy()}
 
