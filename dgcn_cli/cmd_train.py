@@ -13,11 +13,12 @@ from stages import graphcut_label as gcl_stage
 from stages import retrain as retrain_stage
 from stages import train as train_stage
 from stages.core.expanders import EXPANDERS
+from stages.core.nets import DEFAULT_HEAD, HEADS
 from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
 
 from .common import (
     CacheDirOpt, DataRootOpt, DatasetOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
-    data_config, handle_errors, out, parse_scales, progress_bar,
+    data_config, handle_errors, out, parse_range, parse_scales, progress_bar,
 )
 
 ExpanderOpt = typer.Option("graphcut", "--expander", help=f"Seed expander: {', '.join(EXPANDERS.names())}.")
@@ -45,9 +46,14 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return opts
 
 
-def _optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema) -> OptimConfig:
+def _optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema, rescale) -> OptimConfig:
     return OptimConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step,
-                       head_lr_mult=head_mult, ema_decay=ema)
+                       head_lr_mult=head_mult, ema_decay=ema, scale_range=parse_range(rescale, "--rescale"))
+
+
+HeadOpt = typer.Option(DEFAULT_HEAD, "--head", help=f"Segmentation head: {', '.join(HEADS)} (largefov: one 3x3 conv at dilation 12, the published code's; aspp: DeepLab-v2's rates 6/12/18/24).")
+FreezeBnOpt = typer.Option(None, "--freeze-bn/--train-bn", help="Keep the backbone's BatchNorm scale/shift fixed (the published code). Default: frozen for pretrained weights, trained for --weights none.", show_default=False)
+RescaleOpt = typer.Option("1", "--rescale", help="Random rescale range LO,HI before the crop; 1 = none (the published code; e.g. 0.7,1.3).")
 
 
 HeadMultOpt = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
@@ -93,14 +99,19 @@ def train(
     backbone: str = typer.Option("resnet101", "--backbone", help="resnet101 (paper), resnet50, vgg16, efficientnet_lite0, tiny."),
     weights: str = typer.Option("imagenet", "--weights", help="imagenet, none, or a weights file."),
     graph_layers: str = typer.Option("", "--graph-layers", help="Comma-separated backbone layers for the graph-cut node features (default: the backbone's)."),
+    head: str = HeadOpt,
+    freeze_bn: Optional[bool] = FreezeBnOpt,
     expander: str = ExpanderOpt,
     expander_opt: list[str] = ExpanderOptsOpt,
     boundary: str = typer.Option("crf", "--boundary-loss", help="crf (KL to the dense CRF of H) or none."),
     boundary_weight: float = typer.Option(1.0, "--boundary-weight", help="Weight of the boundary loss against the seeding loss."),
+    boundary_clip: str = typer.Option("0.05,20", "--boundary-clip", help="Clip Q/H into LO,HI in the boundary loss (DSRG's and the published code's 0.05,20); none: plain KL."),
+    seed_norm: str = typer.Option("image", "--seed-loss-norm", help="image: each image's seeding-loss sums over its own counts, then the batch mean (the published code); batch: pooled over the batch."),
     crf_workers: int = typer.Option(1, "--crf-workers", help="Processes running the boundary-loss CRF."),
     epochs: int = EpochsOpt,
     batch_size: int = BatchOpt,
     crop: int = CropOpt,
+    rescale: str = RescaleOpt,
     lr: float = LrOpt,
     warmup: int = WarmupOpt,
     lr_step: float = LrStepOpt,
@@ -117,15 +128,19 @@ def train(
     """Train the segmentation network on seeds expanded every iteration (DGCN)."""
     if nproc > 1:
         _launch_distributed(nproc)
+    if seed_norm not in ("image", "batch"):
+        raise typer.BadParameter(f"expected image or batch, got {seed_norm!r}", param_hint="--seed-loss-norm")
+    clip = None if boundary_clip.strip().lower() == "none" else parse_range(boundary_clip, "--boundary-clip")
     val = data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None
     cfg = train_stage.TrainConfig(
         run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp, val=val,
                       resume=resume, overwrite=overwrite),
         seeds=seeds, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None),
-        optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema),
+        model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None, head, freeze_bn),
+        optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema, rescale),
         expander=expander, expander_options=parse_options(expander_opt),
-        boundary_loss=boundary, boundary_weight=boundary_weight, crf_workers=crf_workers,
+        boundary_loss=boundary, boundary_weight=boundary_weight, boundary_clip=clip,
+        seed_loss_per_image=seed_norm == "image", crf_workers=crf_workers,
     )
     with progress_bar("train") as update:
         path = train_stage.run(cfg, progress=update)
@@ -171,12 +186,15 @@ def retrain(
     val_split: Optional[str] = ValSplitOpt,
     backbone: str = typer.Option("resnet101", "--backbone", help="resnet101, resnet50, vgg16, efficientnet_lite0 or tiny."),
     weights: str = typer.Option("imagenet", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
+    head: str = HeadOpt,
+    freeze_bn: Optional[bool] = FreezeBnOpt,
     scales: str = typer.Option("0.75,1,1.25", "--scales", help="Scales for labelling (each also flipped)."),
     flip: bool = typer.Option(True, "--flip/--no-flip", help="Average each scale with its mirror when labelling."),
     crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF on the pseudo labels."),
     epochs: int = EpochsOpt,
     batch_size: int = BatchOpt,
     crop: int = CropOpt,
+    rescale: str = RescaleOpt,
     lr: float = LrOpt,
     warmup: int = WarmupOpt,
     lr_step: float = LrStepOpt,
@@ -195,7 +213,8 @@ def retrain(
         run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp, val=val,
                       resume=resume, overwrite=overwrite),
         data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        model=ModelConfig(backbone, weights), optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema),
+        model=ModelConfig(backbone, weights, head=head, freeze_bn=freeze_bn),
+        optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema, rescale),
         checkpoint=checkpoint, labels=labels, scales=parse_scales(scales), flip=flip, crf=crf,
     )
     with progress_bar("retrain") as update:

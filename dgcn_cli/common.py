@@ -93,3 +93,16 @@ def parse_scales(text: str, option: str = "--scales") -> tuple[float, ...]:
     if not scales or any(not v > 0 for v in scales):
         raise typer.BadParameter(f"scales must be positive numbers, got {text!r}", param_hint=option)
     return scales
+
+
+def parse_range(text: str, option: str) -> tuple[float, float]:
+    """'LO,HI' -> (LO, HI); a single number X -> (X, X)."""
+    try:
+        vals = [float(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or not 0 < vals[0] <= vals[1] or not all(v < float("inf") for v in vals):
+        raise typer.BadParameter(f"expected LO,HI with 0 < LO <= HI, got {text!r}", param_hint=option)
+    return vals[0], vals[1]

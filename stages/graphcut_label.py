@@ -6,7 +6,9 @@ to that size (nearest), the chosen expander (graph cut by default) produces
 the supervision, which is written at the image's resolution (nearest
 upsampling; 255 = no label). This is exactly the supervision a training step
 would get for the whole image, so expanders can be compared and evaluated
-without retraining.
+without retraining. An expander that grows on refined probabilities (DSRG) gets
+the boundary loss's CRF of them, as in training; where the graph cut's multi-hot
+supervision gives a position two classes, the more probable one is written.
 """
 from __future__ import annotations
 
@@ -20,8 +22,9 @@ import torch.nn.functional as F
 
 from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.config import DataConfig, to_jsonable
+from .core.crf import BOUNDARY_CRF, crf_on_batch
 from .core.device import autocast, resolve_device
-from .core.expanders import build_expander
+from .core.expanders import build_expander, to_label_map
 from .core.loading import to_tensor
 from .core.segment import load_segmenter_checkpoint
 from .core.segtrain import downsample_labels, present_matrix
@@ -58,10 +61,12 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
             logits, feats = model(to_tensor(image)[None].to(device), return_features=True)
         probs = logits.float().softmax(1)
         h, w = probs.shape[-2:]
+        if expander.needs_refined_probs:
+            probs = torch.from_numpy(crf_on_batch(image[None], probs.cpu().numpy(), BOUNDARY_CRF)).to(device)
         # the seeds and image labels as the training step hands them to the expander
         seed = downsample_labels(torch.from_numpy(seeds.get(image_id, "label").astype(np.int64))[None].to(device), (h, w))
         present = present_matrix(torch.from_numpy(weak.label_vector(image_id))[None].to(device))
-        sup = expander(feats if expander.needs_features else None, probs, seed, present)
+        sup = to_label_map(expander(feats if expander.needs_features else None, probs, seed, present), probs)
         full = F.interpolate(sup[None].float(), size=image.shape[:2], mode="nearest")[0, 0]
         return {"label": full.to(torch.uint8).cpu().numpy()}
 

@@ -4,7 +4,9 @@ Every iteration: forward; the expander (graph cut by default) on detached node
 features and probabilities turns the seeds into the supervision of this step;
 balanced seeding loss on it, plus the boundary loss KL(Q||H) with Q the dense
 CRF of H on the image downscaled to the score-map size. The CRF runs in worker
-processes, submitted before the expander runs so the two overlap.
+processes, submitted before the expander runs so the two overlap; an expander
+that grows on the refined probabilities (DSRG) waits for it and gets Q itself,
+so the CRF never runs twice.
 
 Only image-level labels and seeds reach this stage: the dataset is handed over
 as a ``WeakDataset`` (image paths and image-level labels), never with masks.
@@ -21,7 +23,7 @@ from .core.config import DataConfig
 from .core.crf import BOUNDARY_CRF, CrfPool, submit_batch
 from .core.errors import DgcnError
 from .core.expanders import build_expander
-from .core.losses import balanced_seed_loss, boundary_loss
+from .core.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss
 from .core.segtrain import (
     LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, downsample_labels, fit_segmenter, present_matrix,
 )
@@ -38,31 +40,47 @@ class TrainConfig:
     expander_options: Mapping[str, Any] = field(default_factory=dict)
     boundary_loss: str = "crf"  # or "none"
     boundary_weight: float = 1.0
+    # DSRG's clip of Q/H in the boundary loss (the published code's); None: plain KL
+    boundary_clip: Optional[tuple[float, float]] = RATIO_CLIP
+    # seeding-loss sums divided by each image's own counts (the published code), or pooled
+    seed_loss_per_image: bool = True
     crf_workers: int = 1
 
     def __post_init__(self) -> None:
         if self.boundary_loss not in ("crf", "none"):
             raise DgcnError(f"--boundary-loss must be crf or none, got {self.boundary_loss!r}")
+        if self.boundary_clip is not None and not 0 < self.boundary_clip[0] < 1 < self.boundary_clip[1]:
+            raise DgcnError(f"--boundary-clip must be LO,HI with 0 < LO < 1 < HI, got {self.boundary_clip}")
 
 
 def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
+    """The training step's loss: (model, batch, device) -> (loss, stats). ``pool`` runs the
+    CRF; it is needed when the boundary loss is on or the expander grows on refined probs."""
+    refine = expander.needs_refined_probs
+    if (cfg.boundary_loss == "crf" or refine) and pool is None:
+        raise ValueError("this loss needs a CRF pool")
+
     def loss_fn(model, batch: dict, device: torch.device):
         x = batch["image"].to(device, non_blocking=True)
         logits, feats = model(x, return_features=True)
         logits = logits.float()
         probs = logits.detach().softmax(1)
-        collect = None
+        collect, q = None, None
         if pool is not None:  # started now, collected after the expander: the two overlap
             collect = submit_batch(batch["raw"].numpy(), probs.cpu().numpy(), BOUNDARY_CRF, pool)
+        if refine:
+            q = torch.from_numpy(collect()).to(device)
         seeds = downsample_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
         present = present_matrix(batch["labels"].to(device))
         # the expander itself detaches and casts to float32 (it runs outside autocast)
-        supervision = expander(feats if expander.needs_features else None, probs, seeds, present)
-        seed_loss = balanced_seed_loss(logits, supervision)
-        stats = {"seed_loss": float(seed_loss.detach()), "supervised": float((supervision != 255).float().mean())}
+        supervision = expander(feats if expander.needs_features else None, q if refine else probs, seeds, present)
+        seed_loss = balanced_seed_loss(logits, supervision, per_image=cfg.seed_loss_per_image)
+        labelled = supervision.any(1) if supervision.dim() == 4 else supervision != 255
+        stats = {"seed_loss": float(seed_loss.detach()), "supervised": float(labelled.float().mean())}
         loss = seed_loss
-        if collect is not None:
-            b_loss = boundary_loss(logits, torch.from_numpy(collect()).to(device))
+        if cfg.boundary_loss == "crf":
+            q = q if q is not None else torch.from_numpy(collect()).to(device)
+            b_loss = boundary_loss(logits, q, cfg.boundary_clip)
             stats["boundary_loss"] = float(b_loss.detach())
             loss = loss + cfg.boundary_weight * b_loss
         return loss, stats
@@ -74,14 +92,15 @@ def run(cfg: TrainConfig, progress: Optional[Callable[..., None]] = None) -> Pat
     weak = cfg.data.build().weak()
     maps = LazyLabelMaps(cfg.seeds, ("seeds",), weak.class_names, weak.ids)
     expander = build_expander(cfg.expander, **dict(cfg.expander_options))
-    pool = CrfPool(cfg.crf_workers, BOUNDARY_CRF) if cfg.boundary_loss == "crf" else None
+    crf = cfg.boundary_loss == "crf" or expander.needs_refined_probs
+    pool = CrfPool(cfg.crf_workers, BOUNDARY_CRF) if crf else None
     try:
         return fit_segmenter(
             run=cfg.run, model_cfg=cfg.model, optim=cfg.optim, weak=weak, label_maps=maps,
             loss_fn=make_loss(cfg, expander, pool),
             # the seeds' content fingerprint: resuming on regenerated seeds is another run
             stage_config={"stage": "train", **cfg.__dict__, "seeds_fingerprint": maps.fingerprint},
-            keep_image=cfg.boundary_loss == "crf", progress=progress,
+            keep_image=crf, progress=progress,
         )
     finally:
         expander.close()

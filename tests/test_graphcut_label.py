@@ -44,13 +44,12 @@ def test_every_expander_labels_every_image(tmp_path, expander, trained_checkpoin
             seed = seeds_by_id[image_id]
             assert lab.dtype == np.uint8 and lab.shape == ds.load_image(image_id).shape[:2]
             seeded = seed != 255
-            np.testing.assert_array_equal(lab[seeded], seed[seeded], err_msg=f"{expander} relabelled seeds of {image_id}")
+            if expander != "graphcut":  # the published cut may override seeds where H_c > theta
+                np.testing.assert_array_equal(lab[seeded], seed[seeded], err_msg=f"{expander} relabelled seeds of {image_id}")
             allowed = {0, 255, *ds.labels(image_id)}
             assert set(np.unique(lab).tolist()) <= allowed, f"{expander}: a class absent from {image_id}"
             if expander == "none":
                 np.testing.assert_array_equal(lab, seed)
-            if expander == "graphcut":  # background supervision stays the background seeds
-                assert not ((lab == 0) & (seed != 0)).any()
             grown += int(((lab != 255) & ~seeded).sum())
     if expander in ("dsrg", "labelprop"):
         assert grown > 0, f"{expander} labelled nothing beyond the seeds"
@@ -60,7 +59,8 @@ def test_graphcut_grows_seeds_in_feature_space(tmp_path, trained_checkpoint, tra
     # A network trained for seconds is rarely sure enough for the paper's theta=0.7;
     # theta=0 (the low end of the paper's ablation) lets the cut alone decide.
     out = graphcut_label.run(_config(trained_checkpoint, train_seeds, tmp_path / "labels.h5", train_data,
-                                     expander_options={"theta": 0.0, "k": 5}))
+                                     expander_options={"theta": 0.0, "k": 5, "override_seeds": False,
+                                                       "cut_background": False}))
     ds = train_data.build()
     grown = 0
     with ArtifactReader(out, kind="labels") as r:
@@ -69,6 +69,7 @@ def test_graphcut_grows_seeds_in_feature_space(tmp_path, trained_checkpoint, tra
             lab, seed = r.get(image_id, "label"), seeds_by_id[image_id]
             seeded = seed != 255
             np.testing.assert_array_equal(lab[seeded], seed[seeded])
+            # background stays its seeds without cut_background
             assert set(np.unique(lab[~seeded]).tolist()) <= {255, *ds.labels(image_id)}
             grown += int(((lab != 255) & ~seeded).sum())
     assert grown > 0
@@ -94,7 +95,7 @@ def _with_model(trained_checkpoint, path, model):
 def test_checkpoint_of_another_model_names_keys(tmp_path, trained_checkpoint, train_seeds, train_data):
     cases = {
         # another num_classes: the head's shapes differ
-        "classes": (build_segmenter("tiny", 3, "none"), ["wrong shape, e.g. head.branches.0.", "is (3,"]),
+        "classes": (build_segmenter("tiny", 3, "none", head="aspp"), ["wrong shape, e.g. head.branches.0.", "is (3,"]),
         # another network altogether (the CAM classifier): keys differ
         "classifier": (build_classifier("tiny", 5, "none"), ["missing", "head.branches.0.", "unexpected", "head.weight"]),
     }

@@ -55,7 +55,9 @@ def test_empty_terms_contribute_zero():
     only_bg = torch.full((2, 5, 5), IGNORE_INDEX, dtype=torch.long)
     only_bg[0, 0, 0] = 0
     expected = -torch.log_softmax(logits.detach()[0, :, 0, 0], 0)[0].item()
-    assert balanced_seed_loss(logits, only_bg).item() == pytest.approx(expected, rel=1e-5)
+    # per image (the published code): image 1 has no seeds and adds 0 to the batch mean
+    assert balanced_seed_loss(logits, only_bg).item() == pytest.approx(expected / 2, rel=1e-5)
+    assert balanced_seed_loss(logits, only_bg, per_image=False).item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_seed_loss_gradient_only_on_labelled_pixels():
@@ -101,10 +103,19 @@ def test_boundary_loss_matches_hand_kl():
 def test_boundary_loss_treats_q_as_constant_and_handles_bf16():
     logits = torch.randn(1, 3, 4, 4, requires_grad=True)
     q = torch.softmax(torch.randn(1, 3, 4, 4), 1).requires_grad_(True)
-    boundary_loss(logits, q).backward()
+    boundary_loss(logits, q, ratio_clip=None).backward()
     assert q.grad is None and logits.grad is not None
     # The gradient of KL(Q || softmax(z)) in z is softmax(z) - Q, per pixel / N.
     expected = (torch.softmax(logits.detach(), 1) - q.detach()) / 16
+    torch.testing.assert_close(logits.grad, expected, atol=1e-6, rtol=1e-5)
+    # with DSRG's clip, a class whose ratio Q/H is outside [0.05, 20] passes no gradient:
+    # the gradient is sum over the unclipped classes of -Q_c (onehot_c - softmax) / N
+    logits.grad = None
+    boundary_loss(logits, q).backward()
+    p = torch.softmax(logits.detach(), 1)
+    inside = ((q.detach() / p) >= 0.05) & ((q.detach() / p) <= 20)
+    w = q.detach() * inside
+    expected = (p * w.sum(1, keepdim=True) - w) / 16
     torch.testing.assert_close(logits.grad, expected, atol=1e-6, rtol=1e-5)
 
     loss = boundary_loss(logits.detach().bfloat16(), q.detach())

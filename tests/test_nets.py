@@ -36,8 +36,14 @@ def test_backbone_stride8_channels_and_graph_layers(name):
     assert tuple(last.shape[-2:]) == (8, 8)
     for key, f in feats.items():
         assert f.shape[1] == bb.channels[key], key
-    assert bb.graph_layers and set(bb.graph_layers) <= set(bb.channels)
-    assert bb.graph_layers[-1] == bb.out_layer
+    # one low-level stage at stride 4 and one high-level stage at stride 8, the published
+    # code's ResNet layer1 + layer3 translated (tiny has no stage between: its last)
+    low, high = bb.graph_layers
+    assert tuple(feats[low].shape[-2:]) == (16, 16) and tuple(feats[high].shape[-2:]) == (8, 8)
+    assert bb.graph_layers == {"resnet50": ("layer1", "layer3"), "resnet101": ("layer1", "layer3"),
+                               "vgg16": ("pool2", "pool4"), "efficientnet_lite0": ("block2", "block10"),
+                               "tiny": ("stage2", "stage3")}[name]
+    assert (high == bb.out_layer) == (name == "tiny")
 
 
 def test_tiny_receptive_field_is_small():
@@ -88,7 +94,8 @@ def test_segmenter_logits_and_features_share_the_score_map_size(size):
 def test_segmenter_graph_layers_can_be_chosen_and_are_checked():
     seg = build_segmenter("tiny", 3, graph_layers=["stage1", "stage3"])
     assert seg.graph_layers == ("stage1", "stage3")
-    assert seg.init_args == {"backbone": "tiny", "num_classes": 3, "graph_layers": ["stage1", "stage3"]}
+    assert seg.init_args == {"backbone": "tiny", "num_classes": 3, "graph_layers": ["stage1", "stage3"],
+                             "head": "largefov"}
     with pytest.raises(DgcnError, match="layer9"):
         build_segmenter("tiny", 3, graph_layers=["layer9"])
 

@@ -49,8 +49,13 @@ class CrfConfig:
     bi_srgb: float = 13.0
     bi_compat: float = 10.0
     xy_scale: float = 1.0
+    # floor of the input probabilities and of Q (Q renormalised after): the published
+    # boundary-loss and DSRG refinement code floors both at 1e-4
+    min_prob: float = PROB_EPS
 
     def __post_init__(self) -> None:
+        if not 0 < self.min_prob < 0.5:
+            raise DgcnError(f"CRF min_prob must be in (0, 0.5), got {self.min_prob}")
         if self.iters < 0:
             raise DgcnError(f"CRF iterations must be >= 0, got {self.iters}")
         for name in ("gauss_sxy", "bi_sxy", "bi_srgb", "xy_scale"):
@@ -61,8 +66,9 @@ class CrfConfig:
         return replace(self, xy_scale=xy_scale)
 
 
-# The configuration the boundary loss uses on score-map-sized images.
-BOUNDARY_CRF = CrfConfig(xy_scale=12.0)
+# The configuration the boundary loss (and DSRG's refinement) uses on score-map-sized
+# images: the published code's (hustvl/DGCN ``crf_operation``, DSRG ``CRFLayer``).
+BOUNDARY_CRF = CrfConfig(xy_scale=12.0, min_prob=1e-4)
 
 
 def _check_inputs(image: np.ndarray, probs: np.ndarray) -> None:
@@ -80,7 +86,7 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CrfConfig = CrfConfig()
     """Refine per-pixel class probabilities with a dense CRF.
 
     ``image``: (H, W, 3) uint8 RGB. ``probs``: (C, H, W), each pixel a
-    distribution (it is clamped to ``PROB_EPS`` and renormalised, so zeros and
+    distribution (it is clamped to ``cfg.min_prob`` and renormalised, so zeros and
     unnormalised inputs are accepted). Returns Q as (C, H, W) float32 whose C
     values at each pixel sum to 1. With ``cfg.iters == 0`` Q is the input distribution.
     """
@@ -88,7 +94,8 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CrfConfig = CrfConfig()
 
     _check_inputs(image, probs)
     n_classes, height, width = probs.shape
-    p = np.clip(np.asarray(probs, dtype=np.float32), PROB_EPS, None)
+    # the renormalisation shifts every unary of a pixel alike, which mean field ignores
+    p = np.clip(np.asarray(probs, dtype=np.float32), cfg.min_prob, None)
     p /= p.sum(axis=0, keepdims=True)
     # pydensecrf reads raw buffers through writable memoryviews: anything not
     # C-contiguous, of the exact dtype and writable (PIL-backed arrays are
@@ -105,6 +112,7 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CrfConfig = CrfConfig()
     q = np.asarray(crf.inference(cfg.iters), dtype=np.float32).reshape(n_classes, height, width)
     # The solver normalises in float32; renormalising keeps sums at 1 to the
     # precision callers (KL terms, argmax ties) expect.
+    np.maximum(q, cfg.min_prob, out=q)
     q /= q.sum(axis=0, keepdims=True)
     return q
 

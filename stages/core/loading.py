@@ -32,12 +32,18 @@ def scale_crop_flip(
     crop: int,
     scale_range: tuple[float, float],
 ) -> tuple[np.ndarray, list[np.ndarray]]:
-    """Random rescale, random crop (padded when smaller) and horizontal flip, applied jointly."""
+    """Random rescale, random crop (padded when smaller) and horizontal flip, applied jointly.
+
+    ``scale_range`` (1, 1) crops the image as it is (no resampling at all), as the
+    published DGCN code trains; the scale is still drawn so the crop positions of a
+    run do not depend on whether rescaling is on.
+    """
     h, w = image.shape[:2]
     s = rng.uniform(*scale_range)
     nh, nw = max(8, int(round(h * s))), max(8, int(round(w * s)))
-    image = _resize_image(image, (nh, nw))
-    labels = [resize_label(lab, (nh, nw)) for lab in labels]
+    if (nh, nw) != (h, w):
+        image = _resize_image(image, (nh, nw))
+        labels = [resize_label(lab, (nh, nw)) for lab in labels]
     ph, pw = max(crop, nh), max(crop, nw)
     canvas = np.empty((ph, pw, 3), dtype=np.uint8)
     canvas[:] = PAD_RGB
@@ -110,7 +116,7 @@ class WeakTrainSet(Dataset):
         weak: WeakDataset,
         crop: int,
         seed: int,
-        scale_range: tuple[float, float] = (0.7, 1.3),
+        scale_range: tuple[float, float] = (1.0, 1.0),
         label_maps: Optional[Callable[[str], list[np.ndarray]]] = None,
         keep_image: bool = False,
     ) -> None:

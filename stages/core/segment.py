@@ -71,7 +71,9 @@ def load_segmenter_checkpoint(path: Path, device: torch.device | str = "cpu") ->
             "this needs a checkpoint from `dgcn train` or `dgcn retrain`"
         )
     try:
-        model = build_segmenter(mc["backbone"], int(mc["num_classes"]), graph_layers=mc["graph_layers"])
+        # checkpoints written before the head became an option all had the ASPP head
+        model = build_segmenter(mc["backbone"], int(mc["num_classes"]), graph_layers=mc["graph_layers"],
+                                head=mc.get("head", "aspp"))
     except (KeyError, TypeError, ValueError) as err:
         raise CheckpointError(f"{path}: its model_config cannot rebuild a network ({err.__class__.__name__}: {err})") from None
     load_model_state(model, state["model"], path)

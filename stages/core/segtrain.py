@@ -26,15 +26,30 @@ from .device import autocast, resolve_device, seed_everything
 from .errors import DgcnError
 from .loading import WeakTrainSet, epoch_loader, to_tensor
 from .metrics import ConfusionMatrix
-from .nets import DeepLabV2, build_segmenter
+from .nets import DEFAULT_HEAD, DeepLabV2, build_segmenter
 from .training import LoopConfig, RunFolder, Schedule, WeightEma, config_fingerprint, prepare_run, run_loop
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """The segmentation network. ``head``: ``largefov`` (the published code's single
+    3x3 conv at dilation 12) or ``aspp``. ``freeze_bn``: keep the backbone's BatchNorm
+    scale/shift fixed, as the published code does; None means yes for pretrained
+    weights and no for a backbone trained from scratch (whose BatchNorm starts at 1/0)."""
+
     backbone: str = "resnet101"
     weights: str = "imagenet"
     graph_layers: Optional[tuple[str, ...]] = None
+    head: str = DEFAULT_HEAD
+    freeze_bn: Optional[bool] = None
+
+    @property
+    def bn_frozen(self) -> bool:
+        return self.weights != "none" if self.freeze_bn is None else bool(self.freeze_bn)
+
+    def build(self, num_classes: int) -> DeepLabV2:
+        return build_segmenter(self.backbone, num_classes, self.weights, self.graph_layers,
+                               head=self.head, freeze_bn=self.bn_frozen)
 
 
 @dataclass(frozen=True)
@@ -44,7 +59,8 @@ class OptimConfig:
     epochs: int = 7
     batch_size: int = 16
     crop: int = 321
-    scale_range: tuple[float, float] = (0.7, 1.3)
+    # random rescale before the crop; (1, 1) = none, as the published code trains (scale=False)
+    scale_range: tuple[float, float] = (1.0, 1.0)
     lr: float = 5e-4
     head_lr_mult: float = 10.0
     momentum: float = 0.9
@@ -149,7 +165,7 @@ def fit_segmenter(
     seed_everything(run.seed)
     # the network is built before the run folder is touched, so a bad option
     # (backbone, graph layers, weights file) fails without deleting an earlier run
-    model: torch.nn.Module = build_segmenter(model_cfg.backbone, weak.num_classes, model_cfg.weights, model_cfg.graph_layers).to(device)
+    model: torch.nn.Module = model_cfg.build(weak.num_classes).to(device)
     model_config = model.init_args
     # rank 0 prepares the folder; the other ranks wait, then only read it
     if rank == 0:

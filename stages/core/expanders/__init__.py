@@ -11,8 +11,11 @@ Every expander is called the same way::
 - ``probs``: float (B, K+1, h, w) softmax probabilities, channel 0 = background;
 - ``seeds``: integer (B, h, w), 0 = background, 1..K = classes, 255 = unlabelled;
 - ``present``: bool (B, K+1) image-level labels, background always True;
-- returns int64 (B, h, w) on the device of ``seeds``: 0..K, or 255 for no supervision.
-  Seeds are never relabelled by any expander.
+- returns int64 (B, h, w) on the device of ``seeds``: 0..K, or 255 for no supervision;
+  or, from ``graphcut``, bool (B, K+1, h, w) multi-hot supervision (the published rule
+  lets the cut for class c override a seed where H_c > theta, so a position can carry
+  two classes or lose its seed): ``to_label_map`` gives one label per position.
+  ``dsrg``, ``labelprop`` and ``none`` never relabel a seed.
 
 Registered: ``graphcut`` (DGCN), ``dsrg`` (DSRG's region growing), ``labelprop``
 (Zhou et al. 2004) and ``none`` (the seeds themselves).
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import EXPANDERS, UNLABELLED, Expander, ExpanderConfig, ExpanderOptionError
+from .base import EXPANDERS, UNLABELLED, Expander, ExpanderConfig, ExpanderOptionError, to_label_map
 from .dsrg import DSRGConfig, DSRGExpander
 from .graphcut import GraphCutConfig, GraphCutExpander
 from .labelprop import LabelPropConfig, LabelPropExpander
@@ -53,4 +56,5 @@ __all__ = [
     "NoneConfig",
     "NoneExpander",
     "build_expander",
+    "to_label_map",
 ]

@@ -4,6 +4,11 @@ An expander turns sparse seeds into denser supervision using the segmentation
 network's current probabilities (and, for the feature-graph methods, its
 features). Stages only see ``exp(features, probs, seeds, present)`` so any
 expander can replace any other without touching the training loop.
+
+The supervision is a (B, h, w) label map (255 = none) or, for an expander whose
+rule can give a position two classes (the published graph cut), a (B, K+1, h, w)
+bool multi-hot map; the seeding loss takes either, and :func:`to_label_map`
+turns either into one label per position for writing or evaluating.
 """
 from __future__ import annotations
 
@@ -69,6 +74,12 @@ class Expander(ABC):
     config_class: ClassVar[type[ExpanderConfig]] = ExpanderConfig
     needs_features: ClassVar[bool] = False
 
+    @property
+    def needs_refined_probs(self) -> bool:
+        """True when ``probs`` should be the dense-CRF refinement of H (DSRG grows on it)
+        rather than H itself; the caller runs the CRF, usually the boundary loss's own."""
+        return False
+
     def __init__(self, config: ExpanderConfig | None = None) -> None:
         if config is None:
             config = self.config_class()
@@ -94,6 +105,8 @@ class Expander(ABC):
             out = self._expand(
                 None if features is None else features.detach().float(), probs.detach().float(), seeds, present.bool()
             )
+        if out.dim() == 4:  # multi-hot
+            return out.to(device=seeds.device, dtype=torch.bool)
         return out.to(device=seeds.device, dtype=torch.long)
 
     @abstractmethod
@@ -104,7 +117,8 @@ class Expander(ABC):
         seeds: torch.Tensor,
         present: torch.Tensor,
     ) -> torch.Tensor:
-        """Inputs already checked, detached and on their own devices; returns (B, h, w)."""
+        """Inputs already checked, detached and on their own devices; returns (B, h, w)
+        labels or (B, K+1, h, w) multi-hot."""
 
     def close(self) -> None:
         """Release worker processes; a no-op for expanders that start none."""
@@ -148,3 +162,14 @@ class Expander(ABC):
                     f"{who}: features must be (B, C, h, w) = ({b}, C, {h}, {w}), "
                     f"got {tuple(features.shape)}; resize them to the score-map size first"
                 )
+
+
+def to_label_map(supervision: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """One label per position: a (B, h, w) map passes through; a (B, K+1, h, w) multi-hot
+    map gives the claimed class with the highest probability, 255 where none is claimed."""
+    if supervision.dim() == 3:
+        return supervision.long()
+    claimed = supervision.bool()
+    score = torch.where(claimed, probs.to(claimed.device).float(), torch.full_like(probs, -1.0, dtype=torch.float32, device=claimed.device))
+    best = score.argmax(1)
+    return torch.where(claimed.any(1), best, torch.full_like(best, UNLABELLED))

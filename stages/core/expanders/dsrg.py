@@ -1,10 +1,18 @@
 """DSRG seed growing (Huang et al., CVPR 2018), the baseline DGCN is compared with.
 
-An unlabelled pixel joins class c when the network's argmax over the image's
-classes is c, H_c exceeds the class's threshold, and it is 8-connected to a seed
-of c through pixels that also qualify. Growing to convergence reaches exactly the
-connected components of (seed of c OR candidate for c) that hold a seed of c, so
-each class is one ``scipy.ndimage.label`` call instead of an iterative loop.
+The rule of DSRG's own code (speedinghzl/DSRG ``pylayers.py``, ``generate_seed_step``),
+run on the dense-CRF refinement of the probabilities as DSRG runs it:
+
+1. each position's candidate class is the argmax of the refined probabilities over the
+   image's classes; it qualifies when that probability exceeds ``fg_thresh`` (and, for
+   background, ``bg_thresh`` too);
+2. a label map holds the seeds, overwritten by every qualifying candidate;
+3. for each class c, the 8-connected components of (label map == c) that contain a seed
+   of c (one the candidate did not overwrite) are grown: their unlabelled positions
+   become c. Seeds are never relabelled.
+
+Growing to convergence reaches exactly these components, so each class is one
+``scipy.ndimage.label`` call instead of DSRG's iterative loop.
 """
 from __future__ import annotations
 
@@ -21,10 +29,16 @@ _EIGHT = np.ones((3, 3), dtype=bool)
 
 @dataclass
 class DSRGConfig(ExpanderConfig):
-    """Options of ``dsrg``; defaults are DSRG's (0.99 background, 0.85 foreground)."""
+    """Options of ``dsrg``; defaults are DSRG's (0.99 background, 0.85 foreground).
+
+    refined: grow on the dense-CRF refinement of the probabilities (DSRG's
+        ``probs_refinement``; the training step reuses the boundary loss's CRF, so it
+        costs nothing more there); off: on the network's probabilities themselves.
+    """
 
     bg_thresh: float = 0.99
     fg_thresh: float = 0.85
+    refined: bool = True
 
     def validate(self) -> None:
         for name in ("bg_thresh", "fg_thresh"):
@@ -39,35 +53,39 @@ def grow_regions(
     classes = np.flatnonzero(present)
     masked = np.where(present[:, None, None], probs, -np.inf)
     winner = masked.argmax(0)
+    top = masked.max(0)
+    qualifies = (top > fg_thresh) & ((winner != 0) | (top > bg_thresh))
+    label_map = np.where(qualifies, winner, seeds.astype(np.int64))
     free = seeds == UNLABELLED
     out = seeds.astype(np.int64)
     for c in classes:
-        seed_c = seeds == c
-        if not seed_c.any():
+        region = label_map == c
+        anchors = region & (seeds == c)
+        if not anchors.any():
             continue
-        thresh = bg_thresh if c == 0 else fg_thresh
-        cand = free & (winner == c) & (probs[c] > thresh)
-        comp, _ = ndimage.label(seed_c | cand, structure=_EIGHT)
-        reached = np.unique(comp[seed_c])
-        # Candidates win only one class each (argmax), so classes never overwrite each other.
-        out[cand & np.isin(comp, reached[reached > 0])] = c
+        comp, _ = ndimage.label(region, structure=_EIGHT)
+        reached = np.unique(comp[anchors])
+        # candidates win one class each (argmax), so classes never overwrite each other
+        out[free & np.isin(comp, reached)] = c
     return out
 
 
 @EXPANDERS.register("dsrg")
 class DSRGExpander(Expander):
-    """Seeded region growing on the probability maps with spatial 8-connectivity.
+    """Seeded region growing on the (refined) probability maps with spatial 8-connectivity.
 
-    Seeds are copied unchanged; background grows like any class (with
-    ``bg_thresh``). Differences from the DSRG code: growth is computed in one
-    connected-components pass per class (same fixed point as its iterative
-    growing), and the argmax is over the image's present classes only.
-    Features are not used and may be None.
+    Seeds are copied unchanged; background grows like any class. Differences from the
+    DSRG code: growth is computed in one connected-components pass per class (same fixed
+    point as its iterative growing). Features are not used and may be None.
     """
 
     name = "dsrg"
     config_class = DSRGConfig
     config: DSRGConfig
+
+    @property
+    def needs_refined_probs(self) -> bool:
+        return bool(self.config.refined)
 
     def _expand(self, features, probs, seeds, present):
         p = probs.float().cpu().numpy()

@@ -1,17 +1,20 @@
 """Graph-cut seed expansion: the module at the heart of DGCN (Feng, Wang, Liu 2021, sec. 3).
 
-Per image and per present foreground class c, the score-map positions are the
-nodes of a graph whose n-links join every node to its K nearest neighbours in
-feature space; t-links carry the seeds and the network's belief H_c. A
-Boykov-Kolmogorov max-flow splits the nodes into a foreground (source) and a
-background (sink) side.
+Per image and per class c to cut (its foreground classes, and background unless
+``cut_background`` is off), the score-map positions are the nodes of a graph whose
+n-links join every node to its K nearest neighbours in feature space; t-links carry
+the seeds and the network's belief H_c. A Boykov-Kolmogorov max-flow splits the nodes.
 
-PyMaxflow follows Boykov-Jolly: a node that ends on the *source* side has its
-edge to the *sink* cut, so the capacity towards the sink is the price of
-foreground and the capacity from the source is the price of background::
+The terminals are oriented as in the published code (hustvl/DGCN ``train.py``
+``generate_supervision``): the *sink* is the class-c side. PyMaxflow follows
+Boykov-Jolly: a node that ends on the sink side has its edge from the source cut, so
+the source capacity is the price of class c and the sink capacity the price of "not c"::
 
-    source capacity = cost(node on the sink / background side)
-    sink capacity   = cost(node on the source / foreground side)
+    source capacity = cost(node on the sink / class-c side)     = -log H_c, or C1 for another class's seed
+    sink capacity   = cost(node on the source / not-c side)     = -log(1-H_c), or C1 for a seed of c
+
+The orientation only matters where the minimum cut is not unique: PyMaxflow leaves such
+nodes on the source side, i.e. not c, as the published code's cut does.
 """
 from __future__ import annotations
 
@@ -30,20 +33,27 @@ from .knn import feature_nodes, knn
 
 @dataclass
 class GraphCutConfig(ExpanderConfig):
-    """Options of ``graphcut``; defaults are the paper's (K=9, C0=1, C1=10, theta=0.7).
+    """Options of ``graphcut``; defaults are the paper's (K=9, C0=1, C1=10, theta=0.7) and,
+    where the paper is silent, the published code's.
 
     k: neighbours per node in feature space.
     c0: n-link capacity, in both directions.
     c1: t-link capacity tying a seed to its terminal.
-    log_base: base of the -log(H) unary costs. The published code uses 10; the
-        default e only rescales the unaries against c0/c1 (log10 = ln / 2.303).
-    theta: a node becomes class c only if also H_c > theta.
-    normalize_features: L2-normalise each node's feature vector before the kNN.
+    log_base: base of the -log(H) unary costs: 10, the published code's (the paper
+        writes log). It weighs the unaries against c0/c1: log10 = ln / 2.303.
+    theta: where H_c > theta the cut decides class c; elsewhere the seeds stand.
+    normalize_features: L2-normalise each node's feature vector before the kNN (the
+        published code uses the raw features: off).
     cut_background: also cut for the background class, so background grows beyond
-        its seeds the way foreground does. The paper keeps background supervision
-        to the background seeds (off, the default); the published code's label
-        vectors include background, so its loop cuts for it too (on).
-    eps: probabilities are clamped to [eps, 1-eps] so -log stays finite.
+        its seeds the way foreground does. The published code's label vectors always
+        include background, so its loop cuts for it too (on, the default). GUIDE 1.3
+        reads the paper as keeping background to its seeds: off.
+    override_seeds: where H_c > theta the cut's side is class c's supervision even on
+        a seed (the published ``np.where(pred_c > 0.7, cut, cues)``): a seed of c cut
+        away loses c, another class's seed cut into c carries both. Off: seeds are kept
+        and the cut only labels unlabelled nodes.
+    eps: probabilities are clamped to [eps, 1-eps] so -log stays finite (the published
+        code adds 1e-7 to every softmax probability instead).
     workers: 0 solves in this process; n > 0 solves in a pool of n processes,
         started on first use and kept until ``close()``. PyMaxflow holds the GIL,
         so only processes help, and only with spare cores: on a 2-core machine
@@ -54,11 +64,12 @@ class GraphCutConfig(ExpanderConfig):
     k: int = 9
     c0: float = 1.0
     c1: float = 10.0
-    log_base: float = math.e
+    log_base: float = 10.0
     theta: float = 0.7
-    normalize_features: bool = True
-    cut_background: bool = False
-    eps: float = 1e-5
+    normalize_features: bool = False
+    cut_background: bool = True
+    override_seeds: bool = True
+    eps: float = 1e-7
     workers: int = 0
 
     def validate(self) -> None:
@@ -78,14 +89,15 @@ def tlink_capacities(
     c: int | np.ndarray,
     *,
     c1: float = 10.0,
-    log_base: float = math.e,
-    eps: float = 1e-5,
+    log_base: float = 10.0,
+    eps: float = 1e-7,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Source and sink capacities of the nodes for class ``c`` (arrays broadcast together).
+    """Source and sink capacities of the nodes for class ``c`` (arrays broadcast together);
+    the sink is the class-c side (see the module docstring).
 
-    A seed of c: source C1 (so leaving it on the background side costs C1).
-    A seed of any other class, background included: sink C1.
-    An unlabelled node: source -log(1-H_c), sink -log(H_c).
+    A seed of c: sink C1 (so leaving it off the class-c side costs C1).
+    A seed of any other class (background included when c is not): source C1.
+    An unlabelled node: source -log(H_c), sink -log(1-H_c).
     """
     p = np.clip(np.asarray(prob, dtype=np.float64), eps, 1.0 - eps)
     seeds = np.asarray(seeds)
@@ -94,8 +106,8 @@ def tlink_capacities(
     cost_bg = -np.log1p(-p) * scale
     own = seeds == c
     other = (seeds != UNLABELLED) & ~own
-    src = np.where(own, c1, np.where(other, 0.0, cost_bg))
-    sink = np.where(own, 0.0, np.where(other, c1, cost_fg))
+    src = np.where(own, 0.0, np.where(other, c1, cost_fg))
+    sink = np.where(own, c1, np.where(other, 0.0, cost_bg))
     return src, sink
 
 
@@ -104,8 +116,8 @@ def _solve_many(
 ) -> tuple[np.ndarray, float]:
     """Min cut of J independent graphs, one after the other.
 
-    ``knn_idx`` (J, N, K), ``src``/``sink`` (J, N). Returns the (J, N) source-side
-    mask and the total flow. Each graph is built just before it is solved: solving
+    ``knn_idx`` (J, N, K), ``src``/``sink`` (J, N). Returns the (J, N) sink-side
+    (class-c) mask and the total flow. Each graph is built just before it is solved: solving
     one disjoint union of all J graphs, or J graphs built in advance, was about 1.5x
     slower on a 2-core CPU (the solver walks a graph that is no longer in cache),
     while the per-graph Python overhead is a few microseconds.
@@ -125,7 +137,7 @@ def _solve_many(
         g.add_edges(tails, knn_idx[q].reshape(-1).astype(np.int64, copy=False), caps, caps)
         g.add_grid_tedges(nodes, src[q], sink[q])
         flow += g.maxflow()
-        side[q] = ~g.get_grid_segments(nodes)
+        side[q] = g.get_grid_segments(nodes)
     return side, float(flow)
 
 
@@ -134,7 +146,7 @@ def solve_cut(
 ) -> tuple[np.ndarray, float]:
     """Min cut of one graph: ``knn_idx`` (N, K) neighbours, ``src``/``sink`` (N,) t-links.
 
-    Returns (source-side mask (N,), max-flow value). Exposed so tests can compare
+    Returns (sink-side i.e. class-c mask (N,), max-flow value). Exposed so tests can compare
     the flow against an independent solver on the very same capacities.
     """
     side, flow = _solve_many(np.asarray(knn_idx)[None], np.asarray(src)[None],
@@ -145,7 +157,7 @@ def solve_cut(
 def graph_cut_one(
     knn_idx: np.ndarray, prob: np.ndarray, seeds: np.ndarray, c: int, cfg: GraphCutConfig
 ) -> tuple[np.ndarray, float]:
-    """Cut for one image and class: (N, K) neighbours, (N,) H_c, (N,) seeds -> (source side, flow)."""
+    """Cut for one image and class: (N, K) neighbours, (N,) H_c, (N,) seeds -> (class-c side, flow)."""
     src, sink = tlink_capacities(prob, seeds, c, c1=cfg.c1, log_base=cfg.log_base, eps=cfg.eps)
     return solve_cut(knn_idx, src, sink, cfg.c0)
 
@@ -158,7 +170,7 @@ def _cut_jobs(
     probs: np.ndarray,
     params: tuple[float, float, float, float],
 ) -> np.ndarray:
-    """Worker entry point: the source-side masks (J, N) of J (image, class) jobs.
+    """Worker entry point: the class-c-side masks (J, N) of J (image, class) jobs.
 
     Takes only numpy arrays and floats so it pickles cheaply to a pool process.
     """
@@ -171,28 +183,26 @@ def _cut_jobs(
 
 @EXPANDERS.register("graphcut")
 class GraphCutExpander(Expander):
-    """DGCN graph-cut expansion of seeds (paper sec. 3.2, Table 1).
+    """DGCN graph-cut expansion of seeds (paper sec. 3.2, Table 1), with the published
+    code's update rule.
 
-    Output: seeds are copied unchanged; an unlabelled node becomes class c when
-    the cut for c puts it on the foreground side and H_c > theta; when several
-    classes claim it the highest H_c wins; everything else stays 255. Background
-    supervision is the background seeds only, as in the paper, unless
-    ``cut_background`` cuts for the background class as well.
+    Output: (B, K+1, h, w) multi-hot supervision. It starts as the seeds; for each cut
+    class c, where H_c > theta, class c is set where the cut puts the node on the class-c
+    side and cleared where it does not (``override_seeds``; off: only unlabelled nodes are
+    added). A position can so carry two classes (a background seed the cut for c claims)
+    or none (a seed of c cut away); the seeding loss counts each (position, class) pair,
+    as the published loss does. With theta >= 0.5 two cuts can never both claim a node.
 
-    Where this differs from the published code:
+    Where this differs from the published code (all but the first four are options):
     - the kNN runs on the features' device in chunks (no dense N x N matrix, no
-      copy of feature maps to the host); only indices and the present classes'
-      probabilities go to the host;
-    - features are L2-normalised per node by default (``normalize_features``);
-    - unaries use the natural log by default (the published code: log10; set
-      ``log_base=10`` to match), and probabilities are clamped by ``eps``;
+      copy of feature maps to the host); only indices and the cut classes'
+      probabilities go to the host; if K >= N each node gets the N-1 others;
     - graphs are built with vectorised PyMaxflow calls (no per-node Python loops);
-    - if K >= N, each node gets the N-1 other nodes as neighbours;
-    - the published code cuts for the background as well (its label vectors include
-      class 0); here that is ``cut_background``, off by default as in the paper;
-    - the published code's supervision is multi-hot (a node claimed by two classes is
-      supervised with both); here the claim with the highest H_c wins.
-    Where the cut is tied, PyMaxflow leaves the undecided nodes on the source side.
+    - probabilities are clamped to [eps, 1-eps] instead of adding 1e-7 to each;
+    - the published kNN takes every node whose distance ties the K-th (so more than K
+      neighbours on exact ties); here exactly K, ties broken by index;
+    - ``normalize_features`` (off), ``cut_background`` (on), ``override_seeds`` (on) and
+      ``log_base`` (10) select the alternatives listed in :class:`GraphCutConfig`.
     """
 
     name = "graphcut"
@@ -207,17 +217,21 @@ class GraphCutExpander(Expander):
 
     def _expand(self, features, probs, seeds, present):
         cfg = self.config
-        b, _, h, w = probs.shape
+        b, k1, h, w = probs.shape
         n = h * w
         seeds_np = seeds.reshape(b, n).cpu().numpy().astype(np.int16)
+        labelled = seeds_np != UNLABELLED
+        sup = np.zeros((b, k1, n), dtype=bool)
+        img_idx, node_idx = np.nonzero(labelled)
+        sup[img_idx, seeds_np[img_idx, node_idx], node_idx] = True
         cut = present.clone()
-        cut[:, 0] = bool(cfg.cut_background)
+        cut[:, 0] &= bool(cfg.cut_background)
         job_b, job_c = (t.cpu().numpy() for t in torch.nonzero(cut, as_tuple=True))
         if job_b.size == 0:
-            return seeds.long()
+            return torch.from_numpy(sup.reshape(b, k1, h, w))
 
         imgs = np.unique(job_b)
-        if len(imgs) < b:  # images with no foreground class need no neighbours
+        if len(imgs) < b:  # images with no class to cut need no neighbours
             features = features.index_select(0, torch.as_tensor(imgs, device=features.device))
         _, idx = knn(feature_nodes(features, cfg.normalize_features), cfg.k)
         knns = idx.to(torch.int32).cpu().numpy()  # (I, N, K), I = images with a class to cut
@@ -228,17 +242,12 @@ class GraphCutExpander(Expander):
 
         side = self._solve(knns, seeds_np[imgs], local, job_c, job_probs)
 
-        claim = side & (job_probs > cfg.theta) & (seeds_np[job_b] == UNLABELLED)
-        out = seeds_np.astype(np.int64)
-        best = np.zeros((b, n))  # H of the winning claim so far (claims have H_c > theta >= 0)
-        # Jobs come in (image, class) order and only a strictly higher H_c takes a node over,
-        # so a tie goes to the lower class id. A (B, K+1, N) score array would do the same at
-        # 680 MB for COCO's 81 classes at 81x81; this keeps (B, N).
-        for j, (img, c) in enumerate(zip(job_b, job_c)):
-            take = claim[j] & (job_probs[j] > best[img])
-            best[img, take] = job_probs[j, take]
-            out[img, take] = c
-        return torch.from_numpy(out.reshape(b, h, w))
+        decided = job_probs > cfg.theta
+        if not cfg.override_seeds:
+            decided &= ~labelled[job_b]
+        # (image, class) pairs are unique, so each job writes its own row
+        sup[job_b, job_c] = np.where(decided, side, sup[job_b, job_c])
+        return torch.from_numpy(sup.reshape(b, k1, h, w))
 
     def _solve(self, knns, seeds, job_img, job_cls, probs) -> np.ndarray:
         cfg = self.config

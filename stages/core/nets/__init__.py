@@ -1,11 +1,13 @@
 """Networks: stride-8 backbones, the CAM classifier and DeepLab-v2."""
 from .backbones import BACKBONES, Backbone, build_backbone
 from .classifier import Classifier, build_classifier
-from .deeplab import ASPP, DeepLabV2, build_segmenter
+from .deeplab import ASPP, DEFAULT_HEAD, HEADS, DeepLabV2, build_segmenter
 from .weights import load_state_strict, load_weights_file
 
 __all__ = [
     "ASPP",
+    "DEFAULT_HEAD",
+    "HEADS",
     "BACKBONES",
     "Backbone",
     "Classifier",

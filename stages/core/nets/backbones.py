@@ -3,8 +3,10 @@
 Each backbone takes RGB images in [0, 1] and normalises them itself, so no
 caller has to know which statistics a network was trained with. It returns an
 ``OrderedDict`` of stage features whose last entry (stride 8) feeds the CAM
-head or the ASPP head; ``graph_layers`` names the stages whose concatenation
-gives the graph-cut node features.
+head or the segmentation head; ``graph_layers`` names the stages whose concatenation
+gives the graph-cut node features: one low-level stage (stride 4) and one high-level
+stage (the stage before the last, at stride 8 once dilated), the pair the published DGCN code takes
+from ResNet (layer1 + layer3, hustvl/DGCN ``model.py``/``train.py``).
 
 The pretrained layers live in ``self.trunk``, laid out exactly like the
 torchvision / efficientnet module they come from, so an ImageNet file loads into
@@ -18,7 +20,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import DgcnError
@@ -121,7 +122,9 @@ class VGG16(Backbone):
     def __init__(self) -> None:
         super().__init__(
             {"pool1": 64, "pool2": 128, "pool3": 256, "pool4": 512, "pool5": 512},
-            ("pool4", "pool5"),
+            # ResNet's layer1 + layer3 translated: pool2 ends the stride-4 stage, pool4
+            # the stage before the last (conv5) that feeds the head.
+            ("pool2", "pool4"),
         )
         self.trunk = _VggTrunk()
 
@@ -145,7 +148,7 @@ class _ResNet(Backbone):
     def __init__(self) -> None:
         super().__init__(
             {"stem": 64, "layer1": 256, "layer2": 512, "layer3": 1024, "layer4": 2048},
-            ("layer2", "layer4"),  # as the published DGCN code
+            ("layer1", "layer3"),  # the published DGCN code's pair (model.py returns them)
         )
         # Imported here so that importing the registry does not load torchvision.models.
         import torchvision.models as tvm
@@ -196,7 +199,9 @@ class EfficientNetLite0(Backbone):
     def __init__(self) -> None:
         super().__init__(
             {"block2": 24, "block4": 40, "block10": 112, "block15": 320, "head": 1280},
-            ("block10", "head"),
+            # ResNet's layer1 + layer3 translated: block2 ends the stride-4 stage, block10
+            # the (dilated) stride-16 stage before the last two.
+            ("block2", "block10"),
         )
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -262,6 +267,7 @@ class Tiny(Backbone):
     receptive_field = 27
 
     def __init__(self) -> None:
+        # three stages only: the stride-4 stage and the last one are the low/high pair
         super().__init__({"stage1": 32, "stage2": 48, "stage3": 64}, ("stage2", "stage3"))
         self.trunk = _TinyTrunk()
 
@@ -290,9 +296,3 @@ for _cls in (VGG16, ResNet50, ResNet101, EfficientNetLite0, Tiny):
 def build_backbone(name: str, weights: str | Path = "none") -> Backbone:
     """Build a registered backbone. ``weights``: ``"none"``, ``"imagenet"`` or a path."""
     return BACKBONES.get(name)(weights)
-
-
-def resize_to(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    if tuple(x.shape[-2:]) == tuple(size):
-        return x
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
