@@ -25,12 +25,7 @@ def register(app: typer.Typer) -> None:
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
     ) -> None:
         """Write the synthetic demo dataset (VOC layout) to a folder."""
-        if out_dir.exists() and not overwrite:
-            raise typer.BadParameter(f"{out_dir} exists; pass --overwrite to replace it", param_hint="--out")
-        if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "demo.json").is_file():
-            # --overwrite replaces a demo dataset, never some other folder given by mistake
-            raise typer.BadParameter(f"{out_dir} is not a demo dataset (no demo.json); refusing to replace it", param_hint="--out")
-        write_demo_dataset(out_dir, DemoConfig(seed=seed, n_train=n_train, n_val=n_val, size=size))
+        write_demo_dataset(out_dir, DemoConfig(seed=seed, n_train=n_train, n_val=n_val, size=size), overwrite=overwrite)
         out.print(f"demo dataset written to {out_dir} ({n_train} train, {n_val} val images)")
 
     @app.command("inspect")

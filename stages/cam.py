@@ -146,7 +146,7 @@ def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.devi
         cam = multiscale_cam(model, weak.load_image(image_id), classes, cfg.scales, device)
         return {"cam": cam.astype(np.float16), "classes": np.asarray(classes, dtype=np.uint8)}
 
-    with ArtifactWriter(cams_path(cfg.out, split), meta, overwrite=cfg.overwrite, resume=cfg.resume) as writer:
+    with ArtifactWriter(cams_path(cfg.out, split), meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(weak.ids)) as writer:
         return fill(writer, weak.ids, compute, progress)
 
 

@@ -76,7 +76,7 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
         extra={"expander": cfg.expander, "expander_config": expander.config.to_dict(), "resolution": "image (nearest from score map)"},
     )
     try:
-        with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume) as writer:
+        with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(ds.ids)) as writer:
             return fill(writer, ds.ids, compute, progress)
     finally:
         expander.close()

@@ -29,7 +29,7 @@ from .core.artifacts import ArtifactMeta, ArtifactWriter, partial_path
 from .core.config import DataConfig, to_jsonable
 from .core.crf import CrfConfig, CrfPool
 from .core.device import resolve_device
-from .core.errors import ArtifactError, DatasetError, DgcnError, OutputExistsError
+from .core.errors import ArtifactError, DatasetError, DgcnError
 from .core.images import IMAGE_SUFFIXES, read_image, write_palette_png
 from .core.segment import TEST_SCALES, Segmenter, load_segmenter_checkpoint, predict_probs_batch
 
@@ -156,14 +156,11 @@ def _protocol(cfg: InferConfig) -> dict[str, Any]:
 
 
 def _check_partial(path: Path, extra: dict[str, Any], cfg: InferConfig) -> None:
-    """Refuse to silently restart (or mix protocols into) an interrupted run."""
+    """Name the protocol option that differs when resuming an interrupted run (a rerun
+    without --resume is refused by ArtifactWriter, as for every stage)."""
     partial = partial_path(path)
-    if path.exists() or not partial.exists() or cfg.overwrite:
+    if path.exists() or not partial.exists() or cfg.overwrite or not cfg.resume:
         return
-    if not cfg.resume:
-        raise OutputExistsError(
-            f"an interrupted run left {partial}; pass --resume to continue it or --overwrite to start again"
-        )
     try:
         with h5py.File(partial, "r") as f:
             started = json.loads(f.attrs.get("extra", "{}"))
@@ -199,7 +196,7 @@ def run(
         extra=extra,
     )
     png_dir = out / "png" if cfg.png else None
-    with ArtifactWriter(path, meta, overwrite=cfg.overwrite, resume=cfg.resume) as writer:
+    with ArtifactWriter(path, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(items)) as writer:
         done_before = writer.done
         todo = [(i, p) for i, p in items if i not in done_before]
         skipped = len(items) - len(todo)

@@ -66,7 +66,7 @@ def make_pseudo_labels(cfg: RetrainConfig, weak: WeakDataset, progress=None) -> 
         extra={"source": f"predicted by {cfg.checkpoint}", "scales": list(cfg.scales), "flip": cfg.flip, "crf": cfg.crf,
                "restricted_to_image_labels": True},
     )
-    with ArtifactWriter(pseudo_labels_path(cfg), meta, overwrite=cfg.run.overwrite and not cfg.run.resume, resume=cfg.run.resume) as w:
+    with ArtifactWriter(pseudo_labels_path(cfg), meta, overwrite=cfg.run.overwrite and not cfg.run.resume, resume=cfg.run.resume, expected=len(weak.ids)) as w:
         return fill(w, weak.ids, compute, progress)
 
 

@@ -61,5 +61,5 @@ def run(cfg: SaliencyConfig, progress: Optional[Callable[..., None]] = None) -> 
         config=to_jsonable(cfg),
         extra={"source": f"imported from {cfg.from_dir}" if cfg.from_dir else f"computed: {cfg.method}", "resolution": "image"},
     )
-    with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume) as writer:
+    with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(weak.ids)) as writer:
         return fill(writer, weak.ids, compute, progress)

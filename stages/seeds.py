@@ -106,7 +106,7 @@ def run(cfg: SeedsConfig, progress: Optional[Callable[..., None]] = None) -> Pat
             kind="seeds", dataset=ds.name, split=ds.split, class_names=names,
             config=to_jsonable(cfg), inputs=inputs, extra={"source": source},
         )
-        with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume) as writer:
+        with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(ds.ids)) as writer:
             return fill(writer, ds.ids, compute, progress)
     finally:
         for r in readers:

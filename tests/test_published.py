@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import published_dgcn as pub
-from stages.core.crf import BOUNDARY_CRF, crf_on_batch
+from stages.core.crf import BOUNDARY_CRF
 from stages.core.expanders import build_expander
 from stages.core.loading import scale_crop_flip
 from stages.core.losses import balanced_seed_loss, boundary_loss

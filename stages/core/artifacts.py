@@ -24,7 +24,8 @@ import h5py
 import numpy as np
 
 from .config_fingerprint import RUNTIME_KEYS, config_fingerprint
-from .errors import ArtifactError, OutputExistsError
+from .names import check_ids, check_name
+from .errors import ArtifactError, DgcnError, OutputExistsError
 from .version import __version__
 
 SCHEMA_VERSION = 1
@@ -75,10 +76,21 @@ def _digest(image_id: str, arrays: Mapping[str, np.ndarray]) -> str:
     return h.hexdigest()
 
 
+def _count_done(partial: Path) -> str:
+    try:
+        with h5py.File(partial, "r") as f:
+            items = f.get("items")
+            return str(sum(1 for g in items.values() if g.attrs.get("complete", False))) if items is not None else "0"
+    except OSError:
+        return "an unreadable number of"
+
+
 class ArtifactWriter:
     """Write one artifact image by image. Use as a context manager, call ``finish()``."""
 
-    def __init__(self, path: Path, meta: ArtifactMeta, *, overwrite: bool = False, resume: bool = False) -> None:
+    def __init__(self, path: Path, meta: ArtifactMeta, *, overwrite: bool = False, resume: bool = False,
+                 expected: Optional[int] = None) -> None:
+        """``expected``: how many images the finished file will hold (for messages only)."""
         self.path = Path(path)
         self.meta = meta
         self.partial = partial_path(self.path)
@@ -97,6 +109,13 @@ class ArtifactWriter:
                     self._done = set(f["items"].keys())
                 return
             raise OutputExistsError(f"{self.path} exists; pass --overwrite to replace it (or --resume to keep it)")
+        if self.partial.exists() and not (resume or overwrite):
+            # an interrupted run's work is never thrown away without being asked to
+            of = f" of {expected}" if expected is not None else ""
+            raise OutputExistsError(
+                f"an interrupted run left {self.partial} ({_count_done(self.partial)}{of} images done); "
+                "pass --resume to continue it or --overwrite to start again"
+            )
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if resume and self.partial.exists():
             self._file = self._reopen_partial()
@@ -169,6 +188,7 @@ class ArtifactWriter:
     def write(self, image_id: str, attrs: Optional[Mapping[str, Any]] = None, **arrays: np.ndarray) -> None:
         if self._finished:
             raise ArtifactError(f"{self.path} is already complete")
+        check_name(image_id, "image id", f"the items written to {self.path}")
         items = self._file["items"]
         if image_id in items:
             del items[image_id]
@@ -276,6 +296,12 @@ class ArtifactReader:
         self.toolkit_version = str(a.get("toolkit_version", ""))
         self.unreadable = json.loads(a.get("unreadable", "[]"))  # ids a stage could not read
         self._items = self._file["items"]
+        try:
+            check_ids(self._items.keys(), "item id", str(self.path))
+        except DgcnError:
+            self._file.close()
+            raise
+        self._verified: set[str] = set()
 
     @property
     def ids(self) -> list[str]:
@@ -288,17 +314,40 @@ class ArtifactReader:
         return isinstance(image_id, str) and image_id in self._items
 
     def get(self, image_id: str, name: str) -> np.ndarray:
-        try:
-            return self._items[image_id][name][()]
-        except KeyError:
-            raise ArtifactError(f"{self.path} has no '{name}' for image {image_id}") from None
+        arrays = self.arrays(image_id)
+        if name not in arrays:
+            raise ArtifactError(f"{self.path} has no '{name}' for image {image_id}")
+        return arrays[name]
 
     def attrs(self, image_id: str) -> dict[str, Any]:
-        return dict(self._items[image_id].attrs)
+        return dict(self._group(image_id).attrs)
 
     def arrays(self, image_id: str) -> dict[str, np.ndarray]:
-        g = self._items[image_id]
-        return {k: g[k][()] for k in g.keys()}
+        """Every array of one item. The first read of an item also checks it against the digest
+        stored when it was written, so an item edited or damaged since fails with one line."""
+        g = self._group(image_id)
+        try:
+            arrays = {k: g[k][()] for k in g.keys()}
+        except (OSError, TypeError, AttributeError) as err:  # failed decompression, or a group where an array belongs
+            raise ArtifactError(
+                f"{self.path}: the data of image {image_id} cannot be read ({err.__class__.__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else 'damaged'}); remake it with `{KINDS.get(self.kind, 'its stage')}`"
+            ) from None
+        if image_id not in self._verified:
+            stored = g.attrs.get("digest")
+            if stored is not None and _digest(image_id, arrays) != str(stored):
+                raise ArtifactError(
+                    f"{self.path}: image {image_id} was changed after the file was written (its digest does not match); "
+                    f"remake it with `{KINDS.get(self.kind, 'its stage')}`"
+                )
+            self._verified.add(image_id)
+        return arrays
+
+    def _group(self, image_id: str):
+        try:
+            return self._items[image_id]
+        except KeyError:
+            raise ArtifactError(f"{self.path} has no image {image_id}") from None
 
     def require_ids(self, ids: Iterable[str]) -> None:
         missing = [i for i in ids if i not in self._items]

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
+from ..names import check_name
 from ..registry import Registry
 from .base import SegDataset, WeakDataset, default_cache_dir, labels_to_vector
 
@@ -22,6 +23,7 @@ def build_dataset(
     cache_dir: Optional[Path] = None,
 ) -> SegDataset:
     factory = DATASETS.get(name)
+    check_name(split, "split name", f"dataset {name!r}")
     return factory(
         Path(data_root) if data_root is not None else None,
         split,

@@ -16,6 +16,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import DatasetError
+from ..names import check_ids
 from ..images import read_image
 
 
@@ -75,7 +76,15 @@ class SegDataset(ABC):
     name: str
     split: str
     class_names: tuple[str, ...]
-    ids: list[str]
+
+    @property
+    def ids(self) -> list[str]:
+        return self._ids
+
+    @ids.setter
+    def ids(self, value) -> None:
+        # every dataset's ids pass here before any path is built from them
+        self._ids = check_ids(value, "image id", f"split {getattr(self, 'split', '?')!r} of dataset {getattr(self, 'name', '?')!r}")
 
     @property
     def num_classes(self) -> int:

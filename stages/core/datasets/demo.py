@@ -22,6 +22,7 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from ..errors import DatasetError
 from ..images import voc_palette
 from . import DATASETS
 from .voc import VocDataset
@@ -127,9 +128,18 @@ def _draw_mark(rng, img, body, k, radius) -> None:
             return
 
 
-def write_demo_dataset(out: Path, cfg: DemoConfig = DemoConfig()) -> Path:
-    """Write the demo dataset in VOC layout under ``out``; returns ``out``. Atomic."""
+def write_demo_dataset(out: Path, cfg: DemoConfig = DemoConfig(), *, overwrite: bool = False) -> Path:
+    """Write the demo dataset in VOC layout under ``out``; returns ``out``. Atomic.
+
+    An existing ``out`` is replaced only with ``overwrite`` and only if it is a demo dataset
+    (it holds ``demo.json``) or empty: never a folder this function did not make.
+    """
     out = Path(out)
+    if out.exists():
+        if not overwrite:
+            raise DatasetError(f"{out} exists; pass --overwrite to replace it")
+        if not out.is_dir() or (any(out.iterdir()) and not (out / "demo.json").is_file()):
+            raise DatasetError(f"{out} is not a demo dataset (no demo.json); refusing to replace it")
     tmp = out.with_name(out.name + f".{os.getpid()}.partial")
     if tmp.exists():
         shutil.rmtree(tmp)
@@ -164,7 +174,7 @@ def ensure_demo_dataset(cache_dir: Path, cfg: DemoConfig = DemoConfig()) -> Path
     root = Path(cache_dir) / "demo" / f"v{GENERATOR_VERSION}-seed{cfg.seed}-{cfg.n_train}-{cfg.n_val}-{cfg.size}"
     if not (root / "demo.json").is_file():
         root.parent.mkdir(parents=True, exist_ok=True)
-        write_demo_dataset(root, cfg)
+        write_demo_dataset(root, cfg, overwrite=True)
     return root
 
 
