@@ -214,9 +214,13 @@ def morphological_smoothing(sal: np.ndarray, alpha: float = 50.0) -> np.ndarray:
 
     The structuring element grows with the map's mean (radius
     alpha * sqrt(mean)), so maps with large salient regions are smoothed
-    more. A square element stands in for the paper's disk: scipy's min/max
-    filters are separable for squares, which keeps this cheap.
+    more. alpha is in pixels of the paper's 300-px working size and is scaled
+    to the map's own size: unscaled, a 64-px map was opened by an element as
+    large as itself and came out all zero. A square element stands in for the
+    paper's disk: scipy's min/max filters are separable for squares, which
+    keeps this cheap.
     """
+    alpha = alpha * max(sal.shape) / WORK_MAX_SIDE
     radius = int(round(alpha * np.sqrt(max(float(sal.mean()), 0.0))))
     if radius < 1:
         return sal

@@ -48,10 +48,10 @@ class FolderDataset(SegDataset):
             self._labels = read_label_file(labels_file, self.class_names)
         else:
             self._labels = self._read_csv(root / f"{split}.csv")
-        missing = [i for i in self._labels if i not in self._images]
+        self.ids = sorted(self._labels)  # checked as names before any lookup
+        missing = [i for i in self.ids if i not in self._images]
         if missing:
             raise DatasetError(f"{len(missing)} labelled image(s) not in {root / 'images'}, e.g. {missing[0]}")
-        self.ids = sorted(self._labels)
 
     def _read_csv(self, path: Path) -> dict[str, tuple[int, ...]]:
         if not path.is_file():
@@ -68,7 +68,10 @@ class FolderDataset(SegDataset):
                 unknown = [n for n in names if n not in index or index[n] == 0]
                 if unknown:
                     raise DatasetError(f"{path}:{lineno}: unknown class {unknown[0]!r} (not in classes.txt)")
-                out[Path(row["image"]).stem] = tuple(sorted({index[n] for n in names}))
+                image_id = Path(row["image"] or "").stem
+                if image_id in out:
+                    raise DatasetError(f"{path}:{lineno}: image {image_id!r} is listed twice; each image must appear once")
+                out[image_id] = tuple(sorted({index[n] for n in names}))
         return out
 
     def image_path(self, image_id: str) -> Path:

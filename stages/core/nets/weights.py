@@ -36,7 +36,9 @@ def load_weights_file(path: str | Path) -> dict:
         # torch's message is a page long and suggests weights_only=False; keep only
         # what it refused. A corrupt or non-torch file lands here too.
         text = str(err)
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        # torch words the refused global as "Unsupported global: GLOBAL x" or "unsupported
+        # GLOBAL x whose module y is blocked", depending on version and on the global
+        found = re.search(r"GLOBAL ([\w.]+)", text)
         if found:
             raise CheckpointError(
                 f"{path} holds objects other than tensors and plain containers (it needs "
@@ -44,7 +46,7 @@ def load_weights_file(path: str | Path) -> dict:
                 "torch.save(model.state_dict(), path)"
             ) from None
         detail = re.search(r"WeightsUnpickler error:\s*(\S[^\n]*)", text)
-        reason = detail.group(1).strip() if detail else (text.strip().splitlines() or [""])[0]
+        reason = detail.group(1).strip() if detail else _plain_reason(text)
         raise CheckpointError(
             f"cannot read {path} as a plain torch weights file ({reason}); it is damaged, not "
             "a torch.save file, or needs unpickling that weights_only=True refuses"
@@ -133,3 +135,13 @@ def download_state(url: str, *, backbone: str) -> dict:
             f"{cache} or pass --weights /path/to/{file_name}"
         ) from None
     return dict(state)
+
+
+def _plain_reason(text: str) -> str:
+    """The first line of torch's message that is not its advice to load unsafely."""
+    unsafe = ("weights_only", "weights only load failed", "trust", "documentation", "safe_globals")
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not any(word in line.lower() for word in unsafe):
+            return line
+    return "refused by the safe loader"

@@ -1,0 +1,200 @@
+"""Bad input, one test per class of failure (issue 13): names that are paths, reruns that
+would throw work away, damaged or edited artifacts, unsafe advice, small images.
+
+Each checks the one line a user sees (a ``DgcnError``, which the CLI prints without a
+traceback) and that nothing was read or written outside the folders named.
+"""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from dgcn_cli.app import app
+from stages import saliency_bg
+from stages.core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, partial_path
+from stages.core.config import DataConfig
+from stages.core.datasets import build_dataset
+from stages.core.datasets.demo import DemoConfig, write_demo_dataset
+from stages.core.errors import ArtifactError, CheckpointError, DgcnError, OutputExistsError
+from stages.core.nets.weights import load_weights_file
+from stages.core.saliency import compute_saliency
+
+runner = CliRunner()
+
+
+def _copy_demo(demo_root: Path, dst: Path) -> Path:
+    shutil.copytree(demo_root, dst)
+    return dst
+
+
+# ----------------------------------------------------------------- 1. names are not paths
+
+
+def test_split_name_that_is_a_path_is_refused_before_anything_is_read(tmp_path, demo_root):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "x.txt").write_text("train_0000\n")
+    root = _copy_demo(demo_root, tmp_path / "demo")
+    rel = "../../../elsewhere/x"
+    with pytest.raises(DgcnError, match=r"split name '\.\./\.\./\.\./elsewhere/x' from dataset 'voc' is not a plain name"):
+        build_dataset("voc", root, rel, cache_dir=tmp_path / "cache")
+    # through the CLI: one line, exit 1, no traceback, nothing written
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["saliency-bg", "--dataset", "voc", "--data-root", str(root), "--split", rel,
+                              "--out", str(out / "s.h5")])
+    assert res.exit_code != 0 and "not a plain name" in res.output and "Traceback" not in res.output
+    assert not out.exists() and not (tmp_path / "cache").exists()
+
+
+def test_image_ids_from_a_list_file_must_be_plain_and_unique(tmp_path, demo_root):
+    root = _copy_demo(demo_root, tmp_path / "demo")
+    lists = root / "ImageSets" / "Segmentation"
+    (lists / "dup.txt").write_text("train_0000\ntrain_0001\ntrain_0000\n")
+    with pytest.raises(DgcnError, match=r"lists image id 'train_0000' more than once"):
+        build_dataset("voc", root, "dup", cache_dir=tmp_path / "cache")
+    (root / "classes.txt").write_text("background\nsquare\n")
+    folder = tmp_path / "folder"
+    (folder / "images").mkdir(parents=True)
+    (folder / "classes.txt").write_text("background\nsquare\n")
+    (folder / "train.csv").write_text("image,labels\n..evil,square\n")  # the id is the stem: '.'
+    with pytest.raises(DgcnError, match=r"image id '\.' from split 'train' of dataset 'folder' is not a plain name"):
+        build_dataset("folder", folder, "train", cache_dir=tmp_path / "cache")
+    (folder / "train.csv").write_text("image,labels\na.jpg,square\nsub/a.png,\n")
+    with pytest.raises(DgcnError, match=r"train\.csv:3: image 'a' is listed twice"):
+        build_dataset("folder", folder, "train", cache_dir=tmp_path / "cache")
+
+
+def test_artifact_item_ids_are_checked_on_write_and_read(tmp_path):
+    meta = ArtifactMeta(kind="seeds", dataset="demo", split="train", class_names=("background", "a"))
+    with ArtifactWriter(tmp_path / "s.h5", meta) as w:
+        with pytest.raises(DgcnError, match=r"image id '\.\.' .* is not a plain name"):
+            w.write("..", label=np.zeros((2, 2), np.uint8))
+        w.write("ok", label=np.zeros((2, 2), np.uint8))
+        w.finish()
+    with h5py.File(tmp_path / "s.h5", "a") as f:  # a file made by someone else
+        f["items"].copy("ok", ".hidden")
+    with pytest.raises(DgcnError, match=r"item id '\.hidden' from .*s\.h5 is not a plain name"):
+        ArtifactReader(tmp_path / "s.h5")
+
+
+# ----------------------------------------------------------------- 2. reruns lose nothing
+
+
+def _interrupted_saliency(tmp_path: Path, data: DataConfig) -> tuple[saliency_bg.SaliencyConfig, Path]:
+    cfg = saliency_bg.SaliencyConfig(out=tmp_path / "sal.h5", data=data)
+    calls = {"n": 0}
+
+    def stop_after_two(done, total):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        saliency_bg.run(cfg, progress=stop_after_two)
+    return cfg, partial_path(cfg.out)
+
+
+def test_rerun_without_resume_refuses_to_restart_an_interrupted_stage(tmp_path, demo_root):
+    data = DataConfig(dataset="demo", data_root=demo_root, split="train")
+    cfg, partial = _interrupted_saliency(tmp_path, data)
+    before = partial.stat().st_mtime_ns
+    with pytest.raises(OutputExistsError, match=r"interrupted run left .*sal\.h5\.partial \(2 of 12 images done\); "
+                                                r"pass --resume to continue it or --overwrite to start again"):
+        saliency_bg.run(cfg)
+    assert partial.stat().st_mtime_ns == before  # untouched
+    res = runner.invoke(app, ["saliency-bg", "--dataset", "demo", "--data-root", str(demo_root), "--split", "train",
+                              "--out", str(cfg.out)])
+    assert res.exit_code != 0 and "(2 of 12 images done)" in res.output
+    # --resume continues it
+    from dataclasses import replace
+    assert saliency_bg.run(replace(cfg, resume=True)) == cfg.out
+    with ArtifactReader(cfg.out) as r:
+        assert len(r) == 12
+
+
+def test_demo_writer_never_replaces_a_folder_it_did_not_make(tmp_path):
+    mine = tmp_path / "precious"
+    mine.mkdir()
+    (mine / "thesis.tex").write_text("years of work")
+    cfg = DemoConfig(n_train=2, n_val=1, size=48)
+    with pytest.raises(DgcnError, match="exists; pass --overwrite"):
+        write_demo_dataset(mine, cfg)
+    with pytest.raises(DgcnError, match="is not a demo dataset"):
+        write_demo_dataset(mine, cfg, overwrite=True)
+    assert (mine / "thesis.tex").read_text() == "years of work"
+    demo = write_demo_dataset(tmp_path / "demo", cfg)
+    assert write_demo_dataset(demo, cfg, overwrite=True) == demo  # its own output: replaced
+
+
+# ----------------------------------------------------------------- 4. damaged or edited artifacts
+
+
+@pytest.fixture
+def seeds_h5(tmp_path) -> Path:
+    meta = ArtifactMeta(kind="seeds", dataset="demo", split="train", class_names=("background", "a"))
+    rng = np.random.default_rng(0)
+    with ArtifactWriter(tmp_path / "seeds.h5", meta) as w:
+        for i in ("img_a", "img_b"):
+            w.write(i, label=rng.integers(0, 2, (40, 40)).astype(np.uint8))
+        return w.finish()
+
+
+def test_an_item_edited_after_writing_is_refused(seeds_h5):
+    with h5py.File(seeds_h5, "a") as f:
+        f["items/img_b/label"][0, 0] = 255
+    with ArtifactReader(seeds_h5) as r:
+        assert r.get("img_a", "label").shape == (40, 40)  # the untouched item still reads
+        with pytest.raises(ArtifactError, match=r"seeds\.h5: image img_b was changed after the file was written"):
+            r.get("img_b", "label")
+
+
+def test_damaged_compressed_data_names_file_and_image(seeds_h5):
+    with h5py.File(seeds_h5, "r") as f:
+        offset = f["items/img_b/label"].id.get_chunk_info(0).byte_offset  # its compressed chunk
+    data = bytearray(seeds_h5.read_bytes())
+    for k in range(offset, offset + 64):
+        data[k] ^= 0xFF
+    seeds_h5.write_bytes(bytes(data))
+    with ArtifactReader(seeds_h5) as r:
+        with pytest.raises(ArtifactError, match=r"seeds\.h5: (the data of image img_b cannot be read|image img_b was changed)"):
+            r.get("img_b", "label")
+
+
+# ----------------------------------------------------------------- 6. no unsafe advice
+
+
+def test_refused_weights_file_never_advises_weights_only_false(tmp_path):
+    import os
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo should-never-run",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"w": torch.zeros(1), "x": Payload()}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_weights_file(path)
+    msg = str(err.value)
+    assert "system" in msg and "refusing to unpickle" in msg  # names what it refused
+    assert "weights_only=False" not in msg and "False" not in msg and "trust" not in msg
+    assert "\n" not in msg
+
+
+# ----------------------------------------------------------------- 7. small images
+
+
+@pytest.mark.parametrize("size", [48, 64])
+def test_mbd_saliency_works_on_small_images(tmp_path, size):
+    root = write_demo_dataset(tmp_path / "d", DemoConfig(n_train=3, n_val=1, size=size))
+    ds = build_dataset("demo", root, "train", cache_dir=tmp_path / "cache")
+    for image_id in ds.ids:
+        sal = compute_saliency(ds.load_image(image_id))
+        fg = ds.load_mask(image_id) > 0
+        assert sal.max() > 0.5, f"{size} px: all-zero saliency"
+        assert sal[fg].mean() > sal[~fg].mean() + 0.3  # and it finds the objects
