@@ -1,8 +1,9 @@
 """``evaluate``: any label artifact, CAMs, or a folder of PNG masks against ground truth.
 
-Protocol: every image of the split that has a ground-truth mask; a label map
-whose size differs from the mask's is resized to it with nearest-neighbour
-(the count of such images is recorded); ground-truth 255 is ignored; a class
+Protocol: every image of the split that has a ground-truth mask; an artifact
+item of another size than its image is refused (it was made from other images);
+a PNG of another size is resized to the mask with nearest-neighbour (the count
+of such images is recorded); ground-truth 255 is ignored; a class
 absent from both ground truth and prediction over the whole split is left out
 of the mean. CAMs become labels by argmax over (background threshold, CAM of
 each present class).
@@ -94,10 +95,10 @@ def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = No
             if reader is None:
                 labels = [png.label(image_id)]
             elif kind == "cams":
-                cam, classes = reader.get(image_id, "cam"), reader.get(image_id, "classes")
+                cam, classes = reader.get_for_image(image_id, "cam", gt.shape), reader.get(image_id, "classes")
                 labels = [cam_to_label(cam, classes, t) for t in thresholds]
             else:
-                labels = [reader.get(image_id, "label")]
+                labels = [reader.get_for_image(image_id, "label", gt.shape)]
             if labels[0].shape != gt.shape:
                 resized += 1
             for mat, lab in zip(mats, labels):

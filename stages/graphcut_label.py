@@ -64,7 +64,7 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
         if expander.needs_refined_probs:
             probs = torch.from_numpy(crf_on_batch(image[None], probs.cpu().numpy(), BOUNDARY_CRF)).to(device)
         # the seeds and image labels as the training step hands them to the expander
-        seed = downsample_labels(torch.from_numpy(seeds.get(image_id, "label").astype(np.int64))[None].to(device), (h, w))
+        seed = downsample_labels(torch.from_numpy(seeds.get_for_image(image_id, "label", image.shape).astype(np.int64))[None].to(device), (h, w))
         present = present_matrix(torch.from_numpy(weak.label_vector(image_id))[None].to(device))
         sup = to_label_map(expander(feats if expander.needs_features else None, probs, seed, present), probs)
         full = F.interpolate(sup[None].float(), size=image.shape[:2], mode="nearest")[0, 0]

@@ -198,3 +198,93 @@ def test_mbd_saliency_works_on_small_images(tmp_path, size):
         fg = ds.load_mask(image_id) > 0
         assert sal.max() > 0.5, f"{size} px: all-zero saliency"
         assert sal[fg].mean() > sal[~fg].mean() + 0.3  # and it finds the objects
+
+
+# ----------------------------------------------------------------- 4. oversized images
+
+
+def _bomb_jpeg_to_png(path: Path, side: int = 30000) -> None:
+    """A tiny PNG whose header declares side x side pixels (the CRC fixed up)."""
+    import io
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(buf, format="PNG")
+    data = bytearray(buf.getvalue())
+    ihdr = 8  # after the signature: length (4), type (4), data (13), crc (4)
+    data[ihdr + 8:ihdr + 16] = struct.pack(">II", side, side)
+    crc = zlib.crc32(bytes(data[ihdr + 4:ihdr + 8 + 13])) & 0xFFFFFFFF
+    data[ihdr + 8 + 13:ihdr + 8 + 17] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+
+
+def test_decompression_bomb_is_one_line_in_every_training_stage(tmp_path, demo_root):
+    from stages import cam
+    from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+    from stages.train import TrainConfig
+    from stages import train
+
+    root = _copy_demo(demo_root, tmp_path / "demo")
+    victim = root / "JPEGImages" / "train_0003.jpg"
+    _bomb_jpeg_to_png(victim)  # PIL reads by content, not by suffix
+    data = DataConfig(dataset="voc", data_root=root, split="train")
+    bomb = r"train_0003\.jpg declares more than twice PIL's limit .* decompression bomb"
+    with pytest.raises(DgcnError, match=bomb):
+        saliency_bg.run(saliency_bg.SaliencyConfig(out=tmp_path / "sal.h5", data=data))
+    with pytest.raises(DgcnError, match=bomb):
+        cam.run(cam.CamConfig(out=tmp_path / "cam", data=data, epochs=1, batch_size=12, crop=32, device="cpu"))
+    meta = ArtifactMeta(kind="seeds", dataset="voc", split="train", class_names=build_dataset("voc", root, "train", cache_dir=tmp_path / "c").class_names)
+    with ArtifactWriter(tmp_path / "seeds.h5", meta) as w:
+        for i in build_dataset("voc", root, "train", cache_dir=tmp_path / "c").ids:
+            w.write(i, label=np.full((64, 64), 255, np.uint8))
+        seeds = w.finish()
+    cfg = TrainConfig(run=RunConfig(out=tmp_path / "run", device="cpu"), seeds=seeds, data=data,
+                      model=ModelConfig("tiny", "none"), optim=OptimConfig(epochs=1, batch_size=12, crop=32),
+                      boundary_loss="none", crf_workers=0)
+    with pytest.raises(DgcnError, match=bomb):
+        train.run(cfg)
+
+
+def test_inspect_and_readers_name_an_unexpected_group(seeds_h5):
+    with h5py.File(seeds_h5, "a") as f:
+        f["items/img_a"].create_group("surprise")
+        f["items"].create_dataset("img_c", data=np.zeros(3))
+    res = runner.invoke(app, ["inspect", str(seeds_h5)])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "seeds.h5: the data of image img_a cannot be read" in " ".join(res.output.split())
+    with ArtifactReader(seeds_h5) as r:
+        with pytest.raises(ArtifactError, match="image img_c cannot be read"):
+            r.get("img_c", "label")
+
+
+# ----------------------------------------------------------------- 5. artifacts from other images
+
+
+def test_artifacts_made_from_other_images_with_the_same_ids_are_refused(tmp_path):
+    from stages import evaluate, train
+    from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+    from stages.train import TrainConfig
+
+    small = write_demo_dataset(tmp_path / "d64", DemoConfig(n_train=4, n_val=1, size=64))
+    large = write_demo_dataset(tmp_path / "d96", DemoConfig(n_train=4, n_val=1, size=96))
+    ds64 = build_dataset("demo", small, "train", cache_dir=tmp_path / "c")
+    meta = ArtifactMeta(kind="seeds", dataset="demo", split="train", class_names=ds64.class_names)
+    with ArtifactWriter(tmp_path / "seeds64.h5", meta) as w:
+        for i in ds64.ids:
+            w.write(i, label=ds64.load_mask(i))
+        seeds = w.finish()
+    data96 = DataConfig(dataset="demo", data_root=large, split="train")
+    other = r"seeds64\.h5: image train_0000 is 64x64 there but 96x96 in this dataset; it was made from other images"
+    with pytest.raises(DgcnError, match=other):
+        evaluate.run(evaluate.EvaluateConfig(source=seeds, data=data96))
+    cfg = TrainConfig(run=RunConfig(out=tmp_path / "run", device="cpu"), seeds=seeds, data=data96,
+                      model=ModelConfig("tiny", "none"), optim=OptimConfig(epochs=1, batch_size=4, crop=32),
+                      boundary_loss="none", crf_workers=0)
+    with pytest.raises(DgcnError, match=r"seeds64\.h5: image train_\d+ is 64x64 there but 96x96"):
+        train.run(cfg)
+    # on its own images it is fine
+    report = evaluate.run(evaluate.EvaluateConfig(source=seeds, data=DataConfig(dataset="demo", data_root=small, split="train")))
+    assert report.metrics.miou > 0.99

@@ -192,16 +192,24 @@ def test_evaluate_seeds_precision_and_coverage(demo_root: Path, tmp_path: Path, 
     assert m.miou == pytest.approx(cm.results(DEMO_CLASSES).miou)
 
 
-def test_evaluate_resizes_smaller_labels(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
+def test_evaluate_resizes_smaller_pngs_and_refuses_smaller_artifacts(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
+    from stages.core.images import write_palette_png
+
     gts = val_masks(demo_root, cache_dir)
     ids = sorted(gts)
     # two images at half size (every other pixel; the nearest-neighbour upsampling need not be exact)
-    preds = {i: {"label": gts[i][::2, ::2].copy() if i in ids[:2] else gts[i]} for i in ids}
-    write_items(tmp_path / "pred.h5", "predictions", preds)
-    report = ev.run(ev.EvaluateConfig(source=tmp_path / "pred.h5", data=data_cfg(demo_root, cache_dir)))
+    preds = {i: gts[i][::2, ::2].copy() if i in ids[:2] else gts[i] for i in ids}
+    (tmp_path / "png").mkdir()
+    for i, lab in preds.items():
+        write_palette_png(tmp_path / "png" / f"{i}.png", lab)
+    report = ev.run(ev.EvaluateConfig(source=tmp_path / "png", data=data_cfg(demo_root, cache_dir)))
     assert report.protocol["resizing"].startswith("nearest-neighbour")
     assert "(2 of 6 images resized)" in report.protocol["resizing"]
     assert 0.8 < report.metrics.miou < 1.0
+    # an artifact is stored at its images' size: another size means other images
+    write_items(tmp_path / "pred.h5", "predictions", {i: {"label": lab} for i, lab in preds.items()})
+    with pytest.raises(ArtifactError, match="made from other images"):
+        ev.run(ev.EvaluateConfig(source=tmp_path / "pred.h5", data=data_cfg(demo_root, cache_dir)))
 
 
 def test_evaluate_rejects_wrong_artifacts(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:

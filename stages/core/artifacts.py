@@ -319,6 +319,20 @@ class ArtifactReader:
             raise ArtifactError(f"{self.path} has no '{name}' for image {image_id}")
         return arrays[name]
 
+    def get_for_image(self, image_id: str, name: str, image_size: Sequence[int]) -> np.ndarray:
+        """``get``, refusing an array whose last two dims are not the image's (H, W): every kind
+        is stored at its image's resolution, so another size means it was made from other
+        images with the same ids (another --data-root, another size of the demo data)."""
+        arr = self.get(image_id, name)
+        if tuple(arr.shape[-2:]) != tuple(image_size)[:2]:
+            h, w = arr.shape[-2:]
+            raise ArtifactError(
+                f"{self.path}: image {image_id} is {h}x{w} there but {image_size[0]}x{image_size[1]} in "
+                f"this dataset; it was made from other images (another --data-root?): remake it with "
+                f"`{KINDS.get(self.kind, 'its stage')}` on these images"
+            )
+        return arr
+
     def attrs(self, image_id: str) -> dict[str, Any]:
         return dict(self._group(image_id).attrs)
 

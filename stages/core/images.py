@@ -12,15 +12,28 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
 def read_image(path: Path) -> np.ndarray:
-    """RGB uint8 (H, W, 3) from any PIL-readable file; grey and RGBA are converted."""
+    """RGB uint8 (H, W, 3) from any PIL-readable file; grey and RGBA are converted.
+
+    The one image reader of every stage, with one policy: a missing, unreadable or
+    oversized file (PIL's decompression-bomb limit, ``Image.MAX_IMAGE_PIXELS``) raises
+    ``DatasetError`` naming the file; the stage decides whether to stop (training) or to
+    record the image as unreadable and go on (``infer``).
+    """
     try:
         with Image.open(path) as im:
             im.load()
             return np.asarray(im.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"image not found: {path}") from None
+    except Image.DecompressionBombError:
+        raise DatasetError(_too_large(path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"cannot read image {path}: {err}") from None
+
+
+def _too_large(path: Path) -> str:
+    return (f"image {path} declares more than twice PIL's limit of {Image.MAX_IMAGE_PIXELS} pixels; "
+            "refusing it as a possible decompression bomb (shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS in your own code)")
 
 
 def read_mask(path: Path) -> np.ndarray:
@@ -35,6 +48,8 @@ def read_mask(path: Path) -> np.ndarray:
             return np.asarray(im, dtype=np.uint8) if im.mode in ("P", "L") else np.asarray(im).astype(np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"mask not found: {path}") from None
+    except Image.DecompressionBombError:
+        raise DatasetError(_too_large(path).replace("image", "mask", 1)) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DatasetError(f"cannot read mask {path}: {err}") from None
 

@@ -107,8 +107,8 @@ def epoch_loader(
 class WeakTrainSet(Dataset):
     """Image + image-level label vector (+ optional label maps, e.g. seeds), augmented.
 
-    ``label_maps`` maps an image id to one or more uint8 maps that are cropped
-    together with the image; for the classifier there are none.
+    ``label_maps`` maps (image id, image size) to one or more uint8 maps at that size
+    that are cropped together with the image; for the classifier there are none.
     """
 
     def __init__(
@@ -117,7 +117,7 @@ class WeakTrainSet(Dataset):
         crop: int,
         seed: int,
         scale_range: tuple[float, float] = (1.0, 1.0),
-        label_maps: Optional[Callable[[str], list[np.ndarray]]] = None,
+        label_maps: Optional[Callable[[str, tuple[int, int]], list[np.ndarray]]] = None,
         keep_image: bool = False,
     ) -> None:
         self.weak, self.crop, self.seed, self.scale_range = weak, crop, seed, scale_range
@@ -134,7 +134,7 @@ class WeakTrainSet(Dataset):
         image = self.weak.load_image(image_id)
         maps = []
         if self.label_maps is not None:
-            maps = [resize_label(m, image.shape[:2]) for m in self.label_maps(image_id)]
+            maps = self.label_maps(image_id, image.shape[:2])
         image, maps = scale_crop_flip(rng, image, maps, self.crop, self.scale_range)
         item = {"image": to_tensor(image), "labels": torch.from_numpy(self.weak.label_vector(image_id)), "index": index}
         for k, m in enumerate(maps):

@@ -143,7 +143,7 @@ def fit_segmenter(
     model_cfg: ModelConfig,
     optim: OptimConfig,
     weak: WeakDataset,
-    label_maps: Callable[[str], list[np.ndarray]],
+    label_maps: Callable[[str, tuple[int, int]], list[np.ndarray]],
     loss_fn: LossFn,
     stage_config: Mapping[str, Any],
     keep_image: bool = False,
@@ -232,12 +232,12 @@ class LazyLabelMaps:
             self.fingerprint = r.fingerprint
         self._reader = None
 
-    def __call__(self, image_id: str) -> list[np.ndarray]:
+    def __call__(self, image_id: str, image_size: Sequence[int]) -> list[np.ndarray]:
         from .artifacts import ArtifactReader
 
         if self._reader is None:
             self._reader = ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names)
-        return [self._reader.get(image_id, "label")]
+        return [self._reader.get_for_image(image_id, "label", image_size)]
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_reader": None}
