@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("val", "--split", help="Split whose ground-truth masks are compared."),
         labels_file: Optional[Path] = LabelsFileOpt,
         cache_dir: Optional[Path] = CacheDirOpt,
-        cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", help="For CAMs: background score in the argmax."),
+        cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", min=0.0, max=1.0, help="For CAMs: background score in the argmax."),
         sweep: bool = typer.Option(False, "--sweep", help="For CAMs: try thresholds 0.05..0.95 and report the best."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number and the protocol to this JSON file."),
     ) -> None:

@@ -56,17 +56,17 @@ FreezeBnOpt = typer.Option(None, "--freeze-bn/--train-bn", help="Keep the backbo
 RescaleOpt = typer.Option("1", "--rescale", help="Random rescale range LO,HI before the crop; 1 = none (the published code; e.g. 0.7,1.3).")
 
 
-HeadMultOpt = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
+HeadMultOpt = typer.Option(10.0, "--head-lr-mult", min=0.0, help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
 # the schedule options train and retrain share (paper defaults, GUIDE 1.5)
-EpochsOpt = typer.Option(7, "--epochs", help="Training epochs.")
-BatchOpt = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP).")
-CropOpt = typer.Option(321, "--crop", help="Training crop size (paper: 321).")
-LrOpt = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets --head-lr-mult times it).")
-WarmupOpt = typer.Option(200, "--warmup", help="Warm-up iterations.")
+EpochsOpt = typer.Option(7, "--epochs", min=1, help="Training epochs.")
+BatchOpt = typer.Option(16, "--batch-size", min=1, help="Images per batch (per process under DDP).")
+CropOpt = typer.Option(321, "--crop", min=16, help="Training crop size (paper: 321).")
+LrOpt = typer.Option(5e-4, "--lr", min=0.0, help="Backbone learning rate (the head gets --head-lr-mult times it).")
+WarmupOpt = typer.Option(200, "--warmup", min=0, help="Warm-up iterations.")
 AmpOpt = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA.")
-WorkersOpt = typer.Option(0, "--workers", help="Data-loader worker processes.")
+WorkersOpt = typer.Option(0, "--workers", min=0, help="Data-loader worker processes.")
 ValSplitOpt = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch on this split (keeps best.pt).")
-LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
+LrStepOpt = typer.Option(3.0, "--lr-step-epochs", min=0.0, help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
 EmaOpt = typer.Option(0.0, "--ema", min=0.0, max=0.9999,
                       help="Keep an exponential moving average of the weights with this decay (e.g. 0.99) and use it for "
                            "validation and the saved model; 0 (the paper) keeps the last weights.")
@@ -104,10 +104,10 @@ def train(
     expander: str = ExpanderOpt,
     expander_opt: list[str] = ExpanderOptsOpt,
     boundary: str = typer.Option("crf", "--boundary-loss", help="crf (KL to the dense CRF of H) or none."),
-    boundary_weight: float = typer.Option(1.0, "--boundary-weight", help="Weight of the boundary loss against the seeding loss."),
+    boundary_weight: float = typer.Option(1.0, "--boundary-weight", min=0.0, help="Weight of the boundary loss against the seeding loss."),
     boundary_clip: str = typer.Option("0.05,20", "--boundary-clip", help="Clip Q/H into LO,HI in the boundary loss (DSRG's and the published code's 0.05,20); none: plain KL."),
     seed_norm: str = typer.Option("image", "--seed-loss-norm", help="image: each image's seeding-loss sums over its own counts, then the batch mean (the published code); batch: pooled over the batch."),
-    crf_workers: int = typer.Option(1, "--crf-workers", help="Processes running the boundary-loss CRF."),
+    crf_workers: int = typer.Option(1, "--crf-workers", min=0, help="Processes running the boundary-loss CRF."),
     epochs: int = EpochsOpt,
     batch_size: int = BatchOpt,
     crop: int = CropOpt,
@@ -119,7 +119,7 @@ def train(
     ema: float = EmaOpt,
     amp: bool = AmpOpt,
     workers: int = WorkersOpt,
-    nproc: int = typer.Option(1, "--nproc", help="Processes for distributed (DDP) training, launched with torchrun."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes for distributed (DDP) training, launched with torchrun."),
     device: str = DeviceOpt,
     seed: int = SeedOpt,
     resume: bool = ResumeOpt,

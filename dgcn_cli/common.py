@@ -14,6 +14,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from stages.core.config import DataConfig
+from stages.core import checks
 from stages.core.errors import DgcnError
 from stages.core.registry import UnknownNameError
 
@@ -27,7 +28,7 @@ DataRootOpt = typer.Option(None, "--data-root", help="Dataset folder (VOCdevkit/
 LabelsFileOpt = typer.Option(None, "--labels-file", help="Image-level labels from a file ('id cls cls ...' lines, or cls_labels.npy) instead of deriving them from masks.")
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="DGCN_CACHE", help="Where derived data (labels, rasterised masks, demo data) is cached. Default ~/.cache/dgcn.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
-SeedOpt = typer.Option(0, "--seed", help="Random seed.")
+SeedOpt = typer.Option(0, "--seed", min=0, help="Random seed.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
 ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run; images already done are skipped.")
 
@@ -90,8 +91,10 @@ def parse_scales(text: str, option: str = "--scales") -> tuple[float, ...]:
         scales = tuple(float(v) for v in text.split(",") if v.strip())
     except ValueError:
         raise typer.BadParameter(f"expected comma-separated numbers such as 0.75,1,1.25, got {text!r}", param_hint=option) from None
-    if not scales or any(not v > 0 for v in scales):
-        raise typer.BadParameter(f"scales must be positive numbers, got {text!r}", param_hint=option)
+    try:
+        checks.scales(option, scales)
+    except checks.OptionError as err:
+        raise typer.BadParameter(str(err), param_hint=option) from None
     return scales
 
 

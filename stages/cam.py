@@ -16,6 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .core import checks
 from .core.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.checkpoint import load_checkpoint, load_model_state
 from .core.config import DataConfig, to_jsonable
@@ -24,6 +25,7 @@ from .core.datasets import WeakDataset
 from .core.device import resolve_device, seed_everything
 from .core.errors import CheckpointError, DgcnError
 from .core.loading import WeakTrainSet, epoch_loader, to_tensor
+from .core.names import check_name
 from .core.nets import Classifier, build_classifier
 from .core.training import LoopConfig, RunFolder, Schedule, config_fingerprint, prepare_run, run_loop
 
@@ -52,6 +54,14 @@ class CamConfig:
     seed: int = 0
     resume: bool = False
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        checks.schedule(self)
+        checks.scales("--scales", self.scales)
+        checks.number("--seed", self.seed, lo=0, integer=True)
+        checks.number("--workers", self.workers, lo=0, integer=True)
+        for split in self.cam_splits:
+            check_name(split, "split name", "--cam-split")
 
 
 def cams_path(out: Path, split: str) -> Path:

@@ -16,6 +16,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
+from .core import checks
 from .core.artifacts import LABEL_KINDS, ArtifactReader
 from .core.config import DataConfig, to_jsonable
 from .core.errors import DatasetError, DgcnError
@@ -34,6 +35,9 @@ class EvaluateConfig:
     cam_bg_thresh: float = 0.15
     sweep: bool = False
     json_out: Optional[Path] = None
+
+    def __post_init__(self) -> None:
+        checks.number("--cam-bg-thresh", self.cam_bg_thresh, lo=0, hi=1)
 
 
 @dataclass

@@ -24,7 +24,7 @@ from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.config import DataConfig, to_jsonable
 from .core.crf import BOUNDARY_CRF, crf_on_batch
 from .core.device import autocast, resolve_device
-from .core.expanders import build_expander, to_label_map
+from .core.expanders import build_expander, check_expander_options, to_label_map
 from .core.loading import to_tensor
 from .core.segment import load_segmenter_checkpoint
 from .core.segtrain import downsample_labels, present_matrix
@@ -41,6 +41,9 @@ class GraphcutLabelConfig:
     device: str = "auto"
     overwrite: bool = False
     resume: bool = False
+
+    def __post_init__(self) -> None:
+        check_expander_options(self.expander, self.expander_options)
 
 
 def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None) -> Path:

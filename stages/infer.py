@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from .core.artifacts import ArtifactMeta, ArtifactWriter, partial_path
 from .core.config import DataConfig, to_jsonable
+from .core import checks
 from .core.crf import CrfConfig, CrfPool
 from .core.device import resolve_device
 from .core.errors import ArtifactError, DatasetError, DgcnError
@@ -60,12 +61,10 @@ class InferConfig:
     def __post_init__(self) -> None:
         if (self.data is None) == (self.images is None):
             raise DgcnError("infer needs either a dataset split (--dataset/--split) or --images DIR, not both")
-        if not self.scales or any(not s > 0 for s in self.scales):
-            raise DgcnError(f"--scales must be positive numbers, got {list(self.scales)}")
-        if self.batch_size < 1:
-            raise DgcnError(f"--batch-size must be >= 1, got {self.batch_size}")
-        if self.workers < 0 or self.crf_workers < 0:
-            raise DgcnError("--workers and --crf-workers must be >= 0")
+        checks.scales("--scales", self.scales)
+        checks.number("--batch-size", self.batch_size, lo=1, integer=True)
+        checks.number("--workers", self.workers, lo=0, integer=True)
+        checks.number("--crf-workers", self.crf_workers, lo=0, integer=True)
 
 
 @dataclass(frozen=True)

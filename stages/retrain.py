@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .core.artifacts import ArtifactMeta, ArtifactWriter, fill
+from .core import checks
 from .core.config import DataConfig, to_jsonable
 from .core.crf import CrfConfig, dense_crf
 from .core.datasets import WeakDataset
@@ -38,6 +39,9 @@ class RetrainConfig:
     scales: tuple[float, ...] = TEST_SCALES
     flip: bool = True
     crf: bool = True
+
+    def __post_init__(self) -> None:
+        checks.scales("--scales", self.scales)
 
 
 def pseudo_labels_path(cfg: RetrainConfig) -> Path:

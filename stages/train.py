@@ -19,10 +19,11 @@ from typing import Any, Callable, Mapping, Optional
 
 import torch
 
+from .core import checks
 from .core.config import DataConfig
 from .core.crf import BOUNDARY_CRF, CrfPool, submit_batch
 from .core.errors import DgcnError
-from .core.expanders import build_expander
+from .core.expanders import build_expander, check_expander_options
 from .core.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss
 from .core.segtrain import (
     LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, downsample_labels, fit_segmenter, present_matrix,
@@ -51,6 +52,9 @@ class TrainConfig:
             raise DgcnError(f"--boundary-loss must be crf or none, got {self.boundary_loss!r}")
         if self.boundary_clip is not None and not 0 < self.boundary_clip[0] < 1 < self.boundary_clip[1]:
             raise DgcnError(f"--boundary-clip must be LO,HI with 0 < LO < 1 < HI, got {self.boundary_clip}")
+        check_expander_options(self.expander, self.expander_options)
+        checks.number("--boundary-weight", self.boundary_weight, lo=0)
+        checks.number("--crf-workers", self.crf_workers, lo=0, integer=True)
 
 
 def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):

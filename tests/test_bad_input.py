@@ -288,3 +288,69 @@ def test_artifacts_made_from_other_images_with_the_same_ids_are_refused(tmp_path
     # on its own images it is fine
     report = evaluate.run(evaluate.EvaluateConfig(source=seeds, data=DataConfig(dataset="demo", data_root=small, split="train")))
     assert report.metrics.miou > 0.99
+
+
+# ----------------------------------------------------------------- 3. option values
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--epochs", "0"], "--epochs"), (["--epochs", "-1"], "--epochs"), (["--lr", "nan"], "--lr"), (["--lr", "0"], "--lr must be"),
+    (["--lr", "-1"], "--lr"), (["--batch-size", "0"], "--batch-size"), (["--crop", "0"], "--crop"),
+    (["--workers", "-1"], "--workers"), (["--nproc", "0"], "--nproc"), (["--rescale", "0,1"], "--rescale"),
+    (["--expander-opt", "k=abc"], "option k must be an integer"), (["--expander-opt", "theta=nan"], "theta"),
+    (["--boundary-weight", "inf"], "--boundary-weight"),
+])
+def test_train_option_values_are_checked(tmp_path, demo_root, args, fragment):
+    seeds = tmp_path / "seeds.h5"
+    seeds.write_bytes(b"not used: the options fail first")
+    res = runner.invoke(app, ["train", "--dataset", "demo", "--data-root", str(demo_root), "--seeds", str(seeds),
+                              "--backbone", "tiny", "--weights", "none", "--out", str(tmp_path / "run"), *args])
+    assert res.exit_code != 0 and "Traceback" not in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    assert fragment in " ".join(res.output.split()), res.output
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("cmd, args, fragment", [
+    ("seeds", ["--fg-thresh", "5"], "--fg-thresh"), ("seeds", ["--fg-thresh", "nan"], "--fg-thresh"),
+    ("cam", ["--scales", "1e-9"], "--scales must be a finite number >= 0.1"), ("infer", ["--scales", "0.5,nan"], "--scales"),
+    ("demo-data", ["--size", "8"], "--size"), ("evaluate", ["--cam-bg-thresh", "nan"], "--cam-bg-thresh"),
+])
+def test_other_option_values_are_checked(tmp_path, demo_root, cmd, args, fragment):
+    dummy = tmp_path / "x.h5"
+    dummy.write_bytes(b"x")
+    base = {
+        "seeds": ["seeds", "--dataset", "demo", "--data-root", str(demo_root), "--cams", str(dummy), "--saliency", str(dummy), "--out", str(tmp_path / "s.h5")],
+        "cam": ["cam", "--dataset", "demo", "--data-root", str(demo_root), "--out", str(tmp_path / "cam")],
+        "infer": ["infer", "--dataset", "demo", "--data-root", str(demo_root), "--checkpoint", str(dummy), "--out", str(tmp_path / "pred")],
+        "demo-data": ["demo-data", "--out", str(tmp_path / "demo")],
+        "evaluate": ["evaluate", str(dummy), "--dataset", "demo", "--data-root", str(demo_root)],
+    }[cmd]
+    res = runner.invoke(app, [*base, *args])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert fragment in " ".join(res.output.split()), res.output
+
+
+def test_the_python_api_refuses_the_same_values():
+    from stages.core.segtrain import OptimConfig, RunConfig
+    from stages.core.seeding import FusionConfig
+
+    for bad in (dict(epochs=0), dict(lr=float("nan")), dict(batch_size=0), dict(crop=0), dict(lr=-1.0)):
+        with pytest.raises(DgcnError):
+            OptimConfig(**bad)
+    with pytest.raises(DgcnError, match="--workers"):
+        RunConfig(out=Path("x"), workers=-1)
+    with pytest.raises(DgcnError, match="--fg-thresh"):
+        FusionConfig(fg_thresh=5.0)
+
+
+def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, make_train_config):
+    from stages import train
+    from stages.core.checkpoint import load_checkpoint
+
+    cfg = make_train_config(tmp_path / "run", optim=dict(lr=1e25, ckpt_every=1, epochs=3))
+    with pytest.raises(DgcnError, match=r"the training loss became (nan|inf) at iteration \d+ .* lower --lr"):
+        train.run(cfg)
+    assert not (tmp_path / "run" / "final.pt").exists()
+    if (tmp_path / "run" / "last.pt").exists():
+        state = load_checkpoint(tmp_path / "run" / "last.pt")
+        assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())

@@ -10,6 +10,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import checks
 from .errors import DgcnError
 
 UNLABELLED = 255
@@ -25,6 +26,10 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if self.bg_source not in ("saliency", "cam"):
             raise DgcnError(f"unknown background source {self.bg_source!r}; use saliency or cam")
+        # normalised CAMs and saliency live in [0, 1]: a threshold above 1 seeds no class at all
+        checks.number("--fg-thresh", self.fg_thresh, lo=0, hi=1, lo_open=True)
+        checks.number("--bg-sal-thresh", self.bg_sal_thresh, lo=0, hi=1)
+        checks.number("--bg-cam-thresh", self.bg_cam_thresh, lo=0, hi=1)
 
 
 def fuse_seeds(cam: np.ndarray, classes: np.ndarray, saliency: Optional[np.ndarray], cfg: FusionConfig) -> np.ndarray:

@@ -19,6 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from . import checks
 from .config import DataConfig, to_jsonable
 from .config_fingerprint import RUNTIME_KEYS
 from .datasets import WeakDataset
@@ -71,6 +72,9 @@ class OptimConfig:
     ckpt_every: int = 50
     ema_decay: float = 0.0  # 0: off (the paper); e.g. 0.99 averages over about 100 steps
 
+    def __post_init__(self) -> None:
+        checks.schedule(self)
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -82,6 +86,10 @@ class RunConfig:
     val: Optional[DataConfig] = None  # validation mIoU after each epoch (best.pt kept)
     resume: bool = False
     overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        checks.number("--seed", self.seed, lo=0, integer=True)
+        checks.number("--workers", self.workers, lo=0, integer=True)
 
 
 LossFn = Callable[[DeepLabV2, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]

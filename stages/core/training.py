@@ -22,7 +22,7 @@ import torch
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config_fingerprint import config_fingerprint  # noqa: F401  (re-exported for stages)
-from .errors import CheckpointError, OutputExistsError
+from .errors import CheckpointError, DgcnError, OutputExistsError
 from .files import write_json_atomic
 
 
@@ -169,6 +169,13 @@ StepFn = Callable[[dict, int], dict[str, float]]
 EpochLoaderFn = Callable[[int, int], Iterable[dict]]  # (epoch, start_batch) -> batches
 
 
+def _saved_iteration(folder: RunFolder) -> str:
+    try:
+        return str(int(load_checkpoint(folder.last)["iteration"]))
+    except Exception:  # noqa: BLE001 - only for the message
+        return "?"
+
+
 def run_loop(
     *,
     model: torch.nn.Module,
@@ -235,6 +242,13 @@ def run_loop(
             lr = schedule.lr(iteration)
             apply_lr(optimizer, lr)
             stats = step(batch, iteration)
+            if not math.isfinite(stats.get("loss", 0.0)):
+                # nothing of this step is saved: the last checkpoint on disk stays the last good one
+                kept = f"{folder.last} keeps iteration {_saved_iteration(folder)}" if folder.last.exists() else "no checkpoint was written yet"
+                raise DgcnError(
+                    f"the training loss became {stats['loss']} at iteration {iteration + 1} (epoch {epoch + 1}); "
+                    f"stopped ({kept}): lower --lr and rerun with --overwrite"
+                )
             if ema is not None:
                 ema.update(_unwrap(model))
             iteration += 1

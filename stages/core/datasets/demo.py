@@ -22,6 +22,8 @@ from typing import Optional
 import numpy as np
 from PIL import Image
 
+from ..checks import number
+from ..checks import number
 from ..errors import DatasetError
 from ..images import voc_palette
 from . import DATASETS
@@ -47,6 +49,13 @@ class DemoConfig:
     n_val: int = 100
     size: int = 128
     p_second_instance: float = 0.35
+
+    def __post_init__(self) -> None:
+        number("--seed", self.seed, lo=0, integer=True)
+        number("--n-train", self.n_train, lo=1, integer=True)
+        number("--n-val", self.n_val, lo=1, integer=True)
+        number("--size", self.size, lo=48, integer=True)  # below 48 px the objects do not fit
+        number("p_second_instance", self.p_second_instance, lo=0, hi=1)
 
 
 def _body_mask(rng: np.random.Generator, size: int, cy: float, cx: float, r: float) -> np.ndarray:
@@ -183,7 +192,5 @@ def build_demo(data_root: Optional[Path], split: str, *, labels_file: Optional[P
     """``data_root`` may point at a folder written by ``dgcn demo-data``; else the cached default."""
     root = data_root if data_root is not None else ensure_demo_dataset(cache_dir)
     if not (root / "demo.json").is_file():
-        from ..errors import DatasetError
-
         raise DatasetError(f"{root} is not a demo dataset (no demo.json); make one with: dgcn demo-data --out {root}")
     return VocDataset(root, split, class_names=DEMO_CLASSES, name="demo", labels_file=labels_file, cache_dir=cache_dir)

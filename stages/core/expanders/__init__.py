@@ -38,7 +38,14 @@ def build_expander(name: str, **options: Any) -> Expander:
     unknown option or an invalid value; both messages list what is accepted.
     """
     cls = EXPANDERS.get(name)
-    return cls(cls.config_class.from_kwargs(name, **options))
+    return cls(check_expander_options(name, options))
+
+
+def check_expander_options(name: str, options: Any) -> ExpanderConfig:
+    """The expander's config from ``options`` (a mapping), refusing a bad name, option or value
+    with one line; stage configs call it so a bad option fails before any input is read."""
+    cls = EXPANDERS.get(name)
+    return cls.config_class.from_kwargs(name, **dict(options))
 
 
 __all__ = [
@@ -56,5 +63,6 @@ __all__ = [
     "NoneConfig",
     "NoneExpander",
     "build_expander",
+    "check_expander_options",
     "to_label_map",
 ]

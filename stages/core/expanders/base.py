@@ -53,9 +53,31 @@ class ExpanderConfig:
                 f"expander {expander!r} has no option(s) {', '.join(map(repr, unknown))}; "
                 f"valid options: {', '.join(names) or '(none)'}"
             )
+        types = {f.name: f.type for f in dataclasses.fields(cls)}
+        for key, value in kwargs.items():
+            kwargs[key] = _coerce(expander, key, value, types[key])
         cfg = cls(**kwargs)
         cfg.validate()
         return cfg
+
+
+def _coerce(expander: str, key: str, value: Any, kind: Any) -> Any:
+    """An option value as its field's type (annotations are strings here), or a one-line error."""
+    kind = getattr(kind, "__name__", kind)
+    if kind == "bool":
+        ok = isinstance(value, bool)
+    elif kind == "int":
+        ok = isinstance(value, int) and not isinstance(value, bool) or (isinstance(value, float) and value.is_integer())
+        value = int(value) if ok else value
+    elif kind == "float":
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        want = {"bool": "true or false", "int": "an integer", "float": "a number"}.get(kind, "text")
+        raise ExpanderOptionError(f"expander {expander!r}: option {key} must be {want}, got {value!r}")
+    return value
 
 
 def _require(cond: bool, expander: str, msg: str) -> None:

@@ -74,8 +74,8 @@ class GraphCutConfig(ExpanderConfig):
 
     def validate(self) -> None:
         _require(int(self.k) == self.k and self.k >= 1, "graphcut", f"k must be an integer >= 1, got {self.k}")
-        _require(self.c0 >= 0, "graphcut", f"c0 must be >= 0, got {self.c0}")
-        _require(self.c1 >= 0, "graphcut", f"c1 must be >= 0, got {self.c1}")
+        _require(0 <= self.c0 < math.inf, "graphcut", f"c0 must be a finite number >= 0, got {self.c0}")
+        _require(0 <= self.c1 < math.inf, "graphcut", f"c1 must be a finite number >= 0, got {self.c1}")
         _require(self.log_base > 1, "graphcut", f"log_base must be > 1, got {self.log_base}")
         _require(0 <= self.theta < 1, "graphcut", f"theta must be in [0, 1), got {self.theta}")
         _require(0 < self.eps < 0.5, "graphcut", f"eps must be in (0, 0.5), got {self.eps}")

@@ -1,0 +1,71 @@
+"""Range checks for config values: every stage config checks its own numbers, so the Python
+API refuses what the CLI refuses, with the same one line (``--lr must be ...``)."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Optional
+
+from .errors import DgcnError
+
+
+class OptionError(DgcnError, ValueError):
+    """A config value out of its range (or not a finite number)."""
+
+
+def number(option: str, value: object, *, lo: Optional[float] = None, hi: Optional[float] = None,
+           lo_open: bool = False, hi_open: bool = False, integer: bool = False) -> None:
+    """Refuse ``value`` unless it is a finite number (an int if ``integer``) in the range."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if ok and integer:
+        ok = float(value).is_integer()
+    ok = ok and math.isfinite(value)  # type: ignore[arg-type]
+    if ok and lo is not None:
+        ok = value > lo if lo_open else value >= lo  # type: ignore[operator]
+    if ok and hi is not None:
+        ok = value < hi if hi_open else value <= hi  # type: ignore[operator]
+    if not ok:
+        raise OptionError(f"{option} must be {describe(lo, hi, lo_open, hi_open, integer)}, got {value!r}")
+
+
+def describe(lo, hi, lo_open=False, hi_open=False, integer=False) -> str:
+    kind = "an integer" if integer else "a finite number"
+    parts = []
+    if lo is not None:
+        parts.append(f"{'>' if lo_open else '>='} {lo:g}")
+    if hi is not None:
+        parts.append(f"{'<' if hi_open else '<='} {hi:g}")
+    return kind + (" " + " and ".join(parts) if parts else "")
+
+
+#: the range every multi-scale option (CAM, test, retrain labelling) accepts
+SCALE_RANGE = (0.1, 8.0)
+
+
+def scales(option: str, values: Sequence[float]) -> None:
+    if not values:
+        raise OptionError(f"{option} needs at least one scale")
+    for v in values:
+        number(option, v, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
+
+
+def schedule(o) -> None:
+    """The schedule's numbers (``OptimConfig`` and the classifier's ``CamConfig`` alike)."""
+    number("--epochs", o.epochs, lo=1, integer=True)
+    number("--batch-size", o.batch_size, lo=1, integer=True)
+    number("--crop", o.crop, lo=16, integer=True)
+    number("--lr", o.lr, lo=0, lo_open=True)
+    number("--head-lr-mult", o.head_lr_mult, lo=0, lo_open=True)
+    number("momentum", o.momentum, lo=0, hi=1, hi_open=True)
+    number("weight decay", o.weight_decay, lo=0)
+    number("--warmup", o.warmup_iters, lo=0, integer=True)
+    number("--lr-step-epochs", o.step_epochs, lo=0, lo_open=True)
+    lo, hi = o.scale_range
+    number("--rescale", lo, lo=0.1, hi=8)
+    number("--rescale", hi, lo=lo, hi=8)
+    if hasattr(o, "gamma"):
+        number("gamma", o.gamma, lo=0, hi=1, lo_open=True)
+    if hasattr(o, "ckpt_every"):
+        number("ckpt_every", o.ckpt_every, lo=1, integer=True)
+    if hasattr(o, "ema_decay"):
+        number("--ema", o.ema_decay, lo=0, hi=1, hi_open=True)
