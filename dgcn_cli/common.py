@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import errno
 import functools
+import os
 import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar
 
 import typer
+from typer.exceptions import TyperException
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -59,6 +61,14 @@ def handle_errors(fn: F) -> F:
             fail(f"{err.strerror or err}{where}")
         except KeyboardInterrupt:
             fail("interrupted; partial outputs are kept: rerun with --resume to continue", code=130)
+        except (TyperException, typer.Exit, typer.Abort):
+            raise  # usage errors and exits: typer prints them
+        except Exception as err:  # noqa: BLE001 - a bug of ours: one line, the traceback on request
+            if os.environ.get("DGCN_DEBUG"):
+                raise
+            first = (str(err).strip().splitlines() or [""])[0]
+            fail(f"internal error ({type(err).__name__}: {first}); please report it, with the "
+                 "traceback that DGCN_DEBUG=1 prints", code=3)
 
     return wrapper  # type: ignore[return-value]
 

@@ -354,3 +354,18 @@ def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp
     if (tmp_path / "run" / "last.pt").exists():
         state = load_checkpoint(tmp_path / "run" / "last.pt")
         assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_an_unexpected_error_is_one_line_unless_debugging(tmp_path, demo_root, monkeypatch):
+    from stages import saliency_bg as stage
+
+    def boom(*a, **k):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(stage, "run", boom)
+    args = ["saliency-bg", "--dataset", "demo", "--data-root", str(demo_root), "--out", str(tmp_path / "s.h5")]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 3 and "internal error (ZeroDivisionError: a bug)" in res.output and "Traceback" not in res.output
+    monkeypatch.setenv("DGCN_DEBUG", "1")
+    res = runner.invoke(app, args)
+    assert isinstance(res.exception, ZeroDivisionError)

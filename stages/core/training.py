@@ -123,7 +123,8 @@ class RunFolder:
         self.final = self.path / "final.pt"
         self.metrics = self.path / "metrics.jsonl"
         if self.last.exists() and not (resume or overwrite):
-            raise OutputExistsError(f"{self.path} already holds a run; pass --resume to continue it or --overwrite to start again")
+            done = "finished" if self.final.exists() else f"stopped at iteration {_saved_iteration(self)}"
+            raise OutputExistsError(f"{self.path} already holds a run ({done}); pass --resume to continue it or --overwrite to start again")
         if overwrite and not resume:
             for p in (self.last, self.best, self.final, self.metrics):
                 p.unlink(missing_ok=True)
