@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Callable, Iterator, Optional, TypeVar
 
 import typer
-from typer.exceptions import TyperException
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -45,6 +44,10 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+# usage errors and exits that typer itself prints (its ClickException is click's, or a vendored copy)
+_CLI_EXITS = (typer.Exit, typer.Abort, next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
+
+
 def handle_errors(fn: F) -> F:
     """Turn expected failures into one line on stderr and a non-zero exit, no traceback."""
 
@@ -61,7 +64,7 @@ def handle_errors(fn: F) -> F:
             fail(f"{err.strerror or err}{where}")
         except KeyboardInterrupt:
             fail("interrupted; partial outputs are kept: rerun with --resume to continue", code=130)
-        except (TyperException, typer.Exit, typer.Abort):
+        except _CLI_EXITS:
             raise  # usage errors and exits: typer prints them
         except Exception as err:  # noqa: BLE001 - a bug of ours: one line, the traceback on request
             if os.environ.get("DGCN_DEBUG"):
