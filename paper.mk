@@ -51,12 +51,13 @@ PAPER_SEG_WEIGHTS ?= imagenet
 # - one process of batch 16 instead of SyncBatchNorm over several GPUs (same batch statistics);
 # - the boundary-loss CRF sees the crop resized with PIL (bilinear, antialiased) instead of
 #   scipy's order-1 zoom; probabilities are exact log-softmax instead of softmax + 1e-7;
-# - test: softmax averaged over scales and flips instead of the published logits summed.
+# - test: flips as the paper says; the published evaluate.py sums the logits of the three scales
+#   without flipping (--no-flip to match).
 PAPER_TRAIN_OPTS ?= --expander graphcut --expander-opt log_base=10 --expander-opt cut_background=true \
 	--boundary-loss crf --boundary-clip 0.05,20 --seed-loss-norm image --head largefov --freeze-bn --rescale 1 \
 	--epochs 7 --batch-size 16 --crop 321 --lr 5e-4 --warmup 200
 PAPER_RETRAIN_OPTS ?= --head largefov --freeze-bn --rescale 1 --epochs 7 --batch-size 16 --crop 321 --lr 5e-4 --warmup 200
-PAPER_TEST_OPTS ?= --scales 0.75,1,1.25 --flip --crf
+PAPER_TEST_OPTS ?= --scales 0.75,1,1.25 --combine logits --flip --crf
 # Data-loader / CRF worker processes: a runtime choice, not part of a step's options.
 PAPER_WORKERS ?= 4
 

@@ -32,12 +32,12 @@ from .core.crf import CrfConfig, CrfPool
 from .core.device import resolve_device
 from .core.errors import ArtifactError, DatasetError, DgcnError
 from .core.images import IMAGE_SUFFIXES, read_image, write_palette_png
-from .core.segment import TEST_SCALES, Segmenter, load_segmenter_checkpoint, predict_probs_batch
+from .core.segment import COMBINE, TEST_SCALES, Segmenter, load_segmenter_checkpoint, predict_probs_batch
 
 log = logging.getLogger("dgcn.infer")
 
 # Protocol keys that must match for --resume to continue a partial pred.h5.
-_PROTOCOL_KEYS = ("scales", "flip", "crf", "crf_params", "save_probs")
+_PROTOCOL_KEYS = ("scales", "flip", "combine", "crf", "crf_params", "save_probs")
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class InferConfig:
     images: Optional[Path] = None  # ... or a folder of images (exactly one of the two)
     scales: tuple[float, ...] = TEST_SCALES
     flip: bool = True
+    combine: str = "softmax"  # or "logits": summed over scales, as the published evaluate.py
     crf: bool = True
     save_probs: bool = False
     png: bool = True
@@ -62,6 +63,8 @@ class InferConfig:
         if (self.data is None) == (self.images is None):
             raise DgcnError("infer needs either a dataset split (--dataset/--split) or --images DIR, not both")
         checks.scales("--scales", self.scales)
+        if self.combine not in COMBINE:
+            raise DgcnError(f"--combine must be one of {', '.join(COMBINE)}, got {self.combine!r}")
         checks.number("--batch-size", self.batch_size, lo=1, integer=True)
         checks.number("--workers", self.workers, lo=0, integer=True)
         checks.number("--crf-workers", self.crf_workers, lo=0, integer=True)
@@ -149,7 +152,9 @@ def _protocol(cfg: InferConfig) -> dict[str, Any]:
         "crf_params": to_jsonable(CrfConfig()) if cfg.crf else None,
         "save_probs": cfg.save_probs,
         "resolution": "image",
-        "upsampling": "softmax per scale/flip, bilinear to the image size, mean",
+        "combine": cfg.combine,
+        "upsampling": ("softmax per scale/flip, bilinear to the image size, mean" if cfg.combine == "softmax"
+                       else "logits per scale/flip, bilinear to the image size, summed, then softmax"),
         "prob": "after CRF" if cfg.crf else "before CRF",
     }
 
@@ -273,7 +278,7 @@ def _predict_all(
                         progress(skipped + done + len(failed), total)
             if not good:
                 continue
-            probs = predict_probs_batch(seg.model, [im for _, im in good], cfg.scales, cfg.flip, device)
+            probs = predict_probs_batch(seg.model, [im for _, im in good], cfg.scales, cfg.flip, device, cfg.combine)
             for (image_id, image), p in zip(good, probs):
                 pending.append((image_id, pool.submit(image, p, crf_cfg) if cfg.crf else p))
             drain(max_pending)

@@ -234,3 +234,28 @@ def test_paper_model_defaults_are_the_published_code():
     groups = model.param_groups(1e-3)
     in_groups = {id(p) for grp in groups for p in grp["params"]}
     assert not any(id(p) in in_groups for m in bns for p in m.parameters())
+
+
+def test_test_scores_can_be_combined_as_the_published_evaluate():
+    """evaluate.py: logits of each scale upsampled to the image, summed, one softmax."""
+    import torch.nn.functional as F
+
+    from stages.core.loading import to_tensor
+    from stages.core.segment import predict_probs
+
+    torch.manual_seed(0)
+    model = build_segmenter("tiny", 3, "none").eval()
+    with torch.no_grad():
+        model.head.branches[0].weight.mul_(200.0)
+    image = np.random.default_rng(0).integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    x = to_tensor(image)[None]
+    total = 0
+    with torch.no_grad():
+        for s in (0.75, 1.0, 1.25):
+            xs = F.interpolate(x, size=(round(40 * s), round(52 * s)), mode="bilinear", align_corners=False)
+            total = total + F.interpolate(model(xs), size=(40, 52), mode="bilinear", align_corners=False)
+    expected = torch.softmax(total, 1)[0].numpy()
+    ours = predict_probs(model, image, (0.75, 1.0, 1.25), flip=False, combine="logits")
+    np.testing.assert_allclose(ours, expected, atol=1e-5)
+    mean_soft = predict_probs(model, image, (0.75, 1.0, 1.25), flip=False)
+    assert np.abs(mean_soft - expected).max() > 1e-2  # the default is another combination

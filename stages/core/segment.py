@@ -95,6 +95,10 @@ def load_segmenter(path: Path, device: torch.device | str = "cpu") -> DeepLabV2:
     return load_segmenter_checkpoint(path, device).model
 
 
+#: how multi-scale test scores are combined: mean of softmaxes, or the published sum of logits
+COMBINE = ("softmax", "logits")
+
+
 def _scaled_size(h: int, w: int, s: float) -> tuple[int, int]:
     # A scaled-down tiny image must still hold at least one pixel.
     return max(1, int(round(h * s))), max(1, int(round(w * s)))
@@ -107,10 +111,13 @@ def predict_probs_batch(
     scales: Sequence[float] = TEST_SCALES,
     flip: bool = True,
     device: Optional[torch.device] = None,
+    combine: str = "softmax",
 ) -> list[np.ndarray]:
     """:func:`predict_probs` for several images; images of the same size share forward passes."""
     if not scales:
         raise ValueError("at least one scale is needed")
+    if combine not in COMBINE:
+        raise ValueError(f"combine must be one of {', '.join(COMBINE)}, got {combine!r}")
     if device is None:
         device = next(model.parameters()).device
     out: list[Optional[np.ndarray]] = [None] * len(images_uint8)
@@ -128,13 +135,18 @@ def predict_probs_batch(
             inputs = torch.cat([xs, xs.flip(-1)]) if flip else xs
             with autocast(device):
                 logits = model(inputs)
-            # Softmax at score-map size, then bilinear upsampling: a convex
-            # combination of distributions, so every pixel still sums to 1.
-            probs = F.interpolate(logits.float().softmax(dim=1), size=(h, w), mode="bilinear", align_corners=False)
+            # "softmax": softmax at score-map size, then bilinear upsampling, a convex
+            # combination of distributions, averaged. "logits": the published code's
+            # evaluate.py, raw scores upsampled and summed, one softmax at the end.
+            scores = logits.float().softmax(dim=1) if combine == "softmax" else logits.float()
+            scores = F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=False)
             if flip:
-                probs = probs[: len(idx)] + probs[len(idx) :].flip(-1)
-            acc += probs
-        acc /= len(scales) * (2 if flip else 1)
+                scores = scores[: len(idx)] + scores[len(idx) :].flip(-1)
+            acc += scores
+        if combine == "softmax":
+            acc /= len(scales) * (2 if flip else 1)
+        else:
+            acc = acc.softmax(dim=1)
         for j, i in enumerate(idx):
             out[i] = acc[j].cpu().numpy()
     return out  # type: ignore[return-value]
@@ -146,6 +158,7 @@ def predict_probs(
     scales: Sequence[float] = TEST_SCALES,
     flip: bool = True,
     device: Optional[torch.device] = None,
+    combine: str = "softmax",
 ) -> np.ndarray:
     """Class probabilities (C, H, W) float32 at the image's own size.
 
@@ -153,4 +166,4 @@ def predict_probs(
     of the network's softmax, each upsampled bilinearly to the image size.
     ``image_uint8`` is (H, W, 3) RGB of any size. ``device`` defaults to the model's.
     """
-    return predict_probs_batch(model, [image_uint8], scales, flip, device)[0]
+    return predict_probs_batch(model, [image_uint8], scales, flip, device, combine)[0]
