@@ -90,6 +90,7 @@ COMPARE_SEEDS ?= 0 1 2
 COMPARE_EXPANDERS ?= none dsrg graphcut
 COMPARE_NAMES := $(COMPARE_EXPANDERS) graphcut-fg
 demo-compare: install
+	$(MAKE) --no-print-directory $(DEMO_OUT)/eval-shared/cams_val.json $(DEMO_OUT)/eval-shared/seeds_train.json
 	for s in $(COMPARE_SEEDS); do for e in $(COMPARE_EXPANDERS); do \
 	  $(MAKE) --no-print-directory $(DEMO_OUT)/$$e-s$$s/eval/pred_val.json $(DEMO_OUT)/$$e-s$$s/eval/labels_train.json EXPANDER=$$e SEED=$$s || exit 1; done; \
 	  $(MAKE) --no-print-directory $(DEMO_OUT)/graphcut-s$$s/eval/retrain_pred_val.json EXPANDER=graphcut SEED=$$s || exit 1; \
