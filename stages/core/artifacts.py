@@ -314,7 +314,11 @@ class ArtifactReader:
         return isinstance(image_id, str) and image_id in self._items
 
     def get(self, image_id: str, name: str) -> np.ndarray:
-        arrays = self.arrays(image_id)
+        # an item already verified reads only the array asked for
+        arrays = self.arrays(image_id) if image_id not in self._verified else None
+        if arrays is None:
+            g = self._group(image_id)
+            arrays = self._read(g, image_id, [name] if name in g else [])
         if name not in arrays:
             raise ArtifactError(f"{self.path} has no '{name}' for image {image_id}")
         return arrays[name]
@@ -341,12 +345,10 @@ class ArtifactReader:
         stored when it was written, so an item edited or damaged since fails with one line."""
         g = self._group(image_id)
         try:
-            arrays = {k: g[k][()] for k in g.keys()}
-        except (OSError, TypeError, AttributeError) as err:  # failed decompression, or a group where an array belongs
-            raise ArtifactError(
-                f"{self.path}: the data of image {image_id} cannot be read ({err.__class__.__name__}: "
-                f"{str(err).splitlines()[0] if str(err) else 'damaged'}); remake it with `{KINDS.get(self.kind, 'its stage')}`"
-            ) from None
+            names = list(g.keys())
+        except AttributeError:  # an array where the item's group belongs
+            names = None
+        arrays = self._read(g, image_id, names)
         if image_id not in self._verified:
             stored = g.attrs.get("digest")
             if stored is not None and _digest(image_id, arrays) != str(stored):
@@ -356,6 +358,17 @@ class ArtifactReader:
                 )
             self._verified.add(image_id)
         return arrays
+
+    def _read(self, g, image_id: str, names) -> dict[str, np.ndarray]:
+        try:
+            if names is None:
+                raise TypeError("not a group of arrays")
+            return {k: g[k][()] for k in names}
+        except (OSError, TypeError, AttributeError) as err:  # failed decompression, or a group where an array belongs
+            raise ArtifactError(
+                f"{self.path}: the data of image {image_id} cannot be read ({err.__class__.__name__}: "
+                f"{str(err).splitlines()[0] if str(err) else 'damaged'}); remake it with `{KINDS.get(self.kind, 'its stage')}`"
+            ) from None
 
     def _group(self, image_id: str):
         try:
