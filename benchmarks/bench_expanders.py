@@ -75,9 +75,8 @@ def sync() -> None:
 
 
 def jobs_of(present: torch.Tensor):
-    fg = present.clone()
-    fg[:, 0] = False
-    b, c = torch.nonzero(fg, as_tuple=True)
+    # every present class, background included: the module's default and the published code's
+    b, c = torch.nonzero(present, as_tuple=True)
     return b.cpu().numpy(), c.cpu().numpy()
 
 
@@ -99,9 +98,11 @@ def published_knn_matrix(feats: torch.Tensor) -> np.ndarray:
 
 def published_graphs(feats, probs, seeds, present, c1=10.0, theta=0.7) -> np.ndarray:
     """Supervision the way the published code builds it (its train.py, generate_supervision):
-    the dense kNN matrix and the maps go to the host; per (image, class), every node's
-    neighbours are found with np.where over its dense row, one add_edge per neighbour and
-    one add_tedge per node (log10 unaries); then maxflow() and get_grid_segments()."""
+    the dense kNN matrix and the maps go to the host; per (image, class), background included,
+    every node's neighbours are found with np.where over its dense row, one add_edge per
+    neighbour and one add_tedge per node (log10 unaries, the sink as the class side); then
+    maxflow() and get_grid_segments(). (tests/published_dgcn.py is the checked transcription;
+    this one is for timing and returns one label per node.)"""
     knn_mat = published_knn_matrix(feats)
     feats.cpu().numpy()  # the published code copies the feature maps to the host as well
     p = probs.cpu().numpy()
@@ -112,25 +113,25 @@ def published_graphs(feats, probs, seeds, present, c1=10.0, theta=0.7) -> np.nda
     out = s.reshape(b, n).copy()
     for i in range(b):
         markers = s[i].reshape(n)
-        for c in np.flatnonzero(pres[i])[1:]:
+        for c in np.flatnonzero(pres[i]):
             # the published code adds 1e-7 to its softmax, which keeps both logs finite
             pred = np.clip(p[i, c].reshape(n), 1e-7, 1 - 1e-7)
             g = maxflow.Graph[float]()
             nodes = g.add_nodes(n)
             for u in np.where(markers == c)[0]:
-                g.add_tedge(nodes[u], c1, 0)
-                for v in np.where(knn_mat[i][u] == 1)[0]:
-                    g.add_edge(nodes[u], nodes[v], 1, 1)
-            for u in np.where(markers == UNLABELLED)[0]:
-                g.add_tedge(nodes[u], -np.log10(1 - pred[u]), -np.log10(pred[u]))
-                for v in np.where(knn_mat[i][u] == 1)[0]:
-                    g.add_edge(nodes[u], nodes[v], 1, 1)
-            for u in np.where((markers != UNLABELLED) & (markers != c))[0]:
                 g.add_tedge(nodes[u], 0, c1)
                 for v in np.where(knn_mat[i][u] == 1)[0]:
                     g.add_edge(nodes[u], nodes[v], 1, 1)
+            for u in np.where(markers == UNLABELLED)[0]:
+                g.add_tedge(nodes[u], -np.log10(pred[u]), -np.log10(1 - pred[u]))
+                for v in np.where(knn_mat[i][u] == 1)[0]:
+                    g.add_edge(nodes[u], nodes[v], 1, 1)
+            for u in np.where((markers != UNLABELLED) & (markers != c))[0]:
+                g.add_tedge(nodes[u], c1, 0)
+                for v in np.where(knn_mat[i][u] == 1)[0]:
+                    g.add_edge(nodes[u], nodes[v], 1, 1)
             g.maxflow()
-            fg = ~g.get_grid_segments(np.arange(n))
+            fg = g.get_grid_segments(np.arange(n))
             grow = fg & (pred > theta) & (markers == UNLABELLED)
             out[i, grow] = c
     return out
@@ -144,7 +145,6 @@ def dense_knn_numpy(feats: torch.Tensor) -> np.ndarray:
     out = np.empty((b, n, K), dtype=np.int64)
     for i in range(b):
         nodes = x[i].reshape(ch, n).T
-        nodes = nodes / np.maximum(np.linalg.norm(nodes, axis=1, keepdims=True), 1e-12)
         sq = (nodes * nodes).sum(1)
         dist = sq[:, None] + sq[None, :] - 2.0 * nodes @ nodes.T
         np.fill_diagonal(dist, np.inf)
@@ -163,7 +163,7 @@ def per_node_graphs(nbrs, probs, seeds, present, c0=1.0, c1=10.0, theta=0.7) -> 
     best = np.zeros((b, n))
     for i in range(b):
         seed_i = s[i].reshape(n)
-        for c in np.flatnonzero(pres[i])[1:]:
+        for c in np.flatnonzero(pres[i]):
             hc = p[i, c].reshape(n)
             g = maxflow.Graph[float]()
             g.add_nodes(n)
