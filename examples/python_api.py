@@ -24,7 +24,7 @@ from stages.core.seeding import FusionConfig
 
 def main(out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    root = write_demo_dataset(out / "data", DemoConfig(n_train=32, n_val=16, size=64))
+    root = write_demo_dataset(out / "data", DemoConfig(n_train=32, n_val=16, size=64), overwrite=True)
     train_data = DataConfig(dataset="demo", data_root=root, split="train")
     val_data = DataConfig(dataset="demo", data_root=root, split="val")
     device = "cpu"
@@ -56,7 +56,8 @@ def main(out: Path) -> None:
         run=RunConfig(out=out / "train", device=device, seed=0, amp=False, overwrite=True),
         seeds=seeds_train,
         data=train_data,
-        model=ModelConfig(backbone="tiny", weights="none"),
+        # the four-branch head: LargeFOV's rate 12 is wider than this net's 8x8 score maps
+        model=ModelConfig(backbone="tiny", weights="none", head="aspp"),
         optim=OptimConfig(epochs=2, batch_size=8, crop=64, lr=0.05, warmup_iters=2),
         expander="graphcut",
         boundary_loss="none",  # "crf" adds the paper's boundary loss (slower)
