@@ -58,8 +58,7 @@ class CamConfig:
     def __post_init__(self) -> None:
         checks.schedule(self)
         checks.scales("--scales", self.scales)
-        checks.number("--seed", self.seed, lo=0, integer=True)
-        checks.number("--workers", self.workers, lo=0, integer=True)
+        checks.seed_and_workers(self)
         for split in self.cam_splits:
             check_name(split, "split name", "--cam-split")
 

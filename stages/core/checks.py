@@ -61,11 +61,17 @@ def schedule(o) -> None:
     number("--warmup", o.warmup_iters, lo=0, integer=True)
     number("--lr-step-epochs", o.step_epochs, lo=0, lo_open=True)
     lo, hi = o.scale_range
-    number("--rescale", lo, lo=0.1, hi=8)
-    number("--rescale", hi, lo=lo, hi=8)
+    number("--rescale", lo, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
+    number("--rescale", hi, lo=lo, hi=SCALE_RANGE[1])
     if hasattr(o, "gamma"):
         number("gamma", o.gamma, lo=0, hi=1, lo_open=True)
     if hasattr(o, "ckpt_every"):
         number("ckpt_every", o.ckpt_every, lo=1, integer=True)
     if hasattr(o, "ema_decay"):
         number("--ema", o.ema_decay, lo=0, hi=1, hi_open=True)
+
+
+def seed_and_workers(o) -> None:
+    """A run's seed and loader processes (``RunConfig`` and ``CamConfig`` alike)."""
+    number("--seed", o.seed, lo=0, integer=True)
+    number("--workers", o.workers, lo=0, integer=True)

@@ -26,13 +26,13 @@ def read_image(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise DatasetError(f"image not found: {path}") from None
     except Image.DecompressionBombError:
-        raise DatasetError(_too_large(path)) from None
+        raise DatasetError(_too_large("image", path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DatasetError(f"cannot read image {path}: {err}") from None
 
 
-def _too_large(path: Path) -> str:
-    return (f"image {path} declares more than twice PIL's limit of {Image.MAX_IMAGE_PIXELS} pixels; "
+def _too_large(what: str, path: Path) -> str:
+    return (f"{what} {path} declares more than twice PIL's limit of {Image.MAX_IMAGE_PIXELS} pixels; "
             "refusing it as a possible decompression bomb (shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS in your own code)")
 
 
@@ -49,7 +49,7 @@ def read_mask(path: Path) -> np.ndarray:
     except FileNotFoundError:
         raise DatasetError(f"mask not found: {path}") from None
     except Image.DecompressionBombError:
-        raise DatasetError(_too_large(path).replace("image", "mask", 1)) from None
+        raise DatasetError(_too_large("mask", path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DatasetError(f"cannot read mask {path}: {err}") from None
 

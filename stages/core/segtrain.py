@@ -88,8 +88,7 @@ class RunConfig:
     overwrite: bool = False
 
     def __post_init__(self) -> None:
-        checks.number("--seed", self.seed, lo=0, integer=True)
-        checks.number("--workers", self.workers, lo=0, integer=True)
+        checks.seed_and_workers(self)
 
 
 LossFn = Callable[[DeepLabV2, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]

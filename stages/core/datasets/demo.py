@@ -23,7 +23,6 @@ import numpy as np
 from PIL import Image
 
 from ..checks import number
-from ..checks import number
 from ..errors import DatasetError
 from ..images import voc_palette
 from . import DATASETS

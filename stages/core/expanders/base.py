@@ -192,6 +192,5 @@ def to_label_map(supervision: torch.Tensor, probs: torch.Tensor) -> torch.Tensor
     if supervision.dim() == 3:
         return supervision.long()
     claimed = supervision.bool()
-    score = torch.where(claimed, probs.to(claimed.device).float(), torch.full_like(probs, -1.0, dtype=torch.float32, device=claimed.device))
-    best = score.argmax(1)
+    best = probs.to(claimed.device).float().masked_fill(~claimed, -1.0).argmax(1)
     return torch.where(claimed.any(1), best, torch.full_like(best, UNLABELLED))
