@@ -14,7 +14,7 @@ from stages.core.seeding import FusionConfig
 
 from .common import (
     CacheDirOpt, DataRootOpt, DatasetOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
-    data_config, handle_errors, out, parse_scales, progress_bar,
+    data_config, handle_errors, out, parse_scales, parse_warmup, progress_bar,
 )
 
 
@@ -33,7 +33,8 @@ def cam(
     batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per batch."),
     crop: int = typer.Option(321, "--crop", min=16, help="Training crop size."),
     lr: float = typer.Option(0.01, "--lr", min=0.0, help="Backbone learning rate (the head gets 10x)."),
-    warmup: int = typer.Option(50, "--warmup", min=0, help="Warm-up iterations."),
+    warmup: str = typer.Option("50", "--warmup", help="Warm-up: iterations, or a share of the run's iterations such as 5%."),
+    freeze_backbone: bool = typer.Option(False, "--freeze-backbone/--train-backbone", help="Train only the class layer on the pretrained backbone's fixed features (BatchNorm statistics included)."),
     lr_step: float = typer.Option(3.0, "--lr-step-epochs", min=0.0, help="Multiply the learning rate by 0.3 every this many epochs."),
     head_mult: float = typer.Option(10.0, "--head-lr-mult", min=0.0, help="Learning-rate factor of the classifier layer (1 suits a backbone trained from scratch)."),
     scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="CAM scales (each also flipped)."),
@@ -47,7 +48,8 @@ def cam(
     cfg = cam_stage.CamConfig(
         out=out_dir, data=data_config(dataset, data_root, split, labels_file, cache_dir),
         cam_splits=tuple(cam_split), backbone=backbone, weights=weights, checkpoint=checkpoint,
-        epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step, head_lr_mult=head_mult,
+        epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=parse_warmup(warmup)[0],
+        warmup_fraction=parse_warmup(warmup)[1], freeze_backbone=freeze_backbone, step_epochs=lr_step, head_lr_mult=head_mult,
         scales=parse_scales(scales), workers=workers, device=device, seed=seed,
         resume=resume, overwrite=overwrite,
     )

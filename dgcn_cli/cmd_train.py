@@ -18,7 +18,7 @@ from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
 
 from .common import (
     CacheDirOpt, DataRootOpt, DatasetOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
-    data_config, handle_errors, out, parse_range, parse_scales, progress_bar,
+    data_config, handle_errors, out, parse_range, parse_scales, parse_warmup, progress_bar,
 )
 
 ExpanderOpt = typer.Option("graphcut", "--expander", help=f"Seed expander: {', '.join(EXPANDERS.names())}.")
@@ -47,7 +47,9 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 
 def _optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema, rescale) -> OptimConfig:
-    return OptimConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup, step_epochs=lr_step,
+    warmup_iters, warmup_fraction = parse_warmup(warmup)
+    return OptimConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup_iters,
+                       warmup_fraction=warmup_fraction, step_epochs=lr_step,
                        head_lr_mult=head_mult, ema_decay=ema, scale_range=parse_range(rescale, "--rescale"))
 
 
@@ -62,7 +64,7 @@ EpochsOpt = typer.Option(7, "--epochs", min=1, help="Training epochs.")
 BatchOpt = typer.Option(16, "--batch-size", min=1, help="Images per batch (per process under DDP).")
 CropOpt = typer.Option(321, "--crop", min=16, help="Training crop size (paper: 321).")
 LrOpt = typer.Option(5e-4, "--lr", min=0.0, help="Backbone learning rate (the head gets --head-lr-mult times it).")
-WarmupOpt = typer.Option(200, "--warmup", min=0, help="Warm-up iterations.")
+WarmupOpt = typer.Option("200", "--warmup", help="Warm-up: iterations (paper: 200, about 4% of its VOC run), or a share of this run's iterations such as 5%.")
 AmpOpt = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA.")
 WorkersOpt = typer.Option(0, "--workers", min=0, help="Data-loader worker processes.")
 ValSplitOpt = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch on this split (keeps best.pt).")
@@ -113,7 +115,7 @@ def train(
     crop: int = CropOpt,
     rescale: str = RescaleOpt,
     lr: float = LrOpt,
-    warmup: int = WarmupOpt,
+    warmup: str = WarmupOpt,
     lr_step: float = LrStepOpt,
     head_mult: float = HeadMultOpt,
     ema: float = EmaOpt,
@@ -196,7 +198,7 @@ def retrain(
     crop: int = CropOpt,
     rescale: str = RescaleOpt,
     lr: float = LrOpt,
-    warmup: int = WarmupOpt,
+    warmup: str = WarmupOpt,
     lr_step: float = LrStepOpt,
     head_mult: float = HeadMultOpt,
     ema: float = EmaOpt,

@@ -111,6 +111,24 @@ def parse_scales(text: str, option: str = "--scales") -> tuple[float, ...]:
     return scales
 
 
+def parse_warmup(text: str) -> tuple[int, float]:
+    """``--warmup``: '200' (iterations) -> (200, 0.0); '5%' (of the run) -> (0, 0.05)."""
+    raw = text.strip()
+    try:
+        if raw.endswith("%"):
+            fraction = float(raw[:-1]) / 100
+            if not 0 <= fraction <= 0.5:
+                raise ValueError
+            return 0, fraction
+        iters = int(raw)
+        if iters < 0:
+            raise ValueError
+        return iters, 0.0
+    except ValueError:
+        raise typer.BadParameter(f"expected iterations (200) or a share of the run's iterations from 0% to 50% (5%), got {text!r}",
+                                 param_hint="--warmup") from None
+
+
 def parse_range(text: str, option: str) -> tuple[float, float]:
     """'LO,HI' -> (LO, HI); a single number X -> (X, X)."""
     try:

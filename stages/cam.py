@@ -22,12 +22,12 @@ from .core.checkpoint import load_checkpoint, load_model_state
 from .core.config import DataConfig, to_jsonable
 from .core.config_fingerprint import RUNTIME_KEYS
 from .core.datasets import WeakDataset
-from .core.device import resolve_device, seed_everything
+from .core.device import place, resolve_device, seed_everything
 from .core.errors import CheckpointError, DgcnError
 from .core.loading import WeakTrainSet, epoch_loader, to_tensor
 from .core.names import check_name
 from .core.nets import Classifier, build_classifier
-from .core.training import LoopConfig, RunFolder, Schedule, config_fingerprint, prepare_run, run_loop
+from .core.training import LoopConfig, RunFolder, Schedule, config_fingerprint, prepare_run, run_loop, warmup_length
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,8 @@ class CamConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_iters: int = 50
+    warmup_fraction: float = 0.0  # above 0: the warm-up is this fraction of the run instead
+    freeze_backbone: bool = False  # train only the class layer on fixed features
     step_epochs: float = 3.0  # x0.3 every this many epochs
     scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
     workers: int = 0
@@ -59,6 +61,8 @@ class CamConfig:
         checks.schedule(self)
         checks.scales("--scales", self.scales)
         checks.seed_and_workers(self)
+        if self.freeze_backbone and self.weights == "none" and self.checkpoint is None:
+            raise checks.OptionError("--freeze-backbone needs pretrained --weights: a random backbone's features teach the class layer nothing")
         for split in self.cam_splits:
             check_name(split, "split name", "--cam-split")
 
@@ -76,7 +80,7 @@ def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, pr
         raise DgcnError(f"{len(weak)} training images give fewer than one batch of {cfg.batch_size}; lower --batch-size")
     seed_everything(cfg.seed)
     # built before the run folder is touched: a bad backbone or weights file must not cost an earlier run
-    model = build_classifier(cfg.backbone, weak.num_classes - 1, cfg.weights).to(device)
+    model = place(build_classifier(cfg.backbone, weak.num_classes - 1, cfg.weights, cfg.freeze_backbone), device)
     run_cfg = to_jsonable(cfg)
     run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=_RUNTIME_KEYS)
     folder = RunFolder(Path(cfg.out) / "classifier", resume=cfg.resume, overwrite=cfg.overwrite)
@@ -103,7 +107,7 @@ def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, pr
 
     run_loop(
         model=model, optimizer=opt,
-        schedule=Schedule(cfg.lr, ipe, cfg.warmup_iters, cfg.step_epochs),
+        schedule=Schedule(cfg.lr, ipe, warmup_length(cfg.warmup_iters, cfg.warmup_fraction, cfg.epochs * ipe), cfg.step_epochs),
         loop=LoopConfig(epochs=cfg.epochs, iters_per_epoch=ipe),
         folder=folder, make_loader=make_loader, step=step,
         model_config=model.init_args, run_config=run_cfg,
@@ -119,7 +123,7 @@ def load_classifier(path: Path, device: torch.device) -> Classifier:
         raise CheckpointError(f"{path} is a segmentation checkpoint; `dgcn cam --checkpoint` needs a classifier from `dgcn cam`")
     model = build_classifier(mc["backbone"], mc["num_classes"])
     load_model_state(model, state["model"], path)
-    return model.to(device).eval()
+    return place(model, device).eval()
 
 
 @torch.no_grad()

@@ -3,12 +3,13 @@
 For each image: one forward pass at the image's own size gives the
 probabilities and node features at the score-map size; the seeds are resized
 to that size (nearest), the chosen expander (graph cut by default) produces
-the supervision, which is written at the image's resolution (nearest
-upsampling; 255 = no label). This is exactly the supervision a training step
-would get for the whole image, so expanders can be compared and evaluated
-without retraining. An expander that grows on refined probabilities (DSRG) gets
-the boundary loss's CRF of them, as in training; where the graph cut's multi-hot
-supervision gives a position two classes, the more probable one is written.
+the supervision a training step would get for the whole image. It is written at
+the image's resolution: the seeds as given, and what the expander added or took
+away upsampled from the score map (``to_image_size``; 255 = no label), so expanders
+are compared on what they find, not on the score map's resolution, without
+retraining. An expander that grows on refined probabilities (DSRG) gets the boundary
+loss's CRF of them, as in training; where the graph cut's multi-hot supervision gives
+a pixel two classes, the more probable one is written.
 """
 from __future__ import annotations
 
@@ -18,13 +19,12 @@ from typing import Any, Callable, Mapping, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.config import DataConfig, to_jsonable
 from .core.crf import BOUNDARY_CRF, crf_on_batch
 from .core.device import autocast, resolve_device
-from .core.expanders import build_expander, check_expander_options, to_label_map
+from .core.expanders import build_expander, check_expander_options, to_image_size
 from .core.loading import to_tensor
 from .core.segment import load_segmenter_checkpoint
 from .core.segtrain import downsample_labels, present_matrix
@@ -67,16 +67,16 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
         if expander.needs_refined_probs:
             probs = torch.from_numpy(crf_on_batch(image[None], probs.cpu().numpy(), BOUNDARY_CRF)).to(device)
         # the seeds and image labels as the training step hands them to the expander
-        seed = downsample_labels(torch.from_numpy(seeds.get_for_image(image_id, "label", image.shape).astype(np.int64))[None].to(device), (h, w))
+        seed_full = torch.from_numpy(seeds.get_for_image(image_id, "label", image.shape).astype(np.int64))[None].to(device)
+        seed = downsample_labels(seed_full, (h, w))
         present = present_matrix(torch.from_numpy(weak.label_vector(image_id))[None].to(device))
-        sup = to_label_map(expander(feats if expander.needs_features else None, probs, seed, present), probs)
-        full = F.interpolate(sup[None].float(), size=image.shape[:2], mode="nearest")[0, 0]
-        return {"label": full.to(torch.uint8).cpu().numpy()}
+        sup = expander(feats if expander.needs_features else None, probs, seed, present)
+        return {"label": to_image_size(sup, seed, seed_full, probs)[0].to(torch.uint8).cpu().numpy()}
 
     meta = ArtifactMeta(
         kind="labels", dataset=ds.name, split=ds.split, class_names=ds.class_names,
         config=to_jsonable(cfg), inputs={"seeds": seeds.fingerprint},
-        extra={"expander": cfg.expander, "expander_config": expander.config.to_dict(), "resolution": "image (nearest from score map)"},
+        extra={"expander": cfg.expander, "expander_config": expander.config.to_dict(), "resolution": "image (seeds as given; expander changes upsampled from the score map)"},
     )
     try:
         with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(ds.ids)) as writer:

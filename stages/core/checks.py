@@ -59,6 +59,7 @@ def schedule(o) -> None:
     number("momentum", o.momentum, lo=0, hi=1, hi_open=True)
     number("weight decay", o.weight_decay, lo=0)
     number("--warmup", o.warmup_iters, lo=0, integer=True)
+    number("--warmup", o.warmup_fraction, lo=0, hi=0.5)
     number("--lr-step-epochs", o.step_epochs, lo=0, lo_open=True)
     lo, hi = o.scale_range
     number("--rescale", lo, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from .artifacts import short_class_list
 from .checkpoint import load_checkpoint, load_model_state
-from .device import autocast
+from .device import autocast, place
 from .errors import CheckpointError
 from .loading import to_tensor
 from .nets import DeepLabV2, build_segmenter
@@ -87,7 +87,7 @@ def load_segmenter_checkpoint(path: Path, device: torch.device | str = "cpu") ->
             f"{path} is inconsistent: its config lists {len(class_names)} classes "
             f"but the network predicts {model.num_classes}"
         )
-    return Segmenter(model=model.to(device).eval(), class_names=class_names, config=config, path=path)
+    return Segmenter(model=place(model, device).eval(), class_names=class_names, config=config, path=path)
 
 
 def load_segmenter(path: Path, device: torch.device | str = "cpu") -> DeepLabV2:

@@ -23,12 +23,12 @@ from . import checks
 from .config import DataConfig, to_jsonable
 from .config_fingerprint import RUNTIME_KEYS
 from .datasets import WeakDataset
-from .device import autocast, resolve_device, seed_everything
+from .device import autocast, place, resolve_device, seed_everything
 from .errors import DgcnError
 from .loading import WeakTrainSet, epoch_loader, to_tensor
 from .metrics import ConfusionMatrix
 from .nets import DEFAULT_HEAD, DeepLabV2, build_segmenter
-from .training import LoopConfig, RunFolder, Schedule, WeightEma, config_fingerprint, prepare_run, run_loop
+from .training import LoopConfig, RunFolder, Schedule, WeightEma, config_fingerprint, prepare_run, run_loop, warmup_length
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class OptimConfig:
     momentum: float = 0.9
     weight_decay: float = 5e-4
     warmup_iters: int = 200
+    warmup_fraction: float = 0.0  # above 0: the warm-up is this fraction of the run instead
     step_epochs: float = 3.0
     gamma: float = 0.3
     ckpt_every: int = 50
@@ -172,7 +173,7 @@ def fit_segmenter(
     seed_everything(run.seed)
     # the network is built before the run folder is touched, so a bad option
     # (backbone, graph layers, weights file) fails without deleting an earlier run
-    model: torch.nn.Module = model_cfg.build(weak.num_classes).to(device)
+    model: torch.nn.Module = place(model_cfg.build(weak.num_classes), device)
     model_config = model.init_args
     # rank 0 prepares the folder; the other ranks wait, then only read it
     if rank == 0:
@@ -214,7 +215,8 @@ def fit_segmenter(
 
     run_loop(
         model=model, optimizer=opt,
-        schedule=Schedule(optim.lr, ipe, optim.warmup_iters, optim.step_epochs, optim.gamma),
+        schedule=Schedule(optim.lr, ipe, warmup_length(optim.warmup_iters, optim.warmup_fraction, optim.epochs * ipe),
+                          optim.step_epochs, optim.gamma),
         loop=LoopConfig(epochs=optim.epochs, iters_per_epoch=ipe, ckpt_every=optim.ckpt_every),
         folder=folder, make_loader=make_loader, step=step,
         model_config=model_config, run_config=run_cfg, on_epoch_end=on_epoch_end,

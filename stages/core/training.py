@@ -42,6 +42,13 @@ class Schedule:
         return self.base_lr * warm * (self.gamma**steps)
 
 
+def warmup_length(iters: int, fraction: float, total: int) -> int:
+    """Warm-up iterations: ``fraction`` of the run's ``total`` iterations when above 0
+    (a warm-up that scales with the data: the paper's 200 of about 4,600 iterations on
+    VOC is 4 %), otherwise ``iters``."""
+    return math.ceil(fraction * total) if fraction > 0 else int(iters)
+
+
 def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr * group.get("lr_mult", 1.0)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+import torch.nn.functional as F
 
 from ..errors import DgcnError
 from ..registry import Registry
@@ -194,3 +195,46 @@ def to_label_map(supervision: torch.Tensor, probs: torch.Tensor) -> torch.Tensor
     claimed = supervision.bool()
     best = probs.to(claimed.device).float().masked_fill(~claimed, -1.0).argmax(1)
     return torch.where(claimed.any(1), best, torch.full_like(best, UNLABELLED))
+
+
+def multi_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """(B, K+1, h, w) bool from a multi-hot map (passed through) or a (B, h, w) label map
+    (255 claims no class)."""
+    if labels.dim() == 4:
+        return labels.bool()
+    classes = torch.arange(num_classes, device=labels.device)[None, :, None, None]
+    return labels.long()[:, None] == classes
+
+
+def to_image_size(supervision: torch.Tensor, seeds_small: torch.Tensor, seeds: torch.Tensor,
+                  probs: torch.Tensor) -> torch.Tensor:
+    """One label per pixel at the seeds' own (image) size from an expander's score-map output.
+
+    The seeds keep their own resolution; only what the expander changed goes through the
+    score map. A seed pixel loses or gains a class only where the expander took it from,
+    or gave it to, the seeded position it saw (nearest, the way the seeds were shrunk);
+    classes it added to unseeded positions are upsampled bilinearly onto the unseeded
+    pixels (kept where at least half covered). A pixel left with more than one class takes
+    the one with the highest bilinearly upsampled probability, as ``infer`` upsamples them.
+    A nearest-neighbour enlargement of the score-map labels would instead blur the seeds
+    into stride-sized blocks, and score an expander's labels below the seeds it grew from
+    for resolution alone.
+
+    ``supervision``: (B, h, w) label map or (B, K+1, h, w) multi-hot; ``seeds_small``: the
+    seeds the expander saw, (B, h, w); ``seeds``: (B, H, W); ``probs``: (B, K+1, h, w).
+    """
+    k1, size = probs.shape[1], tuple(seeds.shape[-2:])
+    claims, seeded = multi_hot(supervision, k1), multi_hot(seeds_small, k1)
+    added, removed = claims & ~seeded, seeded & ~claims
+
+    def nearest(mask: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(mask.float(), size=size, mode="nearest") > 0.5
+
+    def smooth(mask: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(mask.float(), size=size, mode="bilinear", align_corners=False) >= 0.5
+
+    seed_px = (seeds != UNLABELLED)[:, None]
+    on_seeds = nearest(added & (seeds_small != UNLABELLED)[:, None])
+    full = (multi_hot(seeds, k1) & ~nearest(removed)) | torch.where(seed_px, on_seeds, smooth(added))
+    probs_up = F.interpolate(probs.float(), size=size, mode="bilinear", align_corners=False)
+    return to_label_map(full, probs_up)

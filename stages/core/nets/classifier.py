@@ -41,15 +41,27 @@ def param_groups(
 class Classifier(nn.Module):
     """Multi-label classifier whose CAMs seed the segmentation (paper, step 1)."""
 
-    def __init__(self, backbone: Backbone, num_classes: int) -> None:
+    def __init__(self, backbone: Backbone, num_classes: int, freeze_backbone: bool = False) -> None:
         super().__init__()
         if num_classes < 1:
             raise ValueError(f"a classifier needs at least one class, got {num_classes}")
         self.backbone = backbone
+        # A frozen backbone trains only the 1x1 class layer on fixed ImageNet features, its
+        # BatchNorm statistics included: a few hundred images can move the whole network
+        # away from what ImageNet taught it faster than they teach it the classes.
+        self.freeze_backbone = freeze_backbone
+        if freeze_backbone:
+            backbone.requires_grad_(False)
         self.num_classes = num_classes
         self.head = nn.Conv2d(backbone.out_channels, num_classes, 1, bias=False)
         # Small weights: initial logits near 0, i.e. sigmoid near 0.5, a neutral start.
         nn.init.normal_(self.head.weight, std=0.01)
+
+    def train(self, mode: bool = True) -> "Classifier":
+        super().train(mode)
+        if self.freeze_backbone:
+            self.backbone.eval()
+        return self
 
     @property
     def init_args(self) -> dict:
@@ -75,6 +87,7 @@ class Classifier(nn.Module):
         return param_groups(self.backbone, self.head, lr, head_mult, weight_decay)
 
 
-def build_classifier(backbone_name: str, num_fg_classes: int, weights: str | Path = "none") -> Classifier:
+def build_classifier(backbone_name: str, num_fg_classes: int, weights: str | Path = "none",
+                     freeze_backbone: bool = False) -> Classifier:
     """Classifier over ``num_fg_classes`` foreground classes (no background logit)."""
-    return Classifier(build_backbone(backbone_name, weights), num_fg_classes)
+    return Classifier(build_backbone(backbone_name, weights), num_fg_classes, freeze_backbone)

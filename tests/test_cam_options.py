@@ -1,0 +1,64 @@
+"""Classifier options for small data: a frozen backbone, and warm-ups that scale with the run."""
+from __future__ import annotations
+
+import pytest
+import torch
+import typer
+
+from dgcn_cli.common import parse_warmup
+from stages import cam
+from stages.core.checkpoint import load_checkpoint
+from stages.core.checks import OptionError
+from stages.core.nets import build_backbone
+from stages.core.training import Schedule, warmup_length
+
+
+def _weights_file(tmp_path):
+    torch.manual_seed(1)
+    path = tmp_path / "tiny.pt"
+    # the file layout of an ImageNet download: keys relative to the trunk
+    torch.save({k.removeprefix("trunk."): v for k, v in build_backbone("tiny", "none").state_dict().items()}, path)
+    return path
+
+
+def test_frozen_backbone_trains_only_the_class_layer(tmp_path, train_data):
+    weights = _weights_file(tmp_path)
+    before = {k: v.clone() for k, v in build_backbone("tiny", weights).state_dict().items()}
+    cfg = cam.CamConfig(out=tmp_path / "cam", data=train_data, backbone="tiny", weights=str(weights), epochs=2,
+                        batch_size=4, crop=48, lr=0.05, warmup_iters=1, freeze_backbone=True, device="cpu", scales=(1.0,))
+    cam.run(cfg)
+    state = load_checkpoint(tmp_path / "cam" / "classifier" / "final.pt")["model"]
+    moved = [k for k, v in before.items() if not torch.equal(state[f"backbone.{k}"].float(), v.float())]
+    # weights and BatchNorm statistics alike: the backbone ran in eval mode
+    assert moved == []
+    # ... while the class layer learned
+    assert not torch.equal(state["head.weight"], torch.zeros_like(state["head.weight"]))
+    unfrozen = cam.CamConfig(**{**cfg.__dict__, "out": tmp_path / "cam2", "freeze_backbone": False})
+    cam.run(unfrozen)
+    state2 = load_checkpoint(tmp_path / "cam2" / "classifier" / "final.pt")["model"]
+    assert any(not torch.equal(state2[f"backbone.{k}"].float(), v.float()) for k, v in before.items())
+
+
+def test_frozen_random_backbone_is_refused(tmp_path, train_data):
+    with pytest.raises(OptionError, match="--freeze-backbone needs pretrained"):
+        cam.CamConfig(out=tmp_path, data=train_data, backbone="tiny", weights="none", freeze_backbone=True)
+
+
+def test_warmup_as_a_share_of_the_run():
+    assert warmup_length(200, 0.0, 186) == 200
+    assert warmup_length(200, 0.05, 186) == 10  # ceil(9.3)
+    assert warmup_length(0, 0.04, 4600) == 184
+    sched = Schedule(0.01, 62, warmup_length(200, 0.05, 186), 3.0)
+    assert sched.lr(9) == pytest.approx(0.01) and sched.lr(4) == pytest.approx(0.005)
+
+
+@pytest.mark.parametrize("text,expected", [("200", (200, 0.0)), ("5%", (0, 0.05)), (" 0 ", (0, 0.0)), ("50%", (0, 0.5))])
+def test_parse_warmup(text, expected):
+    iters, frac = parse_warmup(text)
+    assert iters == expected[0] and frac == pytest.approx(expected[1])
+
+
+@pytest.mark.parametrize("text", ["-1", "60%", "five", "5.5", "%"])
+def test_parse_warmup_refuses(text):
+    with pytest.raises(typer.BadParameter, match="expected iterations"):
+        parse_warmup(text)
