@@ -44,3 +44,4 @@ bench: install $(BENCH_CKPT)
 
 include pipelines.mk
 include paper.mk
+include horse.mk
