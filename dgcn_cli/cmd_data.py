@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from stages.core.artifacts import ArtifactReader
+from stages.core.artifacts import SCHEMAS, ArtifactReader
+from stages.core.checkpoint import describe_checkpoint
 from stages.core.datasets.demo import DemoConfig, write_demo_dataset
 
 from .common import handle_errors, out
@@ -31,10 +32,14 @@ def register(app: typer.Typer) -> None:
     @app.command("inspect")
     @handle_errors
     def inspect(
-        path: Path = typer.Argument(..., help="An artifact file (.h5)."),
+        path: Path = typer.Argument(..., help="An artifact file (.h5) or a checkpoint (.pt)."),
         as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
     ) -> None:
-        """Print an artifact's kind, provenance, image count, and array shapes/dtypes."""
+        """Print an artifact's kind, provenance, image count, schema and array shapes, or a
+        checkpoint's kind, architecture and progress."""
+        if path.suffix == ".pt":
+            _inspect_checkpoint(path, as_json)
+            return
         with ArtifactReader(path) as r:
             info = r.describe()
             shapes = {}
@@ -52,6 +57,23 @@ def register(app: typer.Typer) -> None:
             if info["unreadable"]:
                 table.add_row("unreadable", f"{len(info['unreadable'])}: {', '.join(info['unreadable'][:8])}")
             table.add_row("config", json.dumps(info["config"]))
+            for n, line in enumerate(SCHEMAS[r.kind].describe()):
+                table.add_row("schema" if n == 0 else "", line)
             if shapes:
                 table.add_row(f"arrays ({r.ids[0]})", ", ".join(f"{k}: {v}" for k, v in shapes.items()))
             out.print(table)
+
+
+def _inspect_checkpoint(path: Path, as_json: bool) -> None:
+    info = describe_checkpoint(path)
+    if as_json:
+        out.print_json(json.dumps(info, default=str))
+        return
+    table = Table(show_header=False, box=None)
+    for key in ("path", "kind", "iteration", "epoch", "finished", "weight_average", "parameters"):
+        table.add_row(key, str(info[key]))
+    table.add_row("architecture", json.dumps(info["architecture"]))
+    cfg = info["config"]
+    table.add_row("made by", ", ".join(f"{k} {cfg[k]}" for k in ("stage", "expander", "backbone") if cfg.get(k)) or "-")
+    table.add_row("config", json.dumps(cfg, default=str))
+    out.print(table)

@@ -1,8 +1,6 @@
 """``evaluate``."""
 from __future__ import annotations
 
-import json
-import re
 from pathlib import Path
 from typing import Optional
 
@@ -11,7 +9,7 @@ import typer
 from rich.table import Table
 
 from stages import evaluate as evaluate_stage
-from stages.core.errors import DgcnError
+from stages import report as report_stage
 
 from .common import CacheDirOpt, DataRootOpt, DatasetOpt, LabelsFileOpt, data_config, handle_errors, out, progress_bar
 
@@ -73,66 +71,19 @@ def register(app: typer.Typer) -> None:
             out.print(f"wrote {json_out}")
 
 
-_SEED_SUFFIX = re.compile(r"-s\d+(?=/|$)")
-
-
-def _report_rows(files: list[Path], by_seed: bool) -> list[tuple[str, list[dict]]]:
-    """(label, results) per row; with ``by_seed``, runs whose paths differ only in a
-    ``-s<N>`` seed suffix form one row."""
-    rows: dict[str, list[dict]] = {}
-    for f in files:
-        label = f"{f.parent.parent.name}/{f.stem}" if f.parent.name == "eval" else f.stem
-        if by_seed:
-            label = _SEED_SUFFIX.sub("", label)
-        try:
-            data = json.loads(f.read_text())
-            data["protocol"]["split"]
-        except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
-            raise DgcnError(f"{f} is not a result of `dgcn evaluate --json`") from None
-        rows.setdefault(label, []).append(data)
-    return list(rows.items())
-
-
-def _mean_std(values: list[Optional[float]]) -> str:
-    vals = [v for v in values if v is not None]
-    if not vals:
-        return "-"
-    if len(vals) == 1:
-        return _fmt(vals[0])
-    return f"{100 * float(np.mean(vals)):.1f} ± {100 * float(np.std(vals, ddof=1)):.1f}"
-
-
-def _protocol_note(p: dict) -> str:
-    if p.get("source_kind") == "cams":
-        best = " (best of sweep)" if p.get("cam_bg_thresh_selected_by_sweep") else ""
-        return f"bg thresh {p.get('cam_bg_thresh')}{best}"
-    return p.get("prediction_protocol", "")
-
-
 def register_report(app: typer.Typer) -> None:
     @app.command("report")
     @handle_errors
     def report(
         files: list[Path] = typer.Argument(..., exists=True, help="JSON files written by `dgcn evaluate --json`."),
-        by_seed: bool = typer.Option(False, "--by-seed", help="Merge runs that differ only in a -s<N> seed suffix: mean ± sample std."),
+        by_seed: bool = typer.Option(False, "--by-seed", help="Merge rows that differ only in their training seed: mean ± sample std."),
         out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the table as text to this file."),
     ) -> None:
-        """One table over several `evaluate --json` results (seeds, proxy labels, predictions, ...)."""
-        from rich.console import Console
+        """One table over several `evaluate --json` results (seeds, proxy labels, predictions, ...).
 
-        table = Table(title="dgcn results (%)" + (", mean ± std over seeds" if by_seed else ""))
-        for col in ("result", "kind", "split", "images", "runs", "mIoU", "precision", "coverage", "protocol"):
-            table.add_column(col, justify="left" if col in ("result", "kind", "split", "protocol") else "right")
-        for label, results in _report_rows(files, by_seed):
-            p = results[0]["protocol"]
-            table.add_row(
-                label, p.get("source_kind", "?"), p.get("split", "?"), str(p.get("images", "?")), str(len(results)),
-                *(_mean_std([r.get(k) for r in results]) for k in ("miou", "precision", "coverage")),
-                _protocol_note(p),
-            )
-        out.print(table)
-        if out_file is not None:
-            rec = Console(record=True, width=160)
-            rec.print(table)
-            out_file.parent.mkdir(parents=True, exist_ok=True)
-            out_file.write_text(rec.export_text())
+        Rows are named from what each evaluated artifact records (its kind; the network's
+        stage, expander and seed), not from file paths."""
+        report = report_stage.run(report_stage.ReportConfig(files=tuple(files), by_seed=by_seed, out=out_file))
+        out.print(report_stage.table(report))
+        if report.written is not None:
+            out.print(f"wrote {report.written}")

@@ -13,7 +13,7 @@ from stages.core.saliency import SALIENCY
 from stages.core.seeding import FusionConfig
 
 from .common import (
-    CacheDirOpt, DataRootOpt, DatasetOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
+    CacheDirOpt, DataRootOpt, DatasetOpt, backbone_option, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
     data_config, handle_errors, out, parse_scales, parse_warmup, progress_bar,
 )
 
@@ -26,7 +26,7 @@ def cam(
     cam_split: list[str] = typer.Option([], "--cam-split", help="Split(s) to write CAMs for (repeatable). Default: --split."),
     labels_file: Optional[Path] = LabelsFileOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
-    backbone: str = typer.Option("tiny", "--backbone", help="vgg16, resnet50, resnet101, efficientnet_lite0 or tiny."),
+    backbone: str = backbone_option("tiny"),
     weights: str = typer.Option("none", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, help="Use this classifier (from a previous `dgcn cam`) instead of training."),
     epochs: int = typer.Option(5, "--epochs", min=1, help="Training epochs."),

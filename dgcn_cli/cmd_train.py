@@ -17,9 +17,10 @@ from stages.core.nets import DEFAULT_HEAD, HEADS
 from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
 
 from .common import (
-    CacheDirOpt, DataRootOpt, DatasetOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
+    CacheDirOpt, DataRootOpt, DatasetOpt, backbone_option, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
     data_config, handle_errors, out, parse_range, parse_scales, parse_warmup, progress_bar,
 )
+from .run_config import RETRAIN_FIELDS, TRAIN_FIELDS, require, with_run_config
 
 ExpanderOpt = typer.Option("graphcut", "--expander", help=f"Seed expander: {', '.join(EXPANDERS.names())}.")
 ExpanderOptsOpt = typer.Option([], "--expander-opt", help="Expander option KEY=VALUE (repeatable), e.g. k=9 theta=0.7 c1=10 log_base=10 workers=2.")
@@ -46,11 +47,15 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return opts
 
 
-def _optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema, rescale) -> OptimConfig:
-    warmup_iters, warmup_fraction = parse_warmup(warmup)
-    return OptimConfig(epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup_iters,
-                       warmup_fraction=warmup_fraction, step_epochs=lr_step,
-                       head_lr_mult=head_mult, ema_decay=ema, scale_range=parse_range(rescale, "--rescale"))
+def _optim(p: dict[str, Any]) -> OptimConfig:
+    warmup_iters, warmup_fraction = parse_warmup(p["warmup"])
+    return OptimConfig(epochs=p["epochs"], batch_size=p["batch_size"], crop=p["crop"], lr=p["lr"], warmup_iters=warmup_iters,
+                       warmup_fraction=warmup_fraction, step_epochs=p["lr_step"], head_lr_mult=p["head_mult"],
+                       ema_decay=p["ema"], scale_range=parse_range(p["rescale"], "--rescale"))
+
+
+ConfigOpt = typer.Option(None, "--config", exists=True, dir_okay=False,
+                         help="Rerun with the settings of a run's config.json; options given here override it.")
 
 
 HeadOpt = typer.Option(DEFAULT_HEAD, "--head", help=f"Segmentation head: {', '.join(HEADS)} (largefov: one 3x3 conv at dilation 12, the published code's; aspp: DeepLab-v2's rates 6/12/18/24).")
@@ -90,15 +95,17 @@ def _launch_distributed(nproc: int) -> None:
 
 
 def train(
-    out_dir: Path = typer.Option(..., "--out", help="Run folder: config.json, metrics.jsonl, last.pt, best.pt, final.pt."),
-    seeds: Path = typer.Option(..., "--seeds", exists=True, dir_okay=False, help="seeds.h5 from `dgcn seeds`."),
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOpt,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder: config.json, metrics.jsonl, last.pt, best.pt, final.pt (needed unless --config)."),
+    seeds: Optional[Path] = typer.Option(None, "--seeds", exists=True, dir_okay=False, help="seeds.h5 from `dgcn seeds` (needed unless --config)."),
     dataset: str = DatasetOpt,
     data_root: Optional[Path] = DataRootOpt,
     split: str = typer.Option("train", "--split", help="Dataset split to process."),
     labels_file: Optional[Path] = LabelsFileOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
     val_split: Optional[str] = ValSplitOpt,
-    backbone: str = typer.Option("resnet101", "--backbone", help="resnet101 (paper), resnet50, vgg16, efficientnet_lite0, tiny."),
+    backbone: str = backbone_option("resnet101", " (paper: resnet101)"),
     weights: str = typer.Option("imagenet", "--weights", help="imagenet, none, or a weights file."),
     graph_layers: str = typer.Option("", "--graph-layers", help="Comma-separated backbone layers for the graph-cut node features (default: the backbone's)."),
     head: str = HeadOpt,
@@ -130,23 +137,36 @@ def train(
     """Train the segmentation network on seeds expanded every iteration (DGCN)."""
     if nproc > 1:
         _launch_distributed(nproc)
-    if seed_norm not in ("image", "batch"):
-        raise typer.BadParameter(f"expected image or batch, got {seed_norm!r}", param_hint="--seed-loss-norm")
-    clip = None if boundary_clip.strip().lower() == "none" else parse_range(boundary_clip, "--boundary-clip")
-    val = data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None
-    cfg = train_stage.TrainConfig(
-        run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp, val=val,
-                      resume=resume, overwrite=overwrite),
-        seeds=seeds, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        model=ModelConfig(backbone, weights, tuple(graph_layers.split(",")) if graph_layers else None, head, freeze_bn),
-        optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema, rescale),
-        expander=expander, expander_options=parse_options(expander_opt),
-        boundary_loss=boundary, boundary_weight=boundary_weight, boundary_clip=clip,
-        seed_loss_per_image=seed_norm == "image", crf_workers=crf_workers,
-    )
+    cfg = _train_config(with_run_config(ctx, config, "train", TRAIN_FIELDS, dict(locals())))
     with progress_bar("train") as update:
         path = train_stage.run(cfg, progress=update)
     out.print(f"wrote {path}")
+
+
+def _train_config(p: dict[str, Any]) -> train_stage.TrainConfig:
+    require(p, "out_dir", "seeds")
+    if p["seed_norm"] not in ("image", "batch"):
+        raise typer.BadParameter(f"expected image or batch, got {p['seed_norm']!r}", param_hint="--seed-loss-norm")
+    clip = None if p["boundary_clip"].strip().lower() == "none" else parse_range(p["boundary_clip"], "--boundary-clip")
+    return train_stage.TrainConfig(
+        run=_run(p), seeds=p["seeds"], data=_data(p, p["split"]),
+        model=ModelConfig(p["backbone"], p["weights"], tuple(p["graph_layers"].split(",")) if p["graph_layers"] else None,
+                          p["head"], p["freeze_bn"]),
+        optim=_optim(p),
+        expander=p["expander"], expander_options=parse_options(p["expander_opt"]),
+        boundary_loss=p["boundary"], boundary_weight=p["boundary_weight"], boundary_clip=clip,
+        seed_loss_per_image=p["seed_norm"] == "image", crf_workers=p["crf_workers"],
+    )
+
+
+def _data(p: dict[str, Any], split: str):
+    return data_config(p["dataset"], p["data_root"], split, p["labels_file"], p["cache_dir"])
+
+
+def _run(p: dict[str, Any]) -> RunConfig:
+    val = _data(p, p["val_split"]) if p["val_split"] else None
+    return RunConfig(out=p["out_dir"], device=p["device"], seed=p["seed"], workers=p["workers"], amp=p["amp"], val=val,
+                     resume=p["resume"], overwrite=p["overwrite"])
 
 
 def graphcut_label(
@@ -177,7 +197,9 @@ def graphcut_label(
 
 
 def retrain(
-    out_dir: Path = typer.Option(..., "--out", help="Run folder (pseudo_labels.h5 and checkpoints)."),
+    ctx: typer.Context,
+    config: Optional[Path] = ConfigOpt,
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Run folder (pseudo_labels.h5 and checkpoints; needed unless --config)."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, dir_okay=False, help="Label the split with this trained model (multi-scale + CRF)."),
     labels: Optional[Path] = typer.Option(None, "--labels", exists=True, dir_okay=False, help="Or train on these proxy labels (labels.h5)."),
     dataset: str = DatasetOpt,
@@ -186,7 +208,7 @@ def retrain(
     labels_file: Optional[Path] = LabelsFileOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
     val_split: Optional[str] = ValSplitOpt,
-    backbone: str = typer.Option("resnet101", "--backbone", help="resnet101, resnet50, vgg16, efficientnet_lite0 or tiny."),
+    backbone: str = backbone_option("resnet101", " (paper: resnet101)"),
     weights: str = typer.Option("imagenet", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
     head: str = HeadOpt,
     freeze_bn: Optional[bool] = FreezeBnOpt,
@@ -210,14 +232,13 @@ def retrain(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Train a fresh network on proxy masks (from a trained model or labels.h5) with cross-entropy."""
-    val = data_config(dataset, data_root, val_split, labels_file, cache_dir) if val_split else None
+    p = with_run_config(ctx, config, "retrain", RETRAIN_FIELDS, dict(locals()))
+    require(p, "out_dir")
     cfg = retrain_stage.RetrainConfig(
-        run=RunConfig(out=out_dir, device=device, seed=seed, workers=workers, amp=amp, val=val,
-                      resume=resume, overwrite=overwrite),
-        data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        model=ModelConfig(backbone, weights, head=head, freeze_bn=freeze_bn),
-        optim=_optim(epochs, batch_size, crop, lr, warmup, lr_step, head_mult, ema, rescale),
-        checkpoint=checkpoint, labels=labels, scales=parse_scales(scales), flip=flip, crf=crf,
+        run=_run(p), data=_data(p, p["split"]),
+        model=ModelConfig(p["backbone"], p["weights"], head=p["head"], freeze_bn=p["freeze_bn"]),
+        optim=_optim(p),
+        checkpoint=p["checkpoint"], labels=p["labels"], scales=parse_scales(p["scales"]), flip=p["flip"], crf=p["crf"],
     )
     with progress_bar("retrain") as update:
         path = retrain_stage.run(cfg, progress=update)

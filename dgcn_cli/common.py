@@ -15,6 +15,8 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from stages.core.config import DataConfig
+from stages.core.datasets import DATASETS
+from stages.core.nets import BACKBONES
 from stages.core import checks
 from stages.core.errors import DgcnError
 from stages.core.registry import UnknownNameError
@@ -24,8 +26,13 @@ out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get
 
 F = TypeVar("F", bound=Callable)
 
-DatasetOpt = typer.Option("demo", "--dataset", help="Dataset: voc, coco, demo or folder (your own images + labels CSV).")
+DatasetOpt = typer.Option("demo", "--dataset", help=f"Dataset: {', '.join(DATASETS.names())} (folder: your own images + labels CSV).")
 DataRootOpt = typer.Option(None, "--data-root", help="Dataset folder (VOCdevkit/VOC2012, the COCO root, or your folder). Not needed for demo.")
+def backbone_option(default: str, note: str = "") -> typer.models.OptionInfo:
+    """``--backbone`` with the registry's names in its help."""
+    return typer.Option(default, "--backbone", help=f"Backbone: {', '.join(BACKBONES.names())}{note}.")
+
+
 LabelsFileOpt = typer.Option(None, "--labels-file", help="Image-level labels from a file ('id cls cls ...' lines, or cls_labels.npy) instead of deriving them from masks.")
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="DGCN_CACHE", help="Where derived data (labels, rasterised masks, demo data) is cached. Default ~/.cache/dgcn.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")

@@ -18,12 +18,12 @@ import torch.nn.functional as F
 
 from .core import checks
 from .core.artifacts import ArtifactMeta, ArtifactWriter, fill
-from .core.checkpoint import load_checkpoint, load_model_state
+from .core.checkpoint import load_checkpoint, load_model_state, require_kind
 from .core.config import DataConfig, to_jsonable
 from .core.config_fingerprint import RUNTIME_KEYS
 from .core.datasets import WeakDataset
 from .core.device import place, resolve_device, seed_everything
-from .core.errors import CheckpointError, DgcnError
+from .core.errors import DgcnError
 from .core.loading import WeakTrainSet, epoch_loader, to_tensor
 from .core.names import check_name
 from .core.nets import Classifier, build_classifier
@@ -110,7 +110,7 @@ def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, pr
         schedule=Schedule(cfg.lr, ipe, warmup_length(cfg.warmup_iters, cfg.warmup_fraction, cfg.epochs * ipe), cfg.step_epochs),
         loop=LoopConfig(epochs=cfg.epochs, iters_per_epoch=ipe),
         folder=folder, make_loader=make_loader, step=step,
-        model_config=model.init_args, run_config=run_cfg,
+        model_config=model.init_args, run_config=run_cfg, kind="classifier",
         progress=progress, resume_from=resume_state,
     )
     return model.eval()
@@ -119,8 +119,7 @@ def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, pr
 def load_classifier(path: Path, device: torch.device) -> Classifier:
     state = load_checkpoint(path)
     mc = state["model_config"]
-    if "graph_layers" in mc:
-        raise CheckpointError(f"{path} is a segmentation checkpoint; `dgcn cam --checkpoint` needs a classifier from `dgcn cam`")
+    require_kind(state, "classifier", path)
     model = build_classifier(mc["backbone"], mc["num_classes"])
     load_model_state(model, state["model"], path)
     return place(model, device).eval()

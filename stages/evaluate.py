@@ -76,6 +76,19 @@ class _PngSource:
         return read_mask(path)
 
 
+def _made_by(kind: str, made_with: dict) -> dict:
+    """The stage and, for network-made artifacts, the network's run (stage, expander, seed,
+    teacher) that the source artifact records: what ``dgcn report`` names its rows by."""
+    made_by = {"kind": kind}
+    model = made_with.get("model")
+    if isinstance(model, dict):
+        made_by["model"] = model
+    if kind == "labels" and "expander" in made_with:
+        made_by["expander"] = made_with["expander"]
+        made_by["expander_options"] = made_with.get("expander_options") or {}
+    return made_by
+
+
 def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = None) -> EvalReport:
     ds = cfg.data.build()
     if not ds.has_masks():
@@ -99,10 +112,10 @@ def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = No
             if reader is None:
                 labels = [png.label(image_id)]
             elif kind == "cams":
-                cam, classes = reader.get_for_image(image_id, "cam", gt.shape), reader.get(image_id, "classes")
+                cam, classes = reader.cam(image_id, gt.shape)
                 labels = [cam_to_label(cam, classes, t) for t in thresholds]
             else:
-                labels = [reader.get_for_image(image_id, "label", gt.shape)]
+                labels = [reader.label(image_id, gt.shape)]
             if labels[0].shape != gt.shape:
                 resized += 1
             for mat, lab in zip(mats, labels):
@@ -126,6 +139,7 @@ def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = No
         "ignore_label": 255,
         "unlabelled_predictions": "count as misses (255 in seeds/labels)",
         "made_with": made_with,
+        "made_by": _made_by(kind, made_with),
     }
     if kind == "predictions" and "scales" in made_with:
         protocol["prediction_protocol"] = (

@@ -67,7 +67,7 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
         if expander.needs_refined_probs:
             probs = torch.from_numpy(crf_on_batch(image[None], probs.cpu().numpy(), BOUNDARY_CRF)).to(device)
         # the seeds and image labels as the training step hands them to the expander
-        seed_full = torch.from_numpy(seeds.get_for_image(image_id, "label", image.shape).astype(np.int64))[None].to(device)
+        seed_full = torch.from_numpy(seeds.label(image_id, image.shape).astype(np.int64))[None].to(device)
         seed = downsample_labels(seed_full, (h, w))
         present = present_matrix(torch.from_numpy(weak.label_vector(image_id))[None].to(device))
         sup = expander(feats if expander.needs_features else None, probs, seed, present)
@@ -76,7 +76,7 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
     meta = ArtifactMeta(
         kind="labels", dataset=ds.name, split=ds.split, class_names=ds.class_names,
         config=to_jsonable(cfg), inputs={"seeds": seeds.fingerprint},
-        extra={"expander": cfg.expander, "expander_config": expander.config.to_dict(), "resolution": "image (seeds as given; expander changes upsampled from the score map)"},
+        extra={"model": seg.provenance, "expander": cfg.expander, "expander_options": dict(cfg.expander_options), "expander_config": expander.config.to_dict(), "resolution": "image (seeds as given; expander changes upsampled from the score map)"},
     )
     try:
         with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(ds.ids)) as writer:

@@ -191,7 +191,7 @@ def run(
     items, dataset, split, class_names = _source(cfg, seg)
     out = Path(cfg.out)
     path = pred_path(out)
-    extra = _protocol(cfg)
+    extra = {**_protocol(cfg), "model": seg.provenance}
     _check_partial(path, extra, cfg)
     meta = ArtifactMeta(
         kind="predictions", dataset=dataset, split=split, class_names=class_names,

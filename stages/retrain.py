@@ -68,7 +68,7 @@ def make_pseudo_labels(cfg: RetrainConfig, weak: WeakDataset, progress=None) -> 
         kind="labels", dataset=weak.name, split=weak.split, class_names=weak.class_names,
         config=to_jsonable(cfg),
         extra={"source": f"predicted by {cfg.checkpoint}", "scales": list(cfg.scales), "flip": cfg.flip, "crf": cfg.crf,
-               "restricted_to_image_labels": True},
+               "restricted_to_image_labels": True, "model": seg.provenance},
     )
     with ArtifactWriter(pseudo_labels_path(cfg), meta, overwrite=cfg.run.overwrite and not cfg.run.resume, resume=cfg.run.resume, expected=len(weak.ids)) as w:
         return fill(w, weak.ids, compute, progress)
@@ -95,6 +95,6 @@ def run(cfg: RetrainConfig, progress: Optional[Callable[..., None]] = None) -> P
     return fit_segmenter(
         run=cfg.run, model_cfg=cfg.model, optim=cfg.optim, weak=weak, label_maps=maps, loss_fn=_ce_loss,
         # the labels' content fingerprint: training on regenerated labels is another run
-        stage_config={"stage": "retrain", **cfg.__dict__, "labels_fingerprint": maps.fingerprint},
+        stage_config={"stage": "retrain", **cfg.__dict__, "labels_fingerprint": maps.fingerprint, "teacher": maps.made_by},
         progress=progress,
     )

@@ -94,12 +94,12 @@ def run(cfg: SeedsConfig, progress: Optional[Callable[..., None]] = None) -> Pat
                 if cfg.cams is None:
                     raise DgcnError("--cams FILE is needed (from `dgcn cam`), or import seeds with --from-dsrg / --from-irn")
                 cams = open_input(cfg.cams, "cams")
-                get_cams = lambda i: (cams.get(i, "cam"), cams.get(i, "classes"))  # noqa: E731
+                get_cams = cams.cam
                 source = f"CAMs {cfg.cams}"
 
             def compute(image_id: str) -> dict[str, np.ndarray]:
                 cam, classes = get_cams(image_id)
-                s = sal.get(image_id, "saliency") if sal is not None else None
+                s = sal.saliency(image_id) if sal is not None else None
                 return {"label": fuse_seeds(cam, classes, s, cfg.fusion)}
 
         meta = ArtifactMeta(

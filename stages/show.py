@@ -107,8 +107,7 @@ def _load_row(image_id: str, cfg: ShowConfig, ds: SegDataset, readers: dict[str,
     size = render.fit_size(image.shape[:2], cfg.tile)
     row = _Row(image_id, render.resize_image(image, size), size)
     if "cams" in readers:
-        cam = readers["cams"].get(image_id, "cam")
-        classes = readers["cams"].get(image_id, "classes")
+        cam, classes = readers["cams"].cam(image_id)
         if cam.ndim != 3 or len(cam) != len(classes):
             raise ArtifactError(
                 f"{readers['cams'].path}: image {image_id} has cam of shape {cam.shape} for {len(classes)} classes"
@@ -119,7 +118,7 @@ def _load_row(image_id: str, cfg: ShowConfig, ds: SegDataset, readers: dict[str,
             row.maps[role] = render.resize_map(readers[role].get(image_id, role), size)
     for role, _, _ in LABEL_SOURCES:
         if role in readers:
-            row.labels[role] = resize_label(readers[role].get(image_id, "label"), size)
+            row.labels[role] = resize_label(readers[role].label(image_id), size)
     if show_gt:
         row.labels["gt"] = resize_label(ds.load_mask(image_id), size)
     return row

@@ -30,15 +30,15 @@ def meta(kind: str = "seeds", dataset: str = "demo", split: str = "train", class
     return ArtifactMeta(kind=kind, dataset=dataset, split=split, class_names=classes, **kw)
 
 
-def items(n: int = 5, seed: int = 0) -> dict[str, dict[str, np.ndarray]]:
+def items(n: int = 5, seed: int = 0, prob: bool = False) -> dict[str, dict[str, np.ndarray]]:
+    """Items of a seeds artifact, or with ``prob`` of a predictions one (its optional array)."""
     rng = np.random.default_rng(seed)
-    return {
-        f"img_{i:03d}": {
-            "label": rng.integers(0, 4, size=(20, 24)).astype(np.uint8),
-            "score": rng.random((3, 20, 24)).astype(np.float16),
-        }
-        for i in range(n)
-    }
+    out = {}
+    for i in range(n):
+        out[f"img_{i:03d}"] = {"label": rng.integers(0, 4, size=(20, 24)).astype(np.uint8)}
+        if prob:
+            out[f"img_{i:03d}"]["prob"] = rng.random((len(CLASSES), 20, 24)).astype(np.float16)
+    return out
 
 
 def write_artifact(path: Path, data: dict, m: ArtifactMeta | None = None, order=None) -> Path:
@@ -58,13 +58,14 @@ def one_line(err: pytest.ExceptionInfo) -> str:
 
 
 def test_round_trip_arrays_and_root_attributes(tmp_path: Path, cache_dir: Path) -> None:
-    data = items(4)
+    data = items(4, prob=True)
     m = meta(
+        kind="predictions",
         config={"cam_bg_thresh": 0.2, "paths": ["a", "b"]},
         inputs={"cams": "0123456789abcdef"},
         extra={"note": "x"},
     )
-    path = tmp_path / "out" / "seeds.h5"
+    path = tmp_path / "out" / "pred.h5"
     with ArtifactWriter(path, m) as w:
         for image_id, arrays in data.items():
             w.write(image_id, attrs={"height": 20}, **arrays)
@@ -75,7 +76,7 @@ def test_round_trip_arrays_and_root_attributes(tmp_path: Path, cache_dir: Path) 
 
     with h5py.File(path, "r") as f:
         a = f.attrs
-        assert a["kind"] == "seeds"
+        assert a["kind"] == "predictions"
         assert int(a["schema_version"]) == SCHEMA_VERSION
         assert a["toolkit_version"] == __version__
         assert a["dataset"] == "demo" and a["split"] == "train"
@@ -86,19 +87,19 @@ def test_round_trip_arrays_and_root_attributes(tmp_path: Path, cache_dir: Path) 
         fp = str(a["fingerprint"])
         assert len(fp) == 16 and int(fp, 16) >= 0
 
-    with ArtifactReader(path, kind="seeds", class_names=CLASSES) as r:
+    with ArtifactReader(path, kind="predictions", class_names=CLASSES) as r:
         assert r.ids == sorted(data)
         assert len(r) == 4 and "img_000" in r and "nope" not in r
         for image_id, arrays in data.items():
             got = r.arrays(image_id)
-            assert set(got) == {"label", "score"}
-            assert got["label"].dtype == np.uint8 and got["score"].dtype == np.float16
+            assert set(got) == {"label", "prob"}
+            assert got["label"].dtype == np.uint8 and got["prob"].dtype == np.float16
             np.testing.assert_array_equal(got["label"], arrays["label"])
-            np.testing.assert_array_equal(got["score"], arrays["score"])
+            np.testing.assert_array_equal(got["prob"], arrays["prob"])
             np.testing.assert_array_equal(r.get(image_id, "label"), arrays["label"])
             assert r.attrs(image_id)["height"] == 20
         d = r.describe()
-        assert d["kind"] == "seeds" and d["count"] == 4 and d["fingerprint"] == fp
+        assert d["kind"] == "predictions" and d["count"] == 4 and d["fingerprint"] == fp
         assert d["class_names"] == list(CLASSES) and d["inputs"] == {"cams": "0123456789abcdef"}
         assert d["config"]["cam_bg_thresh"] == 0.2 and d["extra"] == {"note": "x"}
         assert d["toolkit_version"] == __version__ and d["dataset"] == "demo" and d["split"] == "train"
@@ -159,8 +160,10 @@ def test_fingerprint_changes_with_content(tmp_path: Path, cache_dir: Path) -> No
     renamed = {("x" + k): v for k, v in data.items()}
     assert _fingerprint(write_artifact(tmp_path / "d.h5", renamed)) != base
 
-    retyped = {k: {"label": v["label"].astype(np.int16), "score": v["score"]} for k, v in data.items()}
-    assert _fingerprint(write_artifact(tmp_path / "e.h5", retyped)) != base
+    with_prob = items(5, prob=True)
+    without = {k: {"label": v["label"]} for k, v in with_prob.items()}
+    assert (_fingerprint(write_artifact(tmp_path / "e.h5", with_prob, meta(kind="predictions")))
+            != _fingerprint(write_artifact(tmp_path / "f.h5", without, meta(kind="predictions"))))
 
 
 # -- reader rejections ----------------------------------------------------------
@@ -172,7 +175,7 @@ def seeds_file(tmp_path: Path, cache_dir: Path) -> Path:
 
 
 def test_wrong_kind_names_expected_kind_and_command(tmp_path: Path, cache_dir: Path) -> None:
-    path = write_artifact(tmp_path / "sal.h5", {"a": {"bg": np.zeros((4, 4), np.float16)}}, meta(kind="saliency"))
+    path = write_artifact(tmp_path / "sal.h5", {"a": {"saliency": np.zeros((4, 4), np.float16)}}, meta(kind="saliency"))
     with pytest.raises(ArtifactError) as err:
         ArtifactReader(path, kind="seeds")
     msg = one_line(err)

@@ -101,7 +101,7 @@ def _write(path: Path, kind: str, n: int = 3, classes=DEMO_CLASSES) -> Path:
                                            config={"k": 9})) as w:
         for i in range(n):
             if kind == "saliency":
-                w.write(f"val_{i:04d}", bg=np.zeros((8, 8), np.float16))
+                w.write(f"val_{i:04d}", saliency=np.zeros((8, 8), np.float16))
             else:
                 w.write(f"val_{i:04d}", label=np.zeros((8, 8), np.uint8))
         return w.finish()

@@ -215,7 +215,7 @@ def test_evaluate_resizes_smaller_pngs_and_refuses_smaller_artifacts(demo_root: 
 def test_evaluate_rejects_wrong_artifacts(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
     gts = val_masks(demo_root, cache_dir)
     cfg = data_cfg(demo_root, cache_dir)
-    write_items(tmp_path / "sal.h5", "saliency", {i: {"bg": np.zeros((4, 4), np.float16)} for i in gts})
+    write_items(tmp_path / "sal.h5", "saliency", {i: {"saliency": np.zeros((4, 4), np.float16)} for i in gts})
     with pytest.raises(ArtifactError) as err:
         ev.run(ev.EvaluateConfig(source=tmp_path / "sal.h5", data=cfg))
     assert "'saliency'" in str(err.value)

@@ -30,16 +30,8 @@ from .version import __version__
 
 SCHEMA_VERSION = 1
 
-# kind -> the command that makes it (for error messages)
-KINDS: dict[str, str] = {
-    "cams": "dgcn cam",
-    "saliency": "dgcn saliency-bg",
-    "seeds": "dgcn seeds",
-    "labels": "dgcn graphcut-label",
-    "predictions": "dgcn infer",
-}
-# kinds whose items hold a uint8 ``label`` map (255 = unlabelled)
-LABEL_KINDS = ("seeds", "labels", "predictions")
+# re-exported: what each kind holds is declared in schemas.py
+from .schemas import KINDS, LABEL_KINDS, SCHEMAS, check_item  # noqa: E402,F401
 
 
 @dataclass
@@ -189,6 +181,7 @@ class ArtifactWriter:
         if self._finished:
             raise ArtifactError(f"{self.path} is already complete")
         check_name(image_id, "image id", f"the items written to {self.path}")
+        check_item(self.meta.kind, arrays, len(self.meta.class_names), f"{self.path} item {image_id}")
         items = self._file["items"]
         if image_id in items:
             del items[image_id]
@@ -336,6 +329,24 @@ class ArtifactReader:
                 f"`{KINDS.get(self.kind, 'its stage')}` on these images"
             )
         return arr
+
+    # typed accessors: the arrays by their schema names (schemas.py); with ``image_size``
+    # the array must be at that (H, W), as ``get_for_image`` checks
+    def label(self, image_id: str, image_size: Optional[Sequence[int]] = None) -> np.ndarray:
+        return self._typed(image_id, "label", image_size)
+
+    def cam(self, image_id: str, image_size: Optional[Sequence[int]] = None) -> tuple[np.ndarray, np.ndarray]:
+        """(cams (n, H, W), their 1-based class ids (n,))."""
+        return self._typed(image_id, "cam", image_size), self._typed(image_id, "classes", None)
+
+    def saliency(self, image_id: str, image_size: Optional[Sequence[int]] = None) -> np.ndarray:
+        return self._typed(image_id, "saliency", image_size)
+
+    def _typed(self, image_id: str, name: str, image_size: Optional[Sequence[int]]) -> np.ndarray:
+        if name not in SCHEMAS[self.kind].arrays:
+            raise ArtifactError(f"{self.path} is a '{self.kind}' artifact: it holds no '{name}' "
+                                f"({', '.join(SCHEMAS[self.kind].arrays)})")
+        return self.get(image_id, name) if image_size is None else self.get_for_image(image_id, name, image_size)
 
     def attrs(self, image_id: str) -> dict[str, Any]:
         return dict(self._group(image_id).attrs)

@@ -1,7 +1,8 @@
 """Full-state checkpoints, written atomically and read without running code.
 
-A checkpoint is a dict of tensors and plain Python data: ``model`` (state
-dict), ``model_config`` (what rebuilds the network), ``optimizer``,
+A checkpoint is a dict of tensors and plain Python data: ``kind`` (``classifier``
+from ``cam``, ``segmenter`` from ``train``/``retrain``), ``model`` (state
+dict), ``model_config`` (the architecture: what rebuilds the network), ``optimizer``,
 ``scheduler``, ``epoch``, ``iteration``, ``rng`` and the run's ``config``.
 Loading uses ``torch.load(weights_only=True)``, so a file that needs
 arbitrary objects is refused rather than unpickled.
@@ -44,3 +45,44 @@ def load_model_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], s
     from .nets.weights import load_state_strict
 
     load_state_strict(model, state_dict, source=str(source), target="the model")
+
+
+#: checkpoint kind -> the commands that make it
+CHECKPOINT_KINDS = {"classifier": "`dgcn cam`", "segmenter": "`dgcn train` or `dgcn retrain`"}
+
+
+def checkpoint_kind(state: Mapping[str, Any]) -> str:
+    """The recorded kind; checkpoints written before kinds were recorded are told apart by
+    their architecture (only a segmenter has graph layers)."""
+    kind = state.get("kind")
+    if kind in CHECKPOINT_KINDS:
+        return str(kind)
+    mc = state.get("model_config")
+    return "segmenter" if isinstance(mc, Mapping) and "graph_layers" in mc else "classifier"
+
+
+def require_kind(state: Mapping[str, Any], kind: str, path: Path | str) -> None:
+    found = checkpoint_kind(state)
+    if found != kind:
+        raise CheckpointError(
+            f"{path} is a {found} checkpoint (from {CHECKPOINT_KINDS[found]}); this needs a {kind} "
+            f"checkpoint from {CHECKPOINT_KINDS[kind]}"
+        )
+
+
+def describe_checkpoint(path: Path) -> dict[str, Any]:
+    """What ``dgcn inspect`` shows of a checkpoint: kind, architecture, progress and provenance."""
+    state = load_checkpoint(path)
+    config = state.get("config") if isinstance(state.get("config"), Mapping) else {}
+    weights = state["model"]
+    return {
+        "path": str(path),
+        "kind": checkpoint_kind(state),
+        "architecture": dict(state["model_config"]),
+        "iteration": state.get("iteration"),
+        "epoch": state.get("epoch"),
+        "finished": Path(path).name == "final.pt",
+        "weight_average": "train_model" in state,
+        "parameters": int(sum(v.numel() for v in weights.values() if hasattr(v, "numel"))),
+        "config": dict(config),
+    }

@@ -17,3 +17,12 @@ def write_json_atomic(path: Path, data: Any, *, indent: Optional[int] = None,
     tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
     tmp.write_text(json.dumps(data, indent=indent, default=default))
     os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """``write_json_atomic`` for plain text."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    tmp.write_text(text)
+    os.replace(tmp, path)

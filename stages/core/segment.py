@@ -9,14 +9,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .artifacts import short_class_list
-from .checkpoint import load_checkpoint, load_model_state
+from .checkpoint import load_checkpoint, load_model_state, require_kind
 from .device import autocast, place
 from .errors import CheckpointError
 from .loading import to_tensor
@@ -39,6 +39,10 @@ class Segmenter:
     def num_classes(self) -> int:
         return self.model.num_classes
 
+    @property
+    def provenance(self) -> dict[str, Any]:
+        return run_provenance(self.config)
+
     def names_or_default(self) -> tuple[str, ...]:
         """The class names, or ``background, class1, ...`` for a checkpoint that does not record them."""
         if self.class_names is not None:
@@ -60,16 +64,24 @@ class Segmenter:
             )
 
 
+def run_provenance(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What made a segmentation network, from its run's config: the stage (train or retrain),
+    the expander, the training seed and, for a retrained one, its teacher's provenance.
+    Artifacts made with the network carry it, so a report can name its rows."""
+    run = config.get("run") if isinstance(config.get("run"), Mapping) else {}
+    out = {"stage": config.get("stage"), "expander": config.get("expander"),
+           "expander_options": config.get("expander_options") or None, "seed": run.get("seed")}
+    if isinstance(config.get("teacher"), Mapping):
+        out["teacher"] = dict(config["teacher"])
+    return {k: v for k, v in out.items() if v is not None}
+
+
 def load_segmenter_checkpoint(path: Path, device: torch.device | str = "cpu") -> Segmenter:
     """Load a checkpoint written by ``dgcn train`` / ``dgcn retrain``; one-line errors otherwise."""
     path = Path(path)
     state = load_checkpoint(path)
+    require_kind(state, "segmenter", path)
     mc = state["model_config"]
-    if not isinstance(mc, dict) or "graph_layers" not in mc:
-        raise CheckpointError(
-            f"{path} is not a segmentation checkpoint (a classifier from `dgcn cam`?); "
-            "this needs a checkpoint from `dgcn train` or `dgcn retrain`"
-        )
     try:
         # checkpoints written before the head became an option all had the ASPP head
         model = build_segmenter(mc["backbone"], int(mc["num_classes"]), graph_layers=mc["graph_layers"],

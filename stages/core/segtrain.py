@@ -219,7 +219,7 @@ def fit_segmenter(
                           optim.step_epochs, optim.gamma),
         loop=LoopConfig(epochs=optim.epochs, iters_per_epoch=ipe, ckpt_every=optim.ckpt_every),
         folder=folder, make_loader=make_loader, step=step,
-        model_config=model_config, run_config=run_cfg, on_epoch_end=on_epoch_end,
+        model_config=model_config, run_config=run_cfg, kind="segmenter", on_epoch_end=on_epoch_end,
         progress=progress if rank == 0 else None, is_main=rank == 0, resume_from=resume_state, ema=ema,
     )
     if world > 1:
@@ -239,6 +239,9 @@ class LazyLabelMaps:
         with ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names) as r:
             r.require_ids(ids)
             self.fingerprint = r.fingerprint
+            # the network that made these labels, if one did (see ``segment.run_provenance``)
+            made_by = r.extra.get("model")
+            self.made_by = dict(made_by) if isinstance(made_by, dict) else {}
         self._reader = None
 
     def __call__(self, image_id: str, image_size: Sequence[int]) -> list[np.ndarray]:
@@ -246,7 +249,7 @@ class LazyLabelMaps:
 
         if self._reader is None:
             self._reader = ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names)
-        return [self._reader.get_for_image(image_id, "label", image_size)]
+        return [self._reader.label(image_id, image_size)]
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_reader": None}

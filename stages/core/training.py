@@ -195,6 +195,7 @@ def run_loop(
     step: StepFn,
     model_config: Mapping[str, Any],
     run_config: Mapping[str, Any],
+    kind: str,
     on_epoch_end: Optional[Callable[[int], Optional[float]]] = None,
     progress: Optional[Callable[..., None]] = None,
     is_main: bool = True,
@@ -231,6 +232,7 @@ def run_loop(
                        "ema_updates": ema.updates}
         return {
             **weights,
+            "kind": kind,
             "model_config": dict(model_config),
             "optimizer": optimizer.state_dict(),
             "scheduler": {"iteration": iteration, "schedule": schedule.__dict__},

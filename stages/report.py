@@ -1,0 +1,191 @@
+"""``report``: one table over several ``dgcn evaluate --json`` results.
+
+Rows are named from what the evaluated artifacts record about themselves (``made_by`` in
+the evaluation's protocol: the artifact's kind and, for network-made artifacts, the
+training run's stage, expander, seed and teacher), not from where the files lie: a table
+reads the same whatever folder layout a pipeline uses. Results written before artifacts
+recorded this fall back to a name from the file path. With ``by_seed``, rows that differ
+only in their training seed merge into one (mean and sample standard deviation).
+"""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Optional, Sequence
+
+import numpy as np
+
+from .core.errors import DgcnError
+from .core.files import write_text_atomic
+
+COLUMNS = ("result", "kind", "split", "images", "runs", "mIoU", "precision", "coverage", "protocol")
+_METRICS = ("miou", "precision", "coverage")
+
+
+@dataclass(frozen=True)
+class ReportConfig:
+    files: tuple[Path, ...]
+    by_seed: bool = False
+    out: Optional[Path] = None  # also write the table as text here
+
+    def __post_init__(self) -> None:
+        if not self.files:
+            raise DgcnError("report needs at least one result of `dgcn evaluate --json`")
+
+
+@dataclass(frozen=True)
+class ReportRow:
+    name: str
+    kind: str
+    split: str
+    images: str
+    results: tuple[dict, ...]  # one per merged run
+    protocol: str
+
+    def cells(self) -> tuple[str, ...]:
+        metrics = tuple(mean_std([r.get(k) for r in self.results]) for k in _METRICS)
+        return (self.name, self.kind, self.split, self.images, str(len(self.results)), *metrics, self.protocol)
+
+
+@dataclass(frozen=True)
+class Report:
+    title: str
+    rows: tuple[ReportRow, ...]
+    written: Optional[Path] = None
+
+
+def read_result(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+        data["protocol"]["split"]
+    except OSError as err:
+        raise DgcnError(f"cannot read {path}: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError):
+        raise DgcnError(f"{path} is not a result of `dgcn evaluate --json`") from None
+    return data
+
+
+def expander_name(expander: Any, options: Any) -> str:
+    """'graphcut', or 'graphcut (cut_background=false)' with options given."""
+    if not isinstance(options, Mapping) or not options:
+        return str(expander)
+    return f"{expander} ({', '.join(f'{k}={_option(v)}' for k, v in sorted(options.items()))})"
+
+
+def _option(value: Any) -> str:
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def model_name(model: Mapping[str, Any]) -> str:
+    """'train graphcut', 'retrain from train graphcut', ... from ``run_provenance``."""
+    if model.get("stage") == "retrain":
+        teacher = model.get("teacher")
+        return "retrain" + (f" from {model_name(teacher)}" if isinstance(teacher, Mapping) and teacher else "")
+    expander = expander_name(model["expander"], model.get("expander_options")) if model.get("expander") else None
+    return " ".join(str(p) for p in (model.get("stage", "network"), expander) if p)
+
+
+def row_name(result: Mapping[str, Any], path: Path, with_seed: bool = True) -> str:
+    made_by = result["protocol"].get("made_by")
+    if not isinstance(made_by, Mapping):
+        return _path_name(path)
+    kind, model = made_by.get("kind"), made_by.get("model") or {}
+    if kind == "cams":
+        name = "CAMs"
+    elif kind == "seeds":
+        name = "seeds"
+    elif kind == "labels" and made_by.get("expander"):
+        labelled = expander_name(made_by["expander"], made_by.get("expander_options"))
+        trained = expander_name(model["expander"], model.get("expander_options")) if model.get("expander") else None
+        name = f"proxy labels: {labelled}"
+        if trained and trained != labelled:
+            name += f" (network trained with {trained})"
+    elif kind == "labels" and model:
+        name = f"pseudo labels of {model_name(model)}"
+    elif kind == "predictions" and model:
+        name = model_name(model)
+    else:
+        return _path_name(path)
+    if with_seed and "seed" in model:
+        name += f" s{model['seed']}"
+    return name
+
+
+def _path_name(path: Path) -> str:
+    path = Path(path)
+    return f"{path.parent.parent.name}/{path.stem}" if path.parent.name == "eval" else path.stem
+
+
+def mean_std(values: Sequence[Optional[float]]) -> str:
+    vals = [v for v in values if v is not None and not np.isnan(v)]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{100 * vals[0]:.1f}"
+    return f"{100 * float(np.mean(vals)):.1f} ± {100 * float(np.std(vals, ddof=1)):.1f}"
+
+
+def protocol_note(p: Mapping[str, Any]) -> str:
+    if p.get("source_kind") == "cams":
+        best = " (best of sweep)" if p.get("cam_bg_thresh_selected_by_sweep") else ""
+        return f"bg thresh {p.get('cam_bg_thresh')}{best}"
+    return str(p.get("prediction_protocol", ""))
+
+
+def build_rows(files: Sequence[Path], by_seed: bool) -> list[ReportRow]:
+    """Rows in the order of their first file; a name shared by results that are not to be
+    merged (two different sources, or the same seed twice) gets its file path added."""
+    named: dict[tuple[str, str], list[tuple[Path, dict]]] = {}
+    for f in files:
+        result = read_result(f)
+        key = (row_name(result, f, with_seed=not by_seed), result["protocol"].get("split", "?"))
+        named.setdefault(key, []).append((Path(f), result))
+    rows = []
+    for (name, split), group in named.items():
+        seeds = [_seed(r) for _, r in group]
+        clash = len(group) > 1 and (not by_seed or len(set(seeds)) < len(seeds))
+        parts = [[item] for item in group] if clash else [group]
+        for part in parts:
+            label = f"{name} [{_path_name(part[0][0])}]" if clash else name
+            p = part[0][1]["protocol"]
+            rows.append(ReportRow(label, str(p.get("source_kind", "?")), str(split), str(p.get("images", "?")),
+                                  tuple(r for _, r in part), protocol_note(p)))
+    return rows
+
+
+def _seed(result: Mapping[str, Any]) -> Any:
+    made_by = result["protocol"].get("made_by") or {}
+    return (made_by.get("model") or {}).get("seed")
+
+
+def render(report: Report, width: int = 160) -> str:
+    from rich.console import Console
+
+    console = Console(record=True, width=width, file=io.StringIO())
+    console.print(table(report))
+    return console.export_text()
+
+
+def table(report: Report):
+    from rich.table import Table
+
+    t = Table(title=report.title)
+    for col in COLUMNS:
+        t.add_column(col, justify="left" if col in ("result", "kind", "split", "protocol") else "right")
+    for row in report.rows:
+        t.add_row(*row.cells())
+    return t
+
+
+def run(cfg: ReportConfig, progress: Optional[Callable[..., None]] = None) -> Report:
+    rows = tuple(build_rows(cfg.files, cfg.by_seed))
+    title = "dgcn results (%)" + (", mean ± std over seeds" if cfg.by_seed else "")
+    report = Report(title, rows)
+    if cfg.out is not None:
+        write_text_atomic(Path(cfg.out), render(report))
+        report = Report(title, rows, Path(cfg.out))
+    if progress:
+        progress(len(cfg.files), len(cfg.files))
+    return report

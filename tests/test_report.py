@@ -1,0 +1,100 @@
+"""``report``: rows named from the artifacts' own metadata, merged over seeds on request."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+from typer.testing import CliRunner
+
+from dgcn_cli.app import app
+from stages import evaluate, graphcut_label, infer, report
+from stages.core.errors import DgcnError
+
+
+def _result(path, kind, miou, model=None, expander=None, split="val"):
+    made_by = {"kind": kind}
+    if model is not None:
+        made_by["model"] = model
+    if expander is not None:
+        made_by["expander"] = expander
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"protocol": {"split": split, "images": 8, "source_kind": kind, "made_by": made_by},
+                                "miou": miou, "precision": miou, "coverage": 1.0}))
+    return path
+
+
+def test_rows_from_real_artifacts(tmp_path, trained_checkpoint, train_seeds, train_data):
+    val = replace(train_data, split="val")
+    pred = infer.run(infer.InferConfig(checkpoint=trained_checkpoint, out=tmp_path / "p", data=val, scales=(1.0,),
+                                       crf=False, png=False, device="cpu")).path
+    labels = graphcut_label.run(graphcut_label.GraphcutLabelConfig(
+        checkpoint=trained_checkpoint, seeds=train_seeds, out=tmp_path / "l.h5", data=train_data, expander="none",
+        device="cpu"))
+    files = []
+    for name, source, data in (("a", pred, val), ("b", labels, train_data), ("c", train_seeds, train_data)):
+        files.append(tmp_path / "somewhere" / f"{name}.json")
+        evaluate.run(evaluate.EvaluateConfig(source=source, data=data, json_out=files[-1]))
+    rows = report.run(report.ReportConfig(files=tuple(files))).rows
+    # the fixture's run: `train`, the default expander (graphcut), seed 0; file names say nothing
+    assert [(r.name, r.kind, r.split) for r in rows] == [
+        ("train graphcut s0", "predictions", "val"),
+        ("proxy labels: none (network trained with graphcut) s0", "labels", "train"),
+        ("seeds", "seeds", "train"),
+    ]
+
+
+def test_by_seed_merges_and_clashes_are_told_apart(tmp_path):
+    model = {"stage": "train", "expander": "dsrg"}
+    a = _result(tmp_path / "x" / "eval" / "p0.json", "predictions", 0.5, {**model, "seed": 0})
+    b = _result(tmp_path / "y" / "eval" / "p1.json", "predictions", 0.7, {**model, "seed": 1})
+    c = _result(tmp_path / "z" / "eval" / "p1.json", "predictions", 0.6, {**model, "seed": 1})
+    rows = report.run(report.ReportConfig(files=(a, b), by_seed=True)).rows
+    assert len(rows) == 1 and rows[0].name == "train dsrg" and rows[0].cells()[4:6] == ("2", "60.0 ± 14.1")
+    separate = report.run(report.ReportConfig(files=(a, b))).rows
+    assert [r.name for r in separate] == ["train dsrg s0", "train dsrg s1"]
+    # the same seed twice is not a mean over seeds: each keeps its own row, told apart by path
+    clash = report.run(report.ReportConfig(files=(a, b, c), by_seed=True)).rows
+    assert [r.name for r in clash] == ["train dsrg [x/p0]", "train dsrg [y/p1]", "train dsrg [z/p1]"]
+
+
+def test_retrain_pseudo_labels_and_old_results(tmp_path):
+    teacher = {"stage": "train", "expander": "graphcut", "seed": 2}
+    r = _result(tmp_path / "r.json", "predictions", 0.6, {"stage": "retrain", "seed": 1, "teacher": teacher})
+    p = _result(tmp_path / "pl.json", "labels", 0.5, teacher, split="train")
+    cams = _result(tmp_path / "c.json", "cams", 0.4)
+    old = tmp_path / "run-s3" / "eval" / "pred_val.json"
+    old.parent.mkdir(parents=True)
+    old.write_text(json.dumps({"protocol": {"split": "val", "source_kind": "predictions"}, "miou": 0.1}))
+    names = [row.name for row in report.run(report.ReportConfig(files=(r, p, cams, old))).rows]
+    assert names == ["retrain from train graphcut s1", "pseudo labels of train graphcut s2", "CAMs", "run-s3/pred_val"]
+
+
+def test_out_file_and_cli(tmp_path):
+    a = _result(tmp_path / "a.json", "predictions", 0.5, {"stage": "train", "expander": "none", "seed": 0})
+    out = tmp_path / "t" / "report.txt"
+    rep = report.run(report.ReportConfig(files=(a,), out=out))
+    assert rep.written == out and "train none s0" in out.read_text() and "50.0" in out.read_text()
+    res = CliRunner().invoke(app, ["report", str(a), "--out", str(tmp_path / "cli.txt")])
+    assert res.exit_code == 0, res.output
+    assert "train none s0" in (tmp_path / "cli.txt").read_text()
+
+
+def test_not_a_result(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{}")
+    with pytest.raises(DgcnError, match="not a result of `dgcn evaluate --json`"):
+        report.run(report.ReportConfig(files=(bad,)))
+    with pytest.raises(DgcnError, match="at least one"):
+        report.ReportConfig(files=())
+
+
+def test_expander_options_are_part_of_the_name(tmp_path):
+    fg = {"stage": "train", "expander": "graphcut", "expander_options": {"cut_background": False}, "seed": 0}
+    a = _result(tmp_path / "a.json", "predictions", 0.5, fg)
+    b = _result(tmp_path / "b.json", "labels", 0.5, fg, expander="graphcut", split="train")
+    json_b = json.loads(b.read_text())
+    json_b["protocol"]["made_by"]["expander_options"] = {"cut_background": False}
+    b.write_text(json.dumps(json_b))
+    names = [r.name for r in report.run(report.ReportConfig(files=(a, b))).rows]
+    assert names == ["train graphcut (cut_background=false) s0", "proxy labels: graphcut (cut_background=false) s0"]
