@@ -6,6 +6,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 DGCN := $(VENV)/bin/dgcn
 DEVICE ?= auto
+# idle OpenMP threads sleep instead of spinning: see dgcn_cli/__init__.py
+export OMP_WAIT_POLICY ?= PASSIVE
 
 # $(call redo,FILES) in a recipe: --resume when one of FILES (what an interrupted run
 # leaves: a .partial or last.pt) is newer than every prerequisite of the target, i.e.
@@ -41,6 +43,7 @@ BENCH_CKPT = runs/demo/graphcut-s0/train/final.pt
 bench: install $(BENCH_CKPT)
 	$(PY) benchmarks/bench_expanders.py --checkpoint $(BENCH_CKPT) --demo-root runs/demo/data --seeds runs/demo/seeds_train.h5
 	$(PY) benchmarks/bench_train_step.py
+	$(PY) benchmarks/bench_throughput.py
 
 include pipelines.mk
 include paper.mk
