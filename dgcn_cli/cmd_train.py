@@ -117,6 +117,7 @@ def train(
     boundary_clip: str = typer.Option("0.05,20", "--boundary-clip", help="Clip Q/H into LO,HI in the boundary loss (DSRG's and the published code's 0.05,20); none: plain KL."),
     seed_norm: str = typer.Option("image", "--seed-loss-norm", help="image: each image's seeding-loss sums over its own counts, then the batch mean (the published code); batch: pooled over the batch."),
     crf_workers: int = typer.Option(1, "--crf-workers", min=0, help="Processes running the boundary-loss CRF."),
+    expand_after: int = typer.Option(0, "--expand-after", min=0, help="Train on the seeds alone for this many iterations before the expander starts (0: from the first step, the paper)."),
     epochs: int = EpochsOpt,
     batch_size: int = BatchOpt,
     crop: int = CropOpt,
@@ -155,7 +156,7 @@ def _train_config(p: dict[str, Any]) -> train_stage.TrainConfig:
         optim=_optim(p),
         expander=p["expander"], expander_options=parse_options(p["expander_opt"]),
         boundary_loss=p["boundary"], boundary_weight=p["boundary_weight"], boundary_clip=clip,
-        seed_loss_per_image=p["seed_norm"] == "image", crf_workers=p["crf_workers"],
+        seed_loss_per_image=p["seed_norm"] == "image", crf_workers=p["crf_workers"], expand_after=p["expand_after"],
     )
 
 

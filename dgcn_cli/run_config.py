@@ -78,6 +78,7 @@ TRAIN_FIELDS: dict[str, Field] = {
     "boundary_clip": ("boundary_clip", lambda v: "none" if v is None else _pair(v)),
     "seed_norm": ("seed_loss_per_image", lambda v: "image" if v else "batch"),
     "crf_workers": ("crf_workers", _same),
+    "expand_after": ("expand_after", _same),
 }
 RETRAIN_FIELDS: dict[str, Field] = {
     **_COMMON,
@@ -131,7 +132,11 @@ def with_run_config(ctx: typer.Context, config: Optional[Path], stage: str, fiel
         if given(name) or (owner in fields and given(owner) and params[owner] != _lookup(data, fields[owner][0])):
             continue
         try:
-            merged[name] = to_option(_lookup(data, path))
+            value = _lookup(data, path)
+        except KeyError:
+            continue  # a setting added after this run was made: its default
+        try:
+            merged[name] = to_option(value)
         except (KeyError, TypeError, IndexError, ValueError):
             raise DgcnError(f"--config {config}: no usable '{path}' entry for --{name.replace('_', '-')}") from None
     return merged

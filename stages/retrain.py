@@ -74,7 +74,7 @@ def make_pseudo_labels(cfg: RetrainConfig, weak: WeakDataset, progress=None) -> 
         return fill(w, weak.ids, compute, progress)
 
 
-def _ce_loss(model, batch: dict, device: torch.device):
+def _ce_loss(model, batch: dict, device: torch.device, iteration: int = 0):
     logits = model(batch["image"].to(device, non_blocking=True)).float()
     target = downsample_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
     if (target != 255).any():

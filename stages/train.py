@@ -46,6 +46,10 @@ class TrainConfig:
     # seeding-loss sums divided by each image's own counts (the published code), or pooled
     seed_loss_per_image: bool = True
     crf_workers: int = 1
+    # iterations trained on the seeds alone before the expander starts (0: from the first
+    # step, as the paper): an expander that trusts H > theta from the start also trusts a
+    # network that has seen ten batches
+    expand_after: int = 0
 
     def __post_init__(self) -> None:
         if self.boundary_loss not in ("crf", "none"):
@@ -54,17 +58,21 @@ class TrainConfig:
             raise DgcnError(f"--boundary-clip must be LO,HI with 0 < LO < 1 < HI, got {self.boundary_clip}")
         check_expander_options(self.expander, self.expander_options)
         checks.number("--boundary-weight", self.boundary_weight, lo=0)
+        checks.number("--expand-after", self.expand_after, lo=0, integer=True)
         checks.number("--crf-workers", self.crf_workers, lo=0, integer=True)
 
 
 def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
-    """The training step's loss: (model, batch, device) -> (loss, stats). ``pool`` runs the
-    CRF; it is needed when the boundary loss is on or the expander grows on refined probs."""
-    refine = expander.needs_refined_probs
-    if (cfg.boundary_loss == "crf" or refine) and pool is None:
+    """The training step's loss: (model, batch, device, iteration) -> (loss, stats). ``pool``
+    runs the CRF; it is needed when the boundary loss is on or the expander grows on refined
+    probs. Before ``cfg.expand_after`` iterations the seeds are the supervision."""
+    if (cfg.boundary_loss == "crf" or expander.needs_refined_probs) and pool is None:
         raise ValueError("this loss needs a CRF pool")
+    seeds_only = build_expander("none")
 
-    def loss_fn(model, batch: dict, device: torch.device):
+    def loss_fn(model, batch: dict, device: torch.device, iteration: int = 0):
+        active = expander if iteration >= cfg.expand_after else seeds_only
+        refine = active.needs_refined_probs
         x = batch["image"].to(device, non_blocking=True)
         logits, feats = model(x, return_features=True)
         logits = logits.float()
@@ -77,7 +85,7 @@ def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
         seeds = downsample_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
         present = present_matrix(batch["labels"].to(device))
         # the expander itself detaches and casts to float32 (it runs outside autocast)
-        supervision = expander(feats if expander.needs_features else None, q if refine else probs, seeds, present)
+        supervision = active(feats if active.needs_features else None, q if refine else probs, seeds, present)
         seed_loss = balanced_seed_loss(logits, supervision, per_image=cfg.seed_loss_per_image)
         labelled = supervision.any(1) if supervision.dim() == 4 else supervision != 255
         stats = {"seed_loss": float(seed_loss.detach()), "supervised": float(labelled.float().mean())}

@@ -92,7 +92,7 @@ class RunConfig:
         checks.seed_and_workers(self)
 
 
-LossFn = Callable[[DeepLabV2, dict, torch.device], tuple[torch.Tensor, dict[str, float]]]
+LossFn = Callable[[DeepLabV2, dict, torch.device, int], tuple[torch.Tensor, dict[str, float]]]
 
 
 def present_matrix(label_vec: torch.Tensor) -> torch.Tensor:
@@ -202,7 +202,7 @@ def fit_segmenter(
 
     def step(batch: dict, iteration: int) -> dict[str, float]:
         with autocast(device, run.amp):
-            loss, stats = loss_fn(model, batch, device)
+            loss, stats = loss_fn(model, batch, device, iteration)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
