@@ -12,8 +12,9 @@ HORSE_ROOT ?= ../shared/data/horse-voc
 HORSE_OUT ?= runs/horse
 HORSE_SEED ?= 0
 HORSE_EXPANDERS ?= none dsrg graphcut labelprop
-# retrained from the method under study; another expander: make horse HORSE_RETRAIN_FROM=dsrg
-HORSE_RETRAIN_FROM ?= graphcut
+# retrained from the method under study and from the best expander on this data (measured:
+# seeds alone); each teacher gets its own run folder, retrain-<expander>
+HORSE_RETRAIN_FROM ?= graphcut none
 HORSE_DS := --dataset voc --data-root $(HORSE_ROOT)
 HORSE := $(HORSE_DS) --device $(DEVICE)
 HORSE_NET := --backbone efficientnet_lite0 --weights imagenet --crop 225 --batch-size 8
@@ -49,10 +50,11 @@ $(HORSE_RUN)/%/labels_train.h5: $(HORSE_RUN)/%/train/final.pt $(HORSE_OUT)/seeds
 $(HORSE_RUN)/%/pred/pred.h5: $(HORSE_RUN)/%/train/final.pt
 	$(DGCN) infer $(HORSE) --split val --checkpoint $< --out $(@D) $(call redo,$@.partial)
 
-$(HORSE_RUN)/retrain/final.pt: $(HORSE_RUN)/$(HORSE_RETRAIN_FROM)/train/final.pt
+$(HORSE_RUN)/retrain-%/final.pt: $(HORSE_RUN)/%/train/final.pt
 	$(DGCN) retrain $(HORSE) $(HORSE_TRAIN_NET) --seed $(HORSE_SEED) --checkpoint $< --out $(@D) $(call redo,$(@D)/last.pt $(@D)/pseudo_labels.h5.partial)
 
-$(HORSE_RUN)/retrain/pred/pred.h5: $(HORSE_RUN)/retrain/final.pt
+# (a shorter stem than the pattern below: make picks this rule for retrain-<expander>/pred)
+$(HORSE_RUN)/retrain-%/pred/pred.h5: $(HORSE_RUN)/retrain-%/final.pt
 	$(DGCN) infer $(HORSE) --split val --checkpoint $< --out $(@D) $(call redo,$@.partial)
 
 # one evaluation per artifact, named by what it scores
@@ -69,16 +71,18 @@ $(HORSE_RUN)/eval/%_pred_val.json: $(HORSE_RUN)/%/pred/pred.h5
 
 HORSE_EVALS := $(addprefix $(HORSE_OUT)/eval/,cams_val.json cams_train.json seeds_train.json) \
 	$(foreach e,$(HORSE_EXPANDERS),$(HORSE_RUN)/eval/$(e)_labels_train.json $(HORSE_RUN)/eval/$(e)_pred_val.json) \
-	$(HORSE_RUN)/eval/retrain_pred_val.json
+	$(foreach e,$(HORSE_RETRAIN_FROM),$(HORSE_RUN)/eval/retrain-$(e)_pred_val.json)
 
 $(HORSE_OUT)/report.txt: $(HORSE_EVALS)
 	$(DGCN) report $^ --out $@
 
-$(HORSE_OUT)/show_val.png: $(HORSE_OUT)/cam/cams_val.h5 $(HORSE_RUN)/$(HORSE_RETRAIN_FROM)/pred/pred.h5
-	$(DGCN) show $(HORSE_DS) --split val --cams $< --pred $(HORSE_RUN)/$(HORSE_RETRAIN_FROM)/pred/pred.h5 --ids horse_006,horse_013,horse_028,scene_0000059 --out $@
+HORSE_SHOW_PRED ?= $(HORSE_RUN)/graphcut/pred/pred.h5
+$(HORSE_OUT)/show_val.png: $(HORSE_OUT)/cam/cams_val.h5 $(HORSE_SHOW_PRED)
+	$(DGCN) show $(HORSE_DS) --split val --cams $< --pred $(HORSE_SHOW_PRED) --ids horse_006,horse_013,horse_028,scene_0000059 --out $@
 
-$(HORSE_OUT)/curves.png: $(foreach e,$(HORSE_EXPANDERS),$(HORSE_RUN)/$(e)/train/final.pt) $(HORSE_RUN)/retrain/final.pt
-	$(DGCN) curves $(foreach e,$(HORSE_EXPANDERS),$(HORSE_RUN)/$(e)/train) $(HORSE_RUN)/retrain --out $@
+HORSE_RETRAINS := $(foreach e,$(HORSE_RETRAIN_FROM),$(HORSE_RUN)/retrain-$(e))
+$(HORSE_OUT)/curves.png: $(foreach e,$(HORSE_EXPANDERS),$(HORSE_RUN)/$(e)/train/final.pt) $(addsuffix /final.pt,$(HORSE_RETRAINS))
+	$(DGCN) curves $(foreach e,$(HORSE_EXPANDERS),$(HORSE_RUN)/$(e)/train) $(HORSE_RETRAINS) --out $@
 
 clean-horse:
 	rm -rf $(HORSE_OUT)
