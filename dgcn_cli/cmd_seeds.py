@@ -94,6 +94,7 @@ def seeds(
     fg_thresh: float = typer.Option(FusionConfig.fg_thresh, "--fg-thresh", min=0.0, max=1.0, help="A class seeds where its normalised CAM reaches this."),
     bg_sal_thresh: float = typer.Option(FusionConfig.bg_sal_thresh, "--bg-sal-thresh", min=0.0, max=1.0, help="Background where saliency is below this."),
     bg_cam_thresh: float = typer.Option(FusionConfig.bg_cam_thresh, "--bg-cam-thresh", min=0.0, max=1.0, help="With --bg-source cam: background where every CAM is below this."),
+    fg_sal_thresh: float = typer.Option(FusionConfig.fg_sal_thresh, "--fg-sal-thresh", min=0.0, max=1.0, help="A class seeds only where saliency also reaches this (0: off); where the CAM fires on non-salient pixels they stay unlabelled."),
     from_dsrg: Optional[Path] = typer.Option(None, "--from-dsrg", help="Import DSRG's localization_cues-sal.pickle (41x41 cues)."),
     from_irn: Optional[Path] = typer.Option(None, "--from-irn", help="Use IRN-style <id>.npy CAM dictionaries from this folder instead of --cams."),
     resume: bool = ResumeOpt,
@@ -103,7 +104,8 @@ def seeds(
     cfg = seeds_stage.SeedsConfig(
         out=out_file, data=data_config(dataset, data_root, split, labels_file, cache_dir),
         cams=cams, saliency=saliency,
-        fusion=FusionConfig(fg_thresh=fg_thresh, bg_source=bg_source, bg_sal_thresh=bg_sal_thresh, bg_cam_thresh=bg_cam_thresh),
+        fusion=FusionConfig(fg_thresh=fg_thresh, bg_source=bg_source, bg_sal_thresh=bg_sal_thresh, bg_cam_thresh=bg_cam_thresh,
+                              fg_sal_thresh=fg_sal_thresh),
         from_dsrg=from_dsrg, from_irn=from_irn, overwrite=overwrite, resume=resume,
     )
     with progress_bar("seeds") as update:

@@ -73,6 +73,19 @@ def test_fusion_rules_on_hand_made_maps():
     np.testing.assert_array_equal(seeds, expect)
 
 
+def test_fusion_with_a_saliency_gate_on_the_foreground():
+    cam = np.array([[[0.9, 0.9, 0.9, 0.1]]], np.float32)
+    sal = np.array([[0.8, 0.3, 0.05, 0.05]], np.float32)
+    # fires on a salient pixel: class; fires on a faint or a non-salient one: unlabelled (never
+    # background: the CAM says the class is there); quiet and not salient: background
+    seeds = fuse_seeds(cam, np.array([4]), sal, FusionConfig(fg_thresh=0.3, bg_sal_thresh=0.1, fg_sal_thresh=0.4))
+    np.testing.assert_array_equal(seeds, [[4, 255, 255, 0]])
+    # off (the default): the CAM alone decides
+    np.testing.assert_array_equal(fuse_seeds(cam, np.array([4]), sal, FusionConfig()), [[4, 4, 4, 0]])
+    with pytest.raises(DgcnError, match="--fg-sal-thresh, needs a saliency"):
+        fuse_seeds(cam, np.array([4]), None, FusionConfig(bg_source="cam", fg_sal_thresh=0.4))
+
+
 def test_fusion_with_cam_background():
     cam = np.array([[[0.9, 0.04, 0.2]]], np.float32)
     seeds = fuse_seeds(cam, np.array([3]), None, FusionConfig(bg_source="cam", bg_cam_thresh=0.05))

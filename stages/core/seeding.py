@@ -22,6 +22,9 @@ class FusionConfig:
     bg_source: str = "saliency"  # or "cam": background where every CAM is low (AffinityNet)
     bg_sal_thresh: float = 0.1  # background where saliency is below this ...
     bg_cam_thresh: float = 0.05  # ... or, with bg_source "cam", where every CAM is below this
+    # a class seeds only where saliency also reaches this (0: off): a CAM spills over the
+    # object onto the ground around it, where saliency is low
+    fg_sal_thresh: float = 0.0
 
     def __post_init__(self) -> None:
         if self.bg_source not in ("saliency", "cam"):
@@ -30,29 +33,35 @@ class FusionConfig:
         checks.number("--fg-thresh", self.fg_thresh, lo=0, hi=1, lo_open=True)
         checks.number("--bg-sal-thresh", self.bg_sal_thresh, lo=0, hi=1)
         checks.number("--bg-cam-thresh", self.bg_cam_thresh, lo=0, hi=1)
+        checks.number("--fg-sal-thresh", self.fg_sal_thresh, lo=0, hi=1)
 
 
 def fuse_seeds(cam: np.ndarray, classes: np.ndarray, saliency: Optional[np.ndarray], cfg: FusionConfig) -> np.ndarray:
     """Foreground where a class's CAM passes ``fg_thresh`` (overlaps go to the higher
-    score); background where the cue says so and no class fires; 255 elsewhere."""
+    score) and, with ``fg_sal_thresh``, saliency passes it too; background where the cue
+    says so and no class fires; 255 elsewhere."""
     h, w = cam.shape[-2:]
     seeds = np.full((h, w), UNLABELLED, dtype=np.uint8)
     cam = cam.astype(np.float32)
+    needs_saliency = cfg.bg_source == "saliency" or cfg.fg_sal_thresh > 0
+    if needs_saliency and saliency is None:
+        raise DgcnError("background from saliency, or --fg-sal-thresh, needs a saliency artifact (dgcn saliency-bg); "
+                        "or use --bg-source cam")
+    if needs_saliency and saliency.shape != (h, w):
+        raise DgcnError(f"saliency map is {saliency.shape}, CAMs are {(h, w)}: make both for the same images")
     if len(classes):
         best = cam.argmax(axis=0)
         top = cam.max(axis=0)
         fires = top >= cfg.fg_thresh
-        seeds[fires] = np.asarray(classes, dtype=np.uint8)[best[fires]]
         quiet = ~fires
+        if cfg.fg_sal_thresh > 0:
+            fires &= saliency.astype(np.float32) >= cfg.fg_sal_thresh
+        seeds[fires] = np.asarray(classes, dtype=np.uint8)[best[fires]]
         cam_max = top
     else:
         quiet = np.ones((h, w), dtype=bool)
         cam_max = np.zeros((h, w), dtype=np.float32)
     if cfg.bg_source == "saliency":
-        if saliency is None:
-            raise DgcnError("background from saliency needs a saliency artifact (dgcn saliency-bg), or use --bg-source cam")
-        if saliency.shape != (h, w):
-            raise DgcnError(f"saliency map is {saliency.shape}, CAMs are {(h, w)}: make both for the same images")
         bg = saliency.astype(np.float32) < cfg.bg_sal_thresh
     else:
         bg = cam_max < cfg.bg_cam_thresh
