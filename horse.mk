@@ -37,8 +37,12 @@ $(HORSE_OUT)/cam/cams_train.h5 $(HORSE_OUT)/cam/cams_val.h5 &: | install
 $(HORSE_OUT)/saliency_train.h5: | install
 	$(DGCN) saliency-bg $(HORSE_DS) --split train --out $@ $(call redo,$@.partial)
 
+# A class seeds only where saliency also reaches 0.4: the CAMs spill onto the ground around
+# the horses. Measured on this data (seed 0): horse seeds 60 % -> 72 % precise at 78 % -> 74 %
+# of the horse pixels; val mIoU of the seeds-only network 75.9 -> 78.5.
+HORSE_SEED_OPTS ?= --fg-sal-thresh 0.4
 $(HORSE_OUT)/seeds_train.h5: $(HORSE_OUT)/cam/cams_train.h5 $(HORSE_OUT)/saliency_train.h5
-	$(DGCN) seeds $(HORSE_DS) --split train --cams $< --saliency $(HORSE_OUT)/saliency_train.h5 --out $@ $(call redo,$@.partial)
+	$(DGCN) seeds $(HORSE_DS) --split train --cams $< --saliency $(HORSE_OUT)/saliency_train.h5 $(HORSE_SEED_OPTS) --out $@ $(call redo,$@.partial)
 
 # one training run per expander: $(HORSE_RUN)/<expander>/...
 $(HORSE_RUN)/%/train/final.pt: $(HORSE_OUT)/seeds_train.h5
