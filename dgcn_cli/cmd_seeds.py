@@ -45,11 +45,12 @@ def cam(
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Train the classifier on image-level labels, then write multi-scale CAMs."""
+    warmup_iters, warmup_fraction = parse_warmup(warmup)
     cfg = cam_stage.CamConfig(
         out=out_dir, data=data_config(dataset, data_root, split, labels_file, cache_dir),
         cam_splits=tuple(cam_split), backbone=backbone, weights=weights, checkpoint=checkpoint,
-        epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=parse_warmup(warmup)[0],
-        warmup_fraction=parse_warmup(warmup)[1], freeze_backbone=freeze_backbone, step_epochs=lr_step, head_lr_mult=head_mult,
+        epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup_iters,
+        warmup_fraction=warmup_fraction, freeze_backbone=freeze_backbone, step_epochs=lr_step, head_lr_mult=head_mult,
         scales=parse_scales(scales), workers=workers, device=device, seed=seed,
         resume=resume, overwrite=overwrite,
     )

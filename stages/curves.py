@@ -17,7 +17,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
@@ -26,6 +25,7 @@ import numpy as np
 
 from .core import checks
 from .core.errors import DgcnError
+from .core.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -412,14 +412,8 @@ def run(cfg: CurvesConfig, progress: Optional[Callable[..., None]] = None,
         for message in c.warnings:
             warn(message)
     out = cfg.out
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # the process id keeps two writers of the same picture out of each other's file
-    tmp = out.with_name(f"{out.name}.{os.getpid()}.partial")
-    try:
+    with atomic_path(out) as tmp:
         draw(curves, labels, cfg, tmp)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
     if progress:
         progress(total, total, info=str(out))
     return out

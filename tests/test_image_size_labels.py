@@ -10,7 +10,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stages.core.expanders import multi_hot, to_image_size
+from stages.core.expanders import to_image_size
+from stages.core.losses import supervision_mask as multi_hot
 from stages.core.segtrain import downsample_labels
 
 U = 255
@@ -75,12 +76,18 @@ def test_a_seed_taken_away_is_unlabelled_and_double_claims_follow_probability():
     assert (to_image_size(both, small, seeds, _probs(k1, favour=2))[0, :4, :4] == 2).all()
 
 
+def _random_labels(g: torch.Generator, k1: int, shape) -> torch.Tensor:
+    """Labels 0..k1-1 and about one position in k1+1 unlabelled."""
+    labels = torch.randint(0, k1 + 1, shape, generator=g)
+    labels[labels == k1] = U
+    return labels
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 2**31 - 1), st.integers(2, 5))
 def test_random_seeds_survive_an_expander_that_changes_nothing(seed, k1):
     g = torch.Generator().manual_seed(seed)
-    seeds = torch.randint(0, k1 + 1, (1, 24, 20), generator=g)
-    seeds[seeds == k1] = U
+    seeds = _random_labels(g, k1, (1, 24, 20))
     small = downsample_labels(seeds, (3, 3))
     probs = torch.rand((1, k1, 3, 3), generator=g).softmax(1)
     np.testing.assert_array_equal(to_image_size(small, small, seeds, probs).numpy(), seeds.numpy())
@@ -93,11 +100,9 @@ def test_random_seeds_survive_an_expander_that_changes_nothing(seed, k1):
 def test_an_expander_that_keeps_seeds_keeps_every_seed_pixel(seed, k1):
     # DSRG, labelprop: seeds copied, classes added on unseeded positions only
     g = torch.Generator().manual_seed(seed)
-    seeds = torch.randint(0, k1 + 1, (1, 24, 20), generator=g)
-    seeds[seeds == k1] = U
+    seeds = _random_labels(g, k1, (1, 24, 20))
     small = downsample_labels(seeds, (3, 3))
-    grown = torch.randint(0, k1 + 1, small.shape, generator=g)
-    grown[grown == k1] = U
+    grown = _random_labels(g, k1, small.shape)
     sup = torch.where(small == U, grown, small)
     out = to_image_size(sup, small, seeds, torch.rand((1, k1, 3, 3), generator=g).softmax(1))
     seeded = seeds != U

@@ -3,26 +3,32 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
+
+
+@contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary name beside ``path`` to write to; renamed to ``path`` when the block ends
+    without an error, removed otherwise. Readers see the old file or the whole new one, never a
+    half-written one; the temporary name carries the process id, so data-loader workers filling
+    the same cache at once do not write into each other's file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_json_atomic(path: Path, data: Any, *, indent: Optional[int] = None,
                       default: Optional[Callable[[Any], Any]] = None) -> None:
-    """Write ``data`` as JSON so that readers see the old file or the whole new one, never
-    a half-written one. The temporary name carries the process id, so data-loader workers
-    filling the same cache at once do not write into each other's file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    tmp.write_text(json.dumps(data, indent=indent, default=default))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(data, indent=indent, default=default))
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    """``write_json_atomic`` for plain text."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import EXPANDERS, UNLABELLED, Expander, ExpanderConfig, ExpanderOptionError, multi_hot, to_image_size, to_label_map
+from .base import EXPANDERS, UNLABELLED, Expander, ExpanderConfig, ExpanderOptionError, to_image_size, to_label_map
 from .dsrg import DSRGConfig, DSRGExpander
 from .graphcut import GraphCutConfig, GraphCutExpander
 from .labelprop import LabelPropConfig, LabelPropExpander
@@ -64,7 +64,6 @@ __all__ = [
     "NoneExpander",
     "build_expander",
     "check_expander_options",
-    "multi_hot",
     "to_image_size",
     "to_label_map",
 ]

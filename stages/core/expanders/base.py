@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DgcnError
+from ..losses import supervision_mask
 from ..registry import Registry
 
 #: Seed-map value of a position without supervision (PASCAL VOC's "void").
@@ -197,15 +198,6 @@ def to_label_map(supervision: torch.Tensor, probs: torch.Tensor) -> torch.Tensor
     return torch.where(claimed.any(1), best, torch.full_like(best, UNLABELLED))
 
 
-def multi_hot(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """(B, K+1, h, w) bool from a multi-hot map (passed through) or a (B, h, w) label map
-    (255 claims no class)."""
-    if labels.dim() == 4:
-        return labels.bool()
-    classes = torch.arange(num_classes, device=labels.device)[None, :, None, None]
-    return labels.long()[:, None] == classes
-
-
 def to_image_size(supervision: torch.Tensor, seeds_small: torch.Tensor, seeds: torch.Tensor,
                   probs: torch.Tensor) -> torch.Tensor:
     """One label per pixel at the seeds' own (image) size from an expander's score-map output.
@@ -224,7 +216,7 @@ def to_image_size(supervision: torch.Tensor, seeds_small: torch.Tensor, seeds: t
     seeds the expander saw, (B, h, w); ``seeds``: (B, H, W); ``probs``: (B, K+1, h, w).
     """
     k1, size = probs.shape[1], tuple(seeds.shape[-2:])
-    claims, seeded = multi_hot(supervision, k1), multi_hot(seeds_small, k1)
+    claims, seeded = supervision_mask(supervision, k1), supervision_mask(seeds_small, k1)
     added, removed = claims & ~seeded, seeded & ~claims
 
     def nearest(mask: torch.Tensor) -> torch.Tensor:
@@ -235,6 +227,6 @@ def to_image_size(supervision: torch.Tensor, seeds_small: torch.Tensor, seeds: t
 
     seed_px = (seeds != UNLABELLED)[:, None]
     on_seeds = nearest(added & (seeds_small != UNLABELLED)[:, None])
-    full = (multi_hot(seeds, k1) & ~nearest(removed)) | torch.where(seed_px, on_seeds, smooth(added))
+    full = (supervision_mask(seeds, k1) & ~nearest(removed)) | torch.where(seed_px, on_seeds, smooth(added))
     probs_up = F.interpolate(probs.float(), size=size, mode="bilinear", align_corners=False)
     return to_label_map(full, probs_up)
