@@ -33,9 +33,9 @@ import torch  # noqa: E402
 from stages.core.expanders import build_expander  # noqa: E402
 from stages.core.expanders.graphcut import _cut_jobs, tlink_capacities  # noqa: E402
 from stages.core.expanders.knn import feature_nodes, knn  # noqa: E402
+from stages.core.maps import IGNORE  # noqa: E402
 
 BATCH, CLASSES, CHANNELS, K = 16, 20, 64, 9
-UNLABELLED = 255
 
 
 def make_batch(side: int, device: str, seed: int = 0):
@@ -49,7 +49,7 @@ def make_batch(side: int, device: str, seed: int = 0):
     logits = torch.randn(BATCH, CLASSES + 1, side, side, generator=g) * 3
     logits[~present] -= 100.0
     probs = torch.softmax(logits, 1)
-    seeds = torch.full((BATCH, side, side), UNLABELLED, dtype=torch.long)
+    seeds = torch.full((BATCH, side, side), IGNORE, dtype=torch.long)
     for i in range(BATCH):
         cls = torch.nonzero(present[i]).flatten()
         pick = torch.rand(side, side, generator=g) < 0.1
@@ -122,17 +122,17 @@ def published_graphs(feats, probs, seeds, present, c1=10.0, theta=0.7) -> np.nda
                 g.add_tedge(nodes[u], 0, c1)
                 for v in np.where(knn_mat[i][u] == 1)[0]:
                     g.add_edge(nodes[u], nodes[v], 1, 1)
-            for u in np.where(markers == UNLABELLED)[0]:
+            for u in np.where(markers == IGNORE)[0]:
                 g.add_tedge(nodes[u], -np.log10(pred[u]), -np.log10(1 - pred[u]))
                 for v in np.where(knn_mat[i][u] == 1)[0]:
                     g.add_edge(nodes[u], nodes[v], 1, 1)
-            for u in np.where((markers != UNLABELLED) & (markers != c))[0]:
+            for u in np.where((markers != IGNORE) & (markers != c))[0]:
                 g.add_tedge(nodes[u], c1, 0)
                 for v in np.where(knn_mat[i][u] == 1)[0]:
                     g.add_edge(nodes[u], nodes[v], 1, 1)
             g.maxflow()
             fg = g.get_grid_segments(np.arange(n))
-            grow = fg & (pred > theta) & (markers == UNLABELLED)
+            grow = fg & (pred > theta) & (markers == IGNORE)
             out[i, grow] = c
     return out
 
@@ -172,14 +172,14 @@ def per_node_graphs(nbrs, probs, seeds, present, c0=1.0, c1=10.0, theta=0.7) -> 
                     g.add_edge(u, int(v), c0, c0)
                 if seed_i[u] == c:
                     g.add_tedge(u, c1, 0.0)
-                elif seed_i[u] != UNLABELLED:
+                elif seed_i[u] != IGNORE:
                     g.add_tedge(u, 0.0, c1)
                 else:
                     q = min(max(float(hc[u]), 1e-5), 1 - 1e-5)
                     g.add_tedge(u, -math.log(1 - q), -math.log(q))
             g.maxflow()
             for u in range(n):
-                if seed_i[u] == UNLABELLED and g.get_segment(u) == 0 and hc[u] > theta and hc[u] > best[i, u]:
+                if seed_i[u] == IGNORE and g.get_segment(u) == 0 and hc[u] > theta and hc[u] > best[i, u]:
                     out[i, u] = c
                     best[i, u] = hc[u]
     return out
@@ -222,10 +222,10 @@ def trained_batch(side: int, device: str, checkpoint: Path, data_root: Path, see
     import torch.nn.functional as F
     from PIL import Image
 
-    from stages.core.artifacts import ArtifactReader
     from stages.core.config import DataConfig
-    from stages.core.loading import to_tensor
-    from stages.core.segment import load_segmenter_checkpoint
+    from stages.core.io.artifacts import ArtifactReader
+    from stages.core.nets.inputs import to_tensor
+    from stages.core.predict.segmenter import load_segmenter_checkpoint
 
     seg = load_segmenter_checkpoint(checkpoint, device)
     ds = DataConfig(dataset="demo", data_root=data_root, split="train").build()

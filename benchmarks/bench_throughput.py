@@ -43,21 +43,22 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 # first: the process settings the dgcn command sets before torch loads (OMP_WAIT_POLICY)
-import dgcn_cli  # noqa: E402,F401
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
+import dgcn_cli  # noqa: E402,F401
 from stages.cam import CamConfig, multiscale_cam  # noqa: E402
-from stages.core.crf import BOUNDARY_CRF, CrfConfig, CrfPool  # noqa: E402
+from stages.core.cues.crf import BOUNDARY_CRF, CrfConfig, CrfPool  # noqa: E402
 from stages.core.datasets import WeakDataset  # noqa: E402
 from stages.core.device import autocast, place  # noqa: E402
 from stages.core.expanders import build_expander  # noqa: E402
-from stages.core.loading import WeakTrainSet, epoch_loader, to_tensor  # noqa: E402
 from stages.core.nets import build_backbone, build_classifier, build_segmenter  # noqa: E402
-from stages.core.segment import TEST_SCALES, predict_probs  # noqa: E402
-from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig  # noqa: E402
+from stages.core.nets.inputs import to_tensor  # noqa: E402
+from stages.core.predict.segmenter import TEST_SCALES, predict_probs  # noqa: E402
+from stages.core.train.batches import WeakTrainSet, epoch_loader  # noqa: E402
+from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig  # noqa: E402
 from stages.train import TrainConfig, make_loss  # noqa: E402
 
 HEIGHT, WIDTH = 240, 320

@@ -25,10 +25,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from stages.core.crf import BOUNDARY_CRF, CrfPool  # noqa: E402
+from stages.core.cues.crf import BOUNDARY_CRF, CrfPool  # noqa: E402
 from stages.core.device import autocast  # noqa: E402
 from stages.core.expanders import build_expander  # noqa: E402
-from stages.core.segtrain import ModelConfig, RunConfig  # noqa: E402
+from stages.core.train.fit import ModelConfig, RunConfig  # noqa: E402
 from stages.train import TrainConfig, make_loss  # noqa: E402
 
 NUM_CLASSES = 21

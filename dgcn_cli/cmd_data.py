@@ -7,9 +7,9 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from stages.core.artifacts import SCHEMAS, ArtifactReader
-from stages.core.checkpoint import describe_checkpoint
 from stages.core.datasets.demo import DemoConfig, write_demo_dataset
+from stages.core.io.artifacts import SCHEMAS, ArtifactReader
+from stages.core.io.checkpoint import describe_checkpoint
 
 from .common import handle_errors, out
 

@@ -8,12 +8,22 @@ import typer
 from rich.markup import escape
 
 from stages import infer as infer_stage
-from stages.core.segment import TEST_SCALES
+from stages.core.predict.segmenter import TEST_SCALES
 
 from .common import (
+    CacheDirOpt,
+    DataRootOpt,
+    DeviceOpt,
+    LabelsFileOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    console,
+    data_config,
+    fail,
+    handle_errors,
+    out,
     parse_scales,
-    CacheDirOpt, DataRootOpt, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt,
-    console, data_config, fail, handle_errors, out, progress_bar,
+    progress_bar,
 )
 
 

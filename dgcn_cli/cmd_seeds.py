@@ -9,12 +9,25 @@ import typer
 from stages import cam as cam_stage
 from stages import saliency_bg as saliency_stage
 from stages import seeds as seeds_stage
-from stages.core.saliency import SALIENCY
-from stages.core.seeding import FusionConfig
+from stages.core.cues.saliency import SALIENCY
+from stages.core.cues.seeding import FusionConfig
 
 from .common import (
-    CacheDirOpt, DataRootOpt, DatasetOpt, backbone_option, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
-    data_config, handle_errors, out, parse_scales, parse_warmup, progress_bar,
+    CacheDirOpt,
+    DataRootOpt,
+    DatasetOpt,
+    DeviceOpt,
+    LabelsFileOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    SeedOpt,
+    backbone_option,
+    data_config,
+    handle_errors,
+    out,
+    parse_scales,
+    parse_warmup,
+    progress_bar,
 )
 
 

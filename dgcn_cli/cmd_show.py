@@ -7,7 +7,7 @@ from typing import Optional
 import typer
 
 from stages import show as show_stage
-from stages.core.render import MIN_TILE
+from stages.core.eval.render import MIN_TILE
 
 from .common import CacheDirOpt, DataRootOpt, DatasetOpt, LabelsFileOpt, SeedOpt, data_config, handle_errors, out
 

@@ -14,11 +14,25 @@ from stages import retrain as retrain_stage
 from stages import train as train_stage
 from stages.core.expanders import EXPANDERS
 from stages.core.nets import DEFAULT_HEAD, HEADS
-from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
 
 from .common import (
-    CacheDirOpt, DataRootOpt, DatasetOpt, backbone_option, DeviceOpt, LabelsFileOpt, OverwriteOpt, ResumeOpt, SeedOpt,
-    data_config, handle_errors, out, parse_range, parse_scales, parse_warmup, progress_bar,
+    CacheDirOpt,
+    DataRootOpt,
+    DatasetOpt,
+    DeviceOpt,
+    LabelsFileOpt,
+    OverwriteOpt,
+    ResumeOpt,
+    SeedOpt,
+    backbone_option,
+    data_config,
+    handle_errors,
+    out,
+    parse_range,
+    parse_scales,
+    parse_warmup,
+    progress_bar,
 )
 from .run_config import RETRAIN_FIELDS, TRAIN_FIELDS, require, with_run_config
 

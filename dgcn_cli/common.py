@@ -14,11 +14,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from stages.core import checks
 from stages.core.config import DataConfig
 from stages.core.datasets import DATASETS
-from stages.core.nets import BACKBONES
-from stages.core import checks
 from stages.core.errors import DgcnError
+from stages.core.nets import BACKBONES
 from stages.core.registry import UnknownNameError
 
 console = Console(stderr=True)

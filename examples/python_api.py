@@ -17,9 +17,9 @@ from pathlib import Path
 
 from stages import cam, evaluate, infer, saliency_bg, seeds, train
 from stages.core.config import DataConfig
+from stages.core.cues.seeding import FusionConfig
 from stages.core.datasets.demo import DemoConfig, write_demo_dataset
-from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
-from stages.core.seeding import FusionConfig
+from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
 
 
 def main(out: Path) -> None:

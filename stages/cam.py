@@ -17,17 +17,18 @@ import torch
 import torch.nn.functional as F
 
 from .core import checks
-from .core.artifacts import ArtifactMeta, ArtifactWriter, fill
-from .core.checkpoint import load_checkpoint, load_model_state, require_kind
-from .core.config import DataConfig, to_jsonable
-from .core.config_fingerprint import RUNTIME_KEYS
+from .core.config import RUNTIME_KEYS, DataConfig, to_jsonable
 from .core.datasets import WeakDataset
 from .core.device import place, resolve_device, seed_everything
 from .core.errors import DgcnError
-from .core.loading import WeakTrainSet, epoch_loader, to_tensor
-from .core.names import check_name
+from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
+from .core.io.checkpoint import load_checkpoint, load_model_state, require_kind
+from .core.io.names import check_name
+from .core.maps import resize_scores
 from .core.nets import Classifier, build_classifier
-from .core.training import LoopConfig, RunFolder, Schedule, config_fingerprint, prepare_run, run_loop, warmup_length
+from .core.nets.inputs import to_tensor
+from .core.train.batches import WeakTrainSet, epoch_loader
+from .core.train.loop import LoopConfig, RunFolder, Schedule, config_fingerprint, prepare_run, run_loop, warmup_length
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def multiscale_cam(model: Classifier, image: np.ndarray, classes: Sequence[int],
         both = torch.cat([xs, xs.flip(-1)])
         cams = F.relu(model.cam(both)[:, idx].float())
         cams = cams[0] + cams[1].flip(-1)
-        acc += F.interpolate(cams[None], size=(h, w), mode="bilinear", align_corners=False)[0]
+        acc += resize_scores(cams[None], (h, w))[0]
     acc /= acc.flatten(1).amax(dim=1).clamp_min(1e-5)[:, None, None]
     return acc.cpu().numpy()
 

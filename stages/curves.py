@@ -25,7 +25,7 @@ import numpy as np
 
 from .core import checks
 from .core.errors import DgcnError
-from .core.files import atomic_path
+from .core.io.files import atomic_path
 
 log = logging.getLogger(__name__)
 

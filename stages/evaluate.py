@@ -17,13 +17,13 @@ from typing import Callable, Optional
 import numpy as np
 
 from .core import checks
-from .core.artifacts import LABEL_KINDS, ArtifactReader
 from .core.config import DataConfig, to_jsonable
 from .core.errors import DatasetError, DgcnError
-from .core.files import write_json_atomic
-from .core.images import read_mask
-from .core.images import resize_label as resize_nearest
-from .core.metrics import ConfusionMatrix, SegMetrics
+from .core.eval.metrics import ConfusionMatrix, SegMetrics
+from .core.io.artifacts import LABEL_KINDS, ArtifactReader
+from .core.io.files import write_json_atomic
+from .core.io.images import read_mask
+from .core.io.images import resize_label as resize_nearest
 
 SWEEP_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 

@@ -20,14 +20,14 @@ from typing import Any, Callable, Mapping, Optional
 import numpy as np
 import torch
 
-from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.config import DataConfig, to_jsonable
-from .core.crf import BOUNDARY_CRF, crf_on_batch
+from .core.cues.crf import BOUNDARY_CRF, crf_on_batch
 from .core.device import autocast, resolve_device
 from .core.expanders import build_expander, check_expander_options, to_image_size
-from .core.loading import to_tensor
-from .core.segment import load_segmenter_checkpoint
-from .core.segtrain import downsample_labels, present_matrix
+from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
+from .core.maps import present_matrix, resize_labels
+from .core.nets.inputs import to_tensor
+from .core.predict.segmenter import load_segmenter_checkpoint
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
             probs = torch.from_numpy(crf_on_batch(image[None], probs.cpu().numpy(), BOUNDARY_CRF)).to(device)
         # the seeds and image labels as the training step hands them to the expander
         seed_full = torch.from_numpy(seeds.label(image_id, image.shape).astype(np.int64))[None].to(device)
-        seed = downsample_labels(seed_full, (h, w))
+        seed = resize_labels(seed_full, (h, w))
         present = present_matrix(torch.from_numpy(weak.label_vector(image_id))[None].to(device))
         sup = expander(feats if expander.needs_features else None, probs, seed, present)
         return {"label": to_image_size(sup, seed, seed_full, probs)[0].to(torch.uint8).cpu().numpy()}

@@ -25,14 +25,14 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .core.artifacts import ArtifactMeta, ArtifactWriter, partial_path
-from .core.config import DataConfig, to_jsonable
 from .core import checks
-from .core.crf import CrfConfig, CrfPool
+from .core.config import DataConfig, to_jsonable
+from .core.cues.crf import CrfConfig, CrfPool
 from .core.device import resolve_device
 from .core.errors import ArtifactError, DatasetError, DgcnError
-from .core.images import IMAGE_SUFFIXES, read_image, write_palette_png
-from .core.segment import COMBINE, TEST_SCALES, Segmenter, load_segmenter_checkpoint, predict_probs_batch
+from .core.io.artifacts import ArtifactMeta, ArtifactWriter, partial_path
+from .core.io.images import IMAGE_SUFFIXES, read_image, write_palette_png
+from .core.predict.segmenter import COMBINE, TEST_SCALES, Segmenter, load_segmenter_checkpoint, predict_probs_batch
 
 log = logging.getLogger("dgcn.infer")
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 
 from .core.errors import DgcnError
-from .core.files import write_text_atomic
+from .core.io.files import write_text_atomic
 
 COLUMNS = ("result", "kind", "split", "images", "runs", "mIoU", "precision", "coverage", "protocol")
 _METRICS = ("miou", "precision", "coverage")

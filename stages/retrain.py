@@ -18,14 +18,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core import checks
 from .core.config import DataConfig, to_jsonable
-from .core.crf import CrfConfig, dense_crf
+from .core.cues.crf import CrfConfig, dense_crf
 from .core.datasets import WeakDataset
 from .core.device import resolve_device
-from .core.segment import TEST_SCALES, load_segmenter_checkpoint, predict_probs
-from .core.segtrain import LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, downsample_labels, fit_segmenter
+from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
+from .core.maps import IGNORE, resize_labels
+from .core.predict.segmenter import TEST_SCALES, load_segmenter_checkpoint, predict_probs
+from .core.train.fit import LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, fit_segmenter
 
 
 @dataclass(frozen=True)
@@ -76,9 +77,9 @@ def make_pseudo_labels(cfg: RetrainConfig, weak: WeakDataset, progress=None) -> 
 
 def _ce_loss(model, batch: dict, device: torch.device, iteration: int = 0):
     logits = model(batch["image"].to(device, non_blocking=True)).float()
-    target = downsample_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
-    if (target != 255).any():
-        loss = F.cross_entropy(logits, target, ignore_index=255)
+    target = resize_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
+    if (target != IGNORE).any():
+        loss = F.cross_entropy(logits, target, ignore_index=IGNORE)
     else:  # a crop with no labelled pixel: a zero that still has a graph
         loss = logits.sum() * 0.0
     return loss, {}

@@ -13,10 +13,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .core.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.config import DataConfig, to_jsonable
+from .core.cues.saliency import SALIENCY, load_saliency_png
 from .core.errors import DgcnError
-from .core.saliency import SALIENCY, load_saliency_png
+from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
+from .core.io.images import resize_map
 
 
 @dataclass(frozen=True)
@@ -27,14 +28,6 @@ class SaliencyConfig:
     from_dir: Optional[Path] = None
     overwrite: bool = False
     resume: bool = False
-
-
-def _resize_float(sal: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    if sal.shape == shape:
-        return sal
-    return np.asarray(Image.fromarray(sal.astype(np.float32), mode="F").resize((shape[1], shape[0]), Image.BILINEAR))
 
 
 def run(cfg: SaliencyConfig, progress: Optional[Callable[..., None]] = None) -> Path:
@@ -51,7 +44,7 @@ def run(cfg: SaliencyConfig, progress: Optional[Callable[..., None]] = None) -> 
             path = Path(cfg.from_dir) / f"{image_id}.png"
             if not path.is_file():
                 raise DgcnError(f"{path} not found: --from-dir must hold <image id>.png for every image of the split")
-            sal = _resize_float(load_saliency_png(path), image.shape[:2])
+            sal = resize_map(load_saliency_png(path), image.shape[:2])
         else:
             sal = method(image)
         return {"saliency": np.clip(sal, 0, 1).astype(np.float16)}

@@ -15,11 +15,11 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from .core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.config import DataConfig, to_jsonable
+from .core.cues.seeding import FusionConfig, cues_to_seeds, fuse_seeds
 from .core.errors import DgcnError
-from .core.safe_pickle import safe_load
-from .core.seeding import FusionConfig, cues_to_seeds, fuse_seeds
+from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
+from .core.io.safe_pickle import safe_load
 
 
 @dataclass(frozen=True)

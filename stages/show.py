@@ -9,7 +9,6 @@ the classes that appear in the grid, plus "unlabelled" (255).
 """
 from __future__ import annotations
 
-import os
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +16,13 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .core import render
-from .core.artifacts import ArtifactReader
 from .core.config import DataConfig
 from .core.datasets import SegDataset
 from .core.errors import ArtifactError, DatasetError, DgcnError
-from .core.images import resize_label
+from .core.eval import render
+from .core.io.artifacts import ArtifactReader
+from .core.io.files import atomic_path
+from .core.io.images import resize_image, resize_label, resize_map
 
 # (config field, artifact kind, column title) in column order
 MAP_SOURCES = (("saliency", "saliency", "saliency"),)
@@ -105,17 +105,17 @@ def choose_ids(cfg: ShowConfig, ds: SegDataset, readers: dict[str, ArtifactReade
 def _load_row(image_id: str, cfg: ShowConfig, ds: SegDataset, readers: dict[str, ArtifactReader], show_gt: bool) -> _Row:
     image = ds.load_image(image_id)
     size = render.fit_size(image.shape[:2], cfg.tile)
-    row = _Row(image_id, render.resize_image(image, size), size)
+    row = _Row(image_id, resize_image(image, size), size)
     if "cams" in readers:
         cam, classes = readers["cams"].cam(image_id)
         if cam.ndim != 3 or len(cam) != len(classes):
             raise ArtifactError(
                 f"{readers['cams'].path}: image {image_id} has cam of shape {cam.shape} for {len(classes)} classes"
             )
-        row.cams = [(int(c), render.resize_map(m, size)) for c, m in zip(classes, cam)]
+        row.cams = [(int(c), resize_map(m, size)) for c, m in zip(classes, cam)]
     for role, _, _ in MAP_SOURCES:
         if role in readers:
-            row.maps[role] = render.resize_map(readers[role].get(image_id, role), size)
+            row.maps[role] = resize_map(readers[role].get(image_id, role), size)
     for role, _, _ in LABEL_SOURCES:
         if role in readers:
             row.labels[role] = resize_label(readers[role].label(image_id), size)
@@ -153,8 +153,8 @@ def build_grid(rows: list[_Row], cfg: ShowConfig, class_names: Sequence[str], la
     if n_cam or map_roles:
         entries.append(render.LegendEntry(HEAT_LEGEND))
     if label_roles:
-        entries += [render.LegendEntry(_class_name(class_names, c), c) for c in sorted(seen - {render.UNLABELLED})]
-        entries.append(render.LegendEntry(UNLABELLED_LEGEND, render.UNLABELLED))
+        entries += [render.LegendEntry(_class_name(class_names, c), c) for c in sorted(seen - {render.IGNORE})]
+        entries.append(render.LegendEntry(UNLABELLED_LEGEND, render.IGNORE))
     return render.compose_grid(headers, panels, cfg.tile, entries)
 
 
@@ -179,8 +179,6 @@ def run(cfg: ShowConfig) -> Path:
         label_roles.append(("gt", GT_TITLE))
     grid = build_grid(rows, cfg, ds.class_names, label_roles)
     out = Path(cfg.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".partial")
-    grid.save(tmp, format="PNG")
-    os.replace(tmp, out)
+    with atomic_path(out) as tmp:
+        grid.save(tmp, format="PNG")
     return out

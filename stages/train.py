@@ -21,13 +21,12 @@ import torch
 
 from .core import checks
 from .core.config import DataConfig
-from .core.crf import BOUNDARY_CRF, CrfPool, submit_batch
+from .core.cues.crf import BOUNDARY_CRF, CrfPool, submit_batch
 from .core.errors import DgcnError
 from .core.expanders import build_expander, check_expander_options
-from .core.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss
-from .core.segtrain import (
-    LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, downsample_labels, fit_segmenter, present_matrix,
-)
+from .core.maps import IGNORE, present_matrix, resize_labels
+from .core.train.fit import LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, fit_segmenter
+from .core.train.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss
 
 
 @dataclass(frozen=True)
@@ -82,12 +81,12 @@ def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
             collect = submit_batch(batch["raw"].numpy(), probs.cpu().numpy(), BOUNDARY_CRF, pool)
         if refine:
             q = torch.from_numpy(collect()).to(device)
-        seeds = downsample_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
+        seeds = resize_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
         present = present_matrix(batch["labels"].to(device))
         # the expander itself detaches and casts to float32 (it runs outside autocast)
         supervision = active(feats if active.needs_features else None, q if refine else probs, seeds, present)
         seed_loss = balanced_seed_loss(logits, supervision, per_image=cfg.seed_loss_per_image)
-        labelled = supervision.any(1) if supervision.dim() == 4 else supervision != 255
+        labelled = supervision.any(1) if supervision.dim() == 4 else supervision != IGNORE
         stats = {"seed_loss": float(seed_loss.detach()), "supervised": float(labelled.float().mean())}
         loss = seed_loss
         if cfg.boundary_loss == "crf":

@@ -107,7 +107,7 @@ def train_data(train_demo_root: Path):
 @pytest.fixture(scope="session")
 def train_seeds(tmp_path_factory: pytest.TempPathFactory, train_data) -> Path:
     """A seeds artifact for ``train_data``: eroded GT masks as 8x8 blocks (see ``block_seeds``)."""
-    from stages.core.artifacts import ArtifactMeta, ArtifactWriter
+    from stages.core.io.artifacts import ArtifactMeta, ArtifactWriter
 
     ds = train_data.build()
     path = tmp_path_factory.mktemp("train-seeds") / "seeds.h5"
@@ -122,7 +122,7 @@ def train_seeds(tmp_path_factory: pytest.TempPathFactory, train_data) -> Path:
 @pytest.fixture(scope="session")
 def make_train_config(train_data, train_seeds):
     """``make_train_config(out, **overrides)``: the tiny CPU training run of these tests."""
-    from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+    from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
     from stages.train import TrainConfig
 
     def make(out: Path, *, resume: bool = False, overwrite: bool = False, optim: dict | None = None, **kw) -> TrainConfig:

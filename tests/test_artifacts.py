@@ -11,7 +11,8 @@ import h5py
 import numpy as np
 import pytest
 
-from stages.core.artifacts import (
+from stages.core.errors import ArtifactError, OutputExistsError
+from stages.core.io.artifacts import (
     KINDS,
     SCHEMA_VERSION,
     ArtifactMeta,
@@ -19,7 +20,6 @@ from stages.core.artifacts import (
     ArtifactWriter,
     partial_path,
 )
-from stages.core.errors import ArtifactError, OutputExistsError
 from stages.core.version import __version__
 
 REPO = Path(__file__).resolve().parents[1]
@@ -383,7 +383,7 @@ def test_killed_write_leaves_no_finished_looking_file(tmp_path: Path, cache_dir:
         import os, signal, sys
         import numpy as np
         sys.path.insert(0, {str(REPO)!r})
-        from stages.core.artifacts import ArtifactMeta, ArtifactWriter
+        from stages.core.io.artifacts import ArtifactMeta, ArtifactWriter
         m = ArtifactMeta(kind="seeds", dataset="demo", split="train", class_names={list(CLASSES)!r})
         w = ArtifactWriter({str(path)!r}, m)
         for i in range(10):

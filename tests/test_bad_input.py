@@ -17,13 +17,13 @@ from typer.testing import CliRunner
 
 from dgcn_cli.app import app
 from stages import saliency_bg
-from stages.core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, partial_path
 from stages.core.config import DataConfig
+from stages.core.cues.saliency import compute_saliency
 from stages.core.datasets import build_dataset
 from stages.core.datasets.demo import DemoConfig, write_demo_dataset
 from stages.core.errors import ArtifactError, CheckpointError, DgcnError, OutputExistsError
+from stages.core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, partial_path
 from stages.core.nets.weights import load_weights_file
-from stages.core.saliency import compute_saliency
 
 runner = CliRunner()
 
@@ -222,10 +222,9 @@ def _bomb_jpeg_to_png(path: Path, side: int = 30000) -> None:
 
 
 def test_decompression_bomb_is_one_line_in_every_training_stage(tmp_path, demo_root):
-    from stages import cam
-    from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+    from stages import cam, train
+    from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
     from stages.train import TrainConfig
-    from stages import train
 
     root = _copy_demo(demo_root, tmp_path / "demo")
     victim = root / "JPEGImages" / "train_0003.jpg"
@@ -265,7 +264,7 @@ def test_inspect_and_readers_name_an_unexpected_group(seeds_h5):
 
 def test_artifacts_made_from_other_images_with_the_same_ids_are_refused(tmp_path):
     from stages import evaluate, train
-    from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+    from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
     from stages.train import TrainConfig
 
     small = write_demo_dataset(tmp_path / "d64", DemoConfig(n_train=4, n_val=1, size=64))
@@ -331,8 +330,8 @@ def test_other_option_values_are_checked(tmp_path, demo_root, cmd, args, fragmen
 
 
 def test_the_python_api_refuses_the_same_values():
-    from stages.core.segtrain import OptimConfig, RunConfig
-    from stages.core.seeding import FusionConfig
+    from stages.core.cues.seeding import FusionConfig
+    from stages.core.train.fit import OptimConfig, RunConfig
 
     for bad in (dict(epochs=0), dict(lr=float("nan")), dict(batch_size=0), dict(crop=0), dict(lr=-1.0)):
         with pytest.raises(DgcnError):
@@ -345,7 +344,7 @@ def test_the_python_api_refuses_the_same_values():
 
 def test_a_non_finite_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, make_train_config):
     from stages import train
-    from stages.core.checkpoint import load_checkpoint
+    from stages.core.io.checkpoint import load_checkpoint
 
     cfg = make_train_config(tmp_path / "run", optim=dict(lr=1e25, ckpt_every=1, epochs=3))
     with pytest.raises(DgcnError, match=r"the training loss became (nan|inf) at iteration \d+ .* lower --lr"):

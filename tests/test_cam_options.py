@@ -7,10 +7,10 @@ import typer
 
 from dgcn_cli.common import parse_warmup
 from stages import cam
-from stages.core.checkpoint import load_checkpoint
 from stages.core.checks import OptionError
+from stages.core.io.checkpoint import load_checkpoint
 from stages.core.nets import build_backbone
-from stages.core.training import Schedule, warmup_length
+from stages.core.train.loop import Schedule, warmup_length
 
 
 def _weights_file(tmp_path):

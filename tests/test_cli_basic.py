@@ -11,8 +11,8 @@ import typer
 from typer.testing import CliRunner
 
 from dgcn_cli.app import app
-from stages.core.artifacts import ArtifactMeta, ArtifactWriter
 from stages.core.datasets.demo import DEMO_CLASSES
+from stages.core.io.artifacts import ArtifactMeta, ArtifactWriter
 from stages.core.version import __version__
 
 runner = CliRunner()

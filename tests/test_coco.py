@@ -9,9 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pycocotools import mask as mask_utils
-from pycocotools.coco import COCO
-
 from fixtures_coco import (
     ANN_CAR_SMALL,
     ANN_DOG_RLE,
@@ -33,6 +30,9 @@ from fixtures_coco import (
     image_stem,
     write_coco_fixture,
 )
+from pycocotools import mask as mask_utils
+from pycocotools.coco import COCO
+
 from stages.core.datasets import DATASETS, build_dataset
 from stages.core.datasets.coco import CocoDataset, _rle_string_total
 from stages.core.errors import DatasetError

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import h5py
 import pytest
+from fixtures_coco import COCO_CATEGORIES, write_coco_fixture
 from typer.testing import CliRunner
 
 from dgcn_cli.app import app
-from fixtures_coco import COCO_CATEGORIES, write_coco_fixture
-from stages.core.checkpoint import load_checkpoint
-from stages.core.segment import load_segmenter_checkpoint
+from stages.core.io.checkpoint import load_checkpoint
+from stages.core.predict.segmenter import load_segmenter_checkpoint
 
 # pycocotools warns on every mask decode under numpy 2 about its own internals.
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from stages.core.crf import BOUNDARY_CRF, CrfConfig, CrfPool, crf_on_batch, dense_crf
+from stages.core.cues.crf import BOUNDARY_CRF, CrfConfig, CrfPool, crf_on_batch, dense_crf
 from stages.core.errors import DgcnError
 
 

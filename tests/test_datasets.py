@@ -16,7 +16,7 @@ from stages.core.datasets.base import default_cache_dir
 from stages.core.datasets.demo import DEMO_CLASSES, DemoConfig, ensure_demo_dataset, render_image, write_demo_dataset
 from stages.core.datasets.voc import VOC_CLASSES
 from stages.core.errors import DatasetError
-from stages.core.images import read_image, read_mask, voc_palette, write_palette_png
+from stages.core.io.images import read_image, read_mask, voc_palette, write_palette_png
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:

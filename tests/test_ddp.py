@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from stages.core.checkpoint import load_checkpoint
-from stages.core.loading import EpochSampler
-from stages.core.segment import load_segmenter_checkpoint
+from stages.core.io.checkpoint import load_checkpoint
+from stages.core.predict.segmenter import load_segmenter_checkpoint
+from stages.core.train.batches import EpochSampler
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -70,7 +70,7 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds, ema):
     assert len(val) == 2 and all(0.0 <= v <= 1.0 for v in val)
     # the sharded, all-reduced score of the last epoch equals one process scoring every image
     from stages.core.config import DataConfig
-    from stages.core.segtrain import validate
+    from stages.core.train.fit import validate
 
     whole = validate(seg.model, DataConfig("demo", train_data.data_root, "val", cache_dir=tmp_path / "cache"), torch.device("cpu"))
     assert whole == pytest.approx(val[-1], abs=1e-9)
@@ -82,7 +82,7 @@ def test_cpu_training_on_a_cuda_host_uses_gloo(tmp_path, monkeypatch, make_train
     import torch
 
     from stages import train
-    from stages.core import segtrain
+    from stages.core.train import fit as segtrain
 
     chosen = []
 

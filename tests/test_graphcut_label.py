@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from stages import graphcut_label
-from stages.core.artifacts import ArtifactReader
-from stages.core.checkpoint import load_checkpoint, save_checkpoint
 from stages.core.errors import CheckpointError, OutputExistsError
 from stages.core.expanders import EXPANDERS
+from stages.core.io.artifacts import ArtifactReader
+from stages.core.io.checkpoint import load_checkpoint, save_checkpoint
 from stages.core.nets import build_classifier, build_segmenter
 
 

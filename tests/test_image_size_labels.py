@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stages.core.expanders import to_image_size
-from stages.core.losses import supervision_mask as multi_hot
-from stages.core.segtrain import downsample_labels
+from stages.core.maps import resize_labels
+from stages.core.maps import supervision_mask as multi_hot
 
 U = 255
 
@@ -34,14 +34,14 @@ def _fine_seeds() -> torch.Tensor:
 
 def test_unchanged_supervision_gives_the_seeds_pixel_for_pixel():
     seeds = _fine_seeds()
-    small = downsample_labels(seeds, (4, 4))
+    small = resize_labels(seeds, (4, 4))
     out = to_image_size(small, small, seeds, _probs(3))
     torch.testing.assert_close(out, seeds)
 
 
 def test_growth_is_upsampled_and_seeds_stay():
     seeds = _fine_seeds()
-    small = downsample_labels(seeds, (4, 4))
+    small = resize_labels(seeds, (4, 4))
     sup = small.clone()
     sup[0, 2:4, 2:4] = 1  # the expander adds class 1 in the bottom-right quarter
     out = to_image_size(sup, small, seeds, _probs(3, favour=1))
@@ -59,7 +59,7 @@ def test_growth_is_upsampled_and_seeds_stay():
 def test_a_seed_taken_away_is_unlabelled_and_double_claims_follow_probability():
     seeds = torch.full((1, 16, 16), U, dtype=torch.long)
     seeds[0, :8, :8] = 0
-    small = downsample_labels(seeds, (4, 4))
+    small = resize_labels(seeds, (4, 4))
     k1 = 3
     sup = multi_hot(small, k1).clone()
     sup[0, 0, :2, :2] = False  # the cut takes background from the top-left seeds ...
@@ -88,7 +88,7 @@ def _random_labels(g: torch.Generator, k1: int, shape) -> torch.Tensor:
 def test_random_seeds_survive_an_expander_that_changes_nothing(seed, k1):
     g = torch.Generator().manual_seed(seed)
     seeds = _random_labels(g, k1, (1, 24, 20))
-    small = downsample_labels(seeds, (3, 3))
+    small = resize_labels(seeds, (3, 3))
     probs = torch.rand((1, k1, 3, 3), generator=g).softmax(1)
     np.testing.assert_array_equal(to_image_size(small, small, seeds, probs).numpy(), seeds.numpy())
     # and as a multi-hot claim map
@@ -101,7 +101,7 @@ def test_an_expander_that_keeps_seeds_keeps_every_seed_pixel(seed, k1):
     # DSRG, labelprop: seeds copied, classes added on unseeded positions only
     g = torch.Generator().manual_seed(seed)
     seeds = _random_labels(g, k1, (1, 24, 20))
-    small = downsample_labels(seeds, (3, 3))
+    small = resize_labels(seeds, (3, 3))
     grown = _random_labels(g, k1, small.shape)
     sup = torch.where(small == U, grown, small)
     out = to_image_size(sup, small, seeds, torch.rand((1, k1, 3, 3), generator=g).softmax(1))

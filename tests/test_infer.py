@@ -1,4 +1,4 @@
-"""``infer`` and the shared segmentation helpers (``stages.core.segment``)."""
+"""``infer`` and the shared segmentation helpers (``stages.core.predict.segmenter``)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,13 +13,13 @@ from typer.testing import CliRunner
 from dgcn_cli.app import app
 from stages import evaluate as evaluate_stage
 from stages import infer as infer_stage
-from stages.core.artifacts import ArtifactReader, partial_path
-from stages.core.checkpoint import save_checkpoint
 from stages.core.config import DataConfig
 from stages.core.datasets.demo import DEMO_CLASSES, DemoConfig, write_demo_dataset
 from stages.core.errors import ArtifactError, CheckpointError, OutputExistsError
+from stages.core.io.artifacts import ArtifactReader, partial_path
+from stages.core.io.checkpoint import save_checkpoint
 from stages.core.nets import build_classifier, build_segmenter
-from stages.core.segment import load_segmenter, load_segmenter_checkpoint, predict_probs, predict_probs_batch
+from stages.core.predict.segmenter import load_segmenter, load_segmenter_checkpoint, predict_probs, predict_probs_batch
 
 CLASSES3 = ["background", "a", "b"]
 

@@ -3,7 +3,8 @@ import math
 import pytest
 import torch
 
-from stages.core.losses import IGNORE_INDEX, balanced_seed_loss, boundary_loss
+from stages.core.maps import IGNORE
+from stages.core.train.losses import balanced_seed_loss, boundary_loss
 
 
 def neg_log_softmax(row, k):
@@ -18,7 +19,7 @@ def pixel_logits(rows):
 def test_seed_loss_matches_hand_computation():
     rows = [[[2.0, 0.5, -1.0], [0.0, 1.0, 0.0]],
             [[1.0, 1.0, 3.0], [5.0, -5.0, 0.0]]]
-    target = torch.tensor([[[0, 1], [2, IGNORE_INDEX]]])
+    target = torch.tensor([[[0, 1], [2, IGNORE]]])
     fg = (neg_log_softmax(rows[0][1], 1) + neg_log_softmax(rows[1][0], 2)) / 2
     bg = neg_log_softmax(rows[0][0], 0)
     got = balanced_seed_loss(pixel_logits(rows), target)
@@ -46,13 +47,13 @@ def test_seed_loss_balances_foreground_and_background():
 
 def test_empty_terms_contribute_zero():
     logits = torch.randn(2, 4, 5, 5, requires_grad=True)
-    target = torch.full((2, 5, 5), IGNORE_INDEX, dtype=torch.long)
+    target = torch.full((2, 5, 5), IGNORE, dtype=torch.long)
     loss = balanced_seed_loss(logits, target)
     assert loss.item() == 0.0 and torch.isfinite(loss)
     loss.backward()
     assert torch.all(logits.grad == 0)
 
-    only_bg = torch.full((2, 5, 5), IGNORE_INDEX, dtype=torch.long)
+    only_bg = torch.full((2, 5, 5), IGNORE, dtype=torch.long)
     only_bg[0, 0, 0] = 0
     expected = -torch.log_softmax(logits.detach()[0, :, 0, 0], 0)[0].item()
     # per image (the published code): image 1 has no seeds and adds 0 to the batch mean
@@ -62,7 +63,7 @@ def test_empty_terms_contribute_zero():
 
 def test_seed_loss_gradient_only_on_labelled_pixels():
     logits = torch.randn(1, 3, 4, 4, requires_grad=True)
-    target = torch.full((1, 4, 4), IGNORE_INDEX, dtype=torch.long)
+    target = torch.full((1, 4, 4), IGNORE, dtype=torch.long)
     target[0, 1, 2] = 2
     target[0, 3, 0] = 0
     balanced_seed_loss(logits, target).backward()

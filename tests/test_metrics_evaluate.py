@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from stages import evaluate as ev
-from stages.core.artifacts import ArtifactMeta, ArtifactWriter
 from stages.core.config import DataConfig
 from stages.core.datasets import build_dataset
 from stages.core.datasets.demo import DEMO_CLASSES
 from stages.core.datasets.voc import VOC_CLASSES
 from stages.core.errors import ArtifactError, DatasetError, DgcnError
-from stages.core.metrics import ConfusionMatrix
+from stages.core.eval.metrics import ConfusionMatrix
+from stages.core.io.artifacts import ArtifactMeta, ArtifactWriter
 
 # -- ConfusionMatrix ---------------------------------------------------------------
 
@@ -141,7 +141,7 @@ def write_items(path: Path, kind: str, per_id: dict[str, dict[str, np.ndarray]],
         for image_id, arrays in per_id.items():
             w.write(image_id, **arrays)
         w.finish()
-    from stages.core.artifacts import ArtifactReader
+    from stages.core.io.artifacts import ArtifactReader
 
     with ArtifactReader(path) as r:
         return r.fingerprint
@@ -193,7 +193,7 @@ def test_evaluate_seeds_precision_and_coverage(demo_root: Path, tmp_path: Path, 
 
 
 def test_evaluate_resizes_smaller_pngs_and_refuses_smaller_artifacts(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
-    from stages.core.images import write_palette_png
+    from stages.core.io.images import write_palette_png
 
     gts = val_masks(demo_root, cache_dir)
     ids = sorted(gts)

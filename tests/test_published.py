@@ -9,16 +9,16 @@ the boundary loss's ratio clip, DSRG on CRF-refined probabilities, no random res
 from __future__ import annotations
 
 import numpy as np
+import published_dgcn as pub
 import pytest
 import torch
 
-import published_dgcn as pub
-from stages.core.crf import BOUNDARY_CRF
+from stages.core.cues.crf import BOUNDARY_CRF
 from stages.core.expanders import build_expander
-from stages.core.loading import scale_crop_flip
-from stages.core.losses import balanced_seed_loss, boundary_loss
 from stages.core.nets import build_segmenter
-from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.batches import scale_crop_flip
+from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.losses import balanced_seed_loss, boundary_loss
 from stages.train import TrainConfig, make_loss
 
 U = 255
@@ -164,7 +164,8 @@ def test_dsrg_training_step_grows_on_the_crf_refined_probabilities(seed):
     published seeding + constrain loss on it. The image at score-map size is made by our
     resize (the published code zooms the float image; not compared here)."""
     pytest.importorskip("pydensecrf")
-    from stages.core.crf import CrfPool, resize_image
+    from stages.core.cues.crf import CrfPool
+    from stages.core.io.images import resize_image
 
     g = torch.Generator().manual_seed(10 + seed)
     n_cls, b, h, w = 4, 3, 12, 12
@@ -189,7 +190,7 @@ def test_dsrg_training_step_grows_on_the_crf_refined_probabilities(seed):
         loss, _ = make_loss(cfg, rec, pool)(model, batch, torch.device("cpu"))
 
     probs = pub.softmax_with_floor(logits).float().numpy()
-    small = [resize_image(im, h, w) for im in raw.numpy()]
+    small = [resize_image(im, (h, w)) for im in raw.numpy()]
     q = pub.crf_output_floor(np.stack([published_crf(s, p) for s, p in zip(small, probs)]))
     labels = present.numpy().astype(int)
     cues = pub.one_hot_cues(seeds_small.numpy(), n_cls)
@@ -240,8 +241,8 @@ def test_test_scores_can_be_combined_as_the_published_evaluate():
     """evaluate.py: logits of each scale upsampled to the image, summed, one softmax."""
     import torch.nn.functional as F
 
-    from stages.core.loading import to_tensor
-    from stages.core.segment import predict_probs
+    from stages.core.nets.inputs import to_tensor
+    from stages.core.predict.segmenter import predict_probs
 
     torch.manual_seed(0)
     model = build_segmenter("tiny", 3, "none").eval()

@@ -20,11 +20,11 @@ import pytest
 import torch
 
 from stages import train
-from stages.core.checkpoint import load_checkpoint, save_checkpoint
 from stages.core.config import DataConfig
 from stages.core.errors import CheckpointError, OutputExistsError
+from stages.core.io.checkpoint import load_checkpoint, save_checkpoint
 from stages.core.nets import build_segmenter
-from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent
@@ -57,7 +57,7 @@ CHILD = textwrap.dedent(
     sys.path[:0] = [repo, tests]
     from test_resume import resume_config
     from stages import train
-    from stages.core import training
+    from stages.core.train import loop as training
 
     real_apply_lr = training.apply_lr
     calls = [0]
@@ -132,7 +132,7 @@ def test_kill_and_resume_is_bit_exact(tmp_path, train_demo_root, train_seeds):
 
 def _stop_at(call: int):
     """A learning-rate hook that raises at the ``call``-th update (an in-process interruption)."""
-    from stages.core import training
+    from stages.core.train import loop as training
 
     real, calls = training.apply_lr, [0]
 
@@ -149,7 +149,7 @@ def _stop_at(call: int):
 
 
 def test_interrupted_run_with_weight_ema_resumes_bit_exact(tmp_path, train_demo_root, train_seeds):
-    from stages.core import training
+    from stages.core.train import loop as training
 
     full = train.run(resume_config(tmp_path / "full", train_demo_root, train_seeds, boundary_loss="none", ema=0.5))
     cut = tmp_path / "cut"
@@ -169,7 +169,7 @@ def test_interrupted_run_with_weight_ema_resumes_bit_exact(tmp_path, train_demo_
 
 
 def test_weight_ema_follows_its_formula():
-    from stages.core.training import WeightEma
+    from stages.core.train.loop import WeightEma
 
     net = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
     ema = WeightEma(net, decay=0.9)
@@ -193,7 +193,7 @@ def test_weight_ema_follows_its_formula():
 def _interrupted_template(tmp_path_factory, train_demo_root, train_seeds):
     out = tmp_path_factory.mktemp("interrupted") / "run"
     cfg = resume_config(out, train_demo_root, train_seeds, boundary_loss="none")
-    from stages.core import training
+    from stages.core.train import loop as training
 
     hook, stop = _stop_at(KILL_AT_CALL)
     with pytest.MonkeyPatch.context() as mp:

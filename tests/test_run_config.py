@@ -7,7 +7,7 @@ import torch
 from typer.testing import CliRunner
 
 from dgcn_cli.app import app
-from stages.core.checkpoint import load_checkpoint
+from stages.core.io.checkpoint import load_checkpoint
 
 
 def _invoke(*args):

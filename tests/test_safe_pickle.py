@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stages.core.errors import DgcnError
-from stages.core.safe_pickle import UnsafePickleError, safe_load
+from stages.core.io.safe_pickle import UnsafePickleError, safe_load
 
 
 class _CreatesFile:

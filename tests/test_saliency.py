@@ -4,14 +4,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from stages.core.errors import DgcnError
-from stages.core.saliency import (
+from stages.core.cues.saliency import (
     SALIENCY,
     compute_saliency,
     load_saliency_png,
     mbd_saliency,
     mbd_transform,
 )
+from stages.core.errors import DgcnError
 
 
 def object_on_clutter(h=120, w=160, seed=0):

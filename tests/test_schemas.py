@@ -7,11 +7,11 @@ import torch
 from typer.testing import CliRunner
 
 from dgcn_cli.app import app
-from stages.core.artifacts import SCHEMAS, ArtifactMeta, ArtifactReader, ArtifactWriter, partial_path
-from stages.core.checkpoint import checkpoint_kind, load_checkpoint, require_kind, save_checkpoint
-from stages.core.errors import ArtifactError, CheckpointError
-from stages.core.segment import load_segmenter_checkpoint
 from stages.cam import load_classifier
+from stages.core.errors import ArtifactError, CheckpointError
+from stages.core.io.artifacts import SCHEMAS, ArtifactMeta, ArtifactReader, ArtifactWriter
+from stages.core.io.checkpoint import checkpoint_kind, load_checkpoint, require_kind, save_checkpoint
+from stages.core.predict.segmenter import load_segmenter_checkpoint
 
 CLASSES = ("background", "a", "b")
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import os
 import pickle
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,11 +10,11 @@ import torch
 
 from stages import seeds as seeds_stage
 from stages.cam import multiscale_cam
-from stages.core.artifacts import ArtifactReader
 from stages.core.config import DataConfig
+from stages.core.cues.seeding import FusionConfig, cues_to_seeds, fuse_seeds
 from stages.core.errors import DgcnError
+from stages.core.io.artifacts import ArtifactReader
 from stages.core.nets import build_classifier
-from stages.core.seeding import FusionConfig, cues_to_seeds, fuse_seeds
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +40,7 @@ def test_flipped_image_gives_flipped_cam(tiny_clf):
 def test_single_scale_cam_is_relu_of_class_maps_upsampled(tiny_clf):
     rng = np.random.default_rng(1)
     img = rng.integers(0, 255, size=(32, 32, 3), dtype=np.uint8)
-    from stages.core.loading import to_tensor
+    from stages.core.nets.inputs import to_tensor
 
     x = to_tensor(img)[None]
     with torch.no_grad():

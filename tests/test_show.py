@@ -10,12 +10,12 @@ from typer.testing import CliRunner
 
 from dgcn_cli.app import app
 from stages import show as show_stage
-from stages.core import render
-from stages.core.artifacts import ArtifactMeta, ArtifactWriter
 from stages.core.config import DataConfig
 from stages.core.datasets.demo import DEMO_CLASSES, DemoConfig, write_demo_dataset
 from stages.core.errors import DgcnError
-from stages.core.images import resize_label, voc_palette
+from stages.core.eval import render
+from stages.core.io.artifacts import ArtifactMeta, ArtifactWriter
+from stages.core.io.images import resize_label, voc_palette
 
 runner = CliRunner()
 TILE = 64  # the demo images are 64 px, so every panel fills its cell

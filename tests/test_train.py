@@ -13,17 +13,18 @@ from typer.testing import CliRunner
 
 from dgcn_cli.app import app
 from stages import retrain, train
-from stages.core import images, segtrain
-from stages.core.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter
-from stages.core.checkpoint import load_checkpoint
 from stages.core.config import DataConfig
 from stages.core.datasets import WeakDataset
 from stages.core.datasets.base import SegDataset
 from stages.core.datasets.voc import VocDataset
 from stages.core.errors import DgcnError
 from stages.core.expanders import EXPANDERS
-from stages.core.segment import load_segmenter_checkpoint
-from stages.core.segtrain import ModelConfig, OptimConfig, RunConfig
+from stages.core.io import images
+from stages.core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter
+from stages.core.io.checkpoint import load_checkpoint
+from stages.core.predict.segmenter import load_segmenter_checkpoint
+from stages.core.train import fit as segtrain
+from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
 
 TINY_OPTIM = OptimConfig(epochs=2, batch_size=4, crop=64, lr=0.01, warmup_iters=2, ckpt_every=2)
 

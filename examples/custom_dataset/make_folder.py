@@ -22,7 +22,7 @@ import numpy as np
 from PIL import Image
 
 from stages.core.datasets.demo import DEMO_CLASSES, DemoConfig, render_image
-from stages.core.images import voc_palette
+from stages.core.io.images import voc_palette
 
 CLASSES = DEMO_CLASSES[1:]  # apple, bell, coin, drum, egg; "background" is implicit
 

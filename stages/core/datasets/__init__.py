@@ -4,14 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable, Optional
 
-from ..names import check_name
+from ..io.names import check_name
 from ..registry import Registry
 from .base import SegDataset, WeakDataset, default_cache_dir, labels_to_vector
 
 # Each factory: (data_root, split, *, labels_file, cache_dir) -> SegDataset
 DATASETS: Registry[Callable[..., SegDataset]] = Registry("dataset")
 
-from . import voc, demo, folder, coco  # noqa: E402,F401  (registration side effects)
+from . import coco, demo, folder, voc  # noqa: E402,F401  (registration side effects)
 
 
 def build_dataset(

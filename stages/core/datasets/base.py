@@ -16,8 +16,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from ..names import check_ids
-from ..images import read_image
+from ..io.images import read_image
+from ..io.names import check_ids
 
 
 def default_cache_dir() -> Path:

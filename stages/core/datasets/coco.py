@@ -41,7 +41,6 @@ import hashlib
 import json
 import os
 import re
-import uuid
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,12 +51,13 @@ from PIL import Image
 from pycocotools import mask as mask_utils
 
 from ..errors import DatasetError
-from ..images import read_mask, voc_palette
+from ..io.files import atomic_path
+from ..io.images import read_mask, voc_palette
+from ..maps import IGNORE
 from . import DATASETS
 from .base import SegDataset, default_cache_dir
 
 ANNOTATIONS_DIR = "annotations"
-IGNORE = 255
 # Part of the cache key: bump it whenever the overlap or crowd rule changes.
 RASTER_VERSION = "1"
 
@@ -459,15 +459,13 @@ def _decode(rle: dict) -> np.ndarray:
 def _write_png_atomic(path: Path, mask: np.ndarray) -> None:
     """Palette PNG (VOC colours, so the cache is viewable) written under a unique temporary
     name, since several data-loader workers may rasterise the same image at once."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        im = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
-        im.putpalette(voc_palette().reshape(-1).tolist())
-        im.save(tmp, format="PNG")
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            im = Image.frombytes("P", (mask.shape[1], mask.shape[0]), np.ascontiguousarray(mask, dtype=np.uint8).tobytes())
+            im.putpalette(voc_palette().reshape(-1).tolist())
+            im.save(tmp, format="PNG")
     except OSError:
-        tmp.unlink(missing_ok=True)
+        pass  # best effort: the mask is rasterised again next time
 
 
 @DATASETS.register("coco")

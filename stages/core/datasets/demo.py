@@ -24,7 +24,7 @@ from PIL import Image
 
 from ..checks import number
 from ..errors import DatasetError
-from ..images import voc_palette
+from ..io.images import resize_map, voc_palette
 from . import DATASETS
 from .voc import VocDataset
 
@@ -74,7 +74,7 @@ def _body_mask(rng: np.random.Generator, size: int, cy: float, cx: float, r: flo
 def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     coarse = rng.uniform(70, 150, size=(3, 8, 8)).astype(np.float32)
     img = np.stack(
-        [np.asarray(Image.fromarray(c).resize((size, size), Image.BILINEAR)) for c in coarse], axis=-1
+        [resize_map(c, (size, size)) for c in coarse], axis=-1
     )
     grey = img.mean(axis=-1, keepdims=True)
     img = 0.4 * img + 0.6 * grey  # desaturate: clutter must not look like a body or a mark

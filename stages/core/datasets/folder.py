@@ -16,7 +16,7 @@ from typing import Optional
 import numpy as np
 
 from ..errors import DatasetError
-from ..images import IMAGE_SUFFIXES, read_mask
+from ..io.images import IMAGE_SUFFIXES, read_mask
 from . import DATASETS
 from .base import SegDataset
 from .labelfile import read_label_file

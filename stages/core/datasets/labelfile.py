@@ -13,7 +13,7 @@ from typing import Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from ..safe_pickle import safe_load
+from ..io.safe_pickle import safe_load
 
 
 def _voc_id_from_int(key: int) -> str:

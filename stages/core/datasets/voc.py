@@ -17,8 +17,9 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..errors import DatasetError
-from ..files import write_json_atomic
-from ..images import read_mask
+from ..io.files import write_json_atomic
+from ..io.images import read_mask
+from ..maps import IGNORE
 from . import DATASETS
 from .base import SegDataset
 from .labelfile import read_label_file
@@ -134,7 +135,7 @@ class VocDataset(SegDataset):
         for image_id in self.ids:
             mask = self.load_mask(image_id)
             present = np.unique(mask)
-            bad = present[(present >= k) & (present != 255)]
+            bad = present[(present >= k) & (present != IGNORE)]
             if bad.size:
                 raise DatasetError(
                     f"mask {self._mask_dir / (image_id + '.png')} holds class {int(bad[0])}, "

@@ -21,11 +21,10 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import DgcnError
-from ..losses import supervision_mask
+from ..maps import IGNORE, resize_scores, supervision_mask
 from ..registry import Registry
 
 #: Seed-map value of a position without supervision (PASCAL VOC's "void").
-UNLABELLED = 255
 
 #: name -> expander class; ``build_expander`` is the way in for callers.
 EXPANDERS: Registry[type["Expander"]] = Registry("expander")
@@ -173,10 +172,10 @@ class Expander(ABC):
             raise ValueError(f"{who}: seeds must be an integer tensor, got {seeds.dtype}")
         if tuple(present.shape) != (b, k1):
             raise ValueError(f"{who}: present must be {(b, k1)}, got {tuple(present.shape)}")
-        bad = (seeds > k1 - 1) & (seeds != UNLABELLED) | (seeds < 0)
+        bad = (seeds > k1 - 1) & (seeds != IGNORE) | (seeds < 0)
         if bool(bad.any()):
             raise ValueError(
-                f"{who}: seeds hold values outside 0..{k1 - 1} and {UNLABELLED} (unlabelled)"
+                f"{who}: seeds hold values outside 0..{k1 - 1} and {IGNORE} (unlabelled)"
             )
         if self.needs_features:
             if features is None:
@@ -195,7 +194,7 @@ def to_label_map(supervision: torch.Tensor, probs: torch.Tensor) -> torch.Tensor
         return supervision.long()
     claimed = supervision.bool()
     best = probs.to(claimed.device).float().masked_fill(~claimed, -1.0).argmax(1)
-    return torch.where(claimed.any(1), best, torch.full_like(best, UNLABELLED))
+    return torch.where(claimed.any(1), best, torch.full_like(best, IGNORE))
 
 
 def to_image_size(supervision: torch.Tensor, seeds_small: torch.Tensor, seeds: torch.Tensor,
@@ -223,10 +222,10 @@ def to_image_size(supervision: torch.Tensor, seeds_small: torch.Tensor, seeds: t
         return F.interpolate(mask.float(), size=size, mode="nearest") > 0.5
 
     def smooth(mask: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(mask.float(), size=size, mode="bilinear", align_corners=False) >= 0.5
+        return resize_scores(mask.float(), size) >= 0.5
 
-    seed_px = (seeds != UNLABELLED)[:, None]
-    on_seeds = nearest(added & (seeds_small != UNLABELLED)[:, None])
+    seed_px = (seeds != IGNORE)[:, None]
+    on_seeds = nearest(added & (seeds_small != IGNORE)[:, None])
     full = (supervision_mask(seeds, k1) & ~nearest(removed)) | torch.where(seed_px, on_seeds, smooth(added))
-    probs_up = F.interpolate(probs.float(), size=size, mode="bilinear", align_corners=False)
+    probs_up = resize_scores(probs.float(), size)
     return to_label_map(full, probs_up)

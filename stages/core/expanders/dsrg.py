@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .base import EXPANDERS, UNLABELLED, Expander, ExpanderConfig, _require
+from .base import EXPANDERS, IGNORE, Expander, ExpanderConfig, _require
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 
@@ -56,7 +56,7 @@ def grow_regions(
     top = masked.max(0)
     qualifies = (top > fg_thresh) & ((winner != 0) | (top > bg_thresh))
     label_map = np.where(qualifies, winner, seeds.astype(np.int64))
-    free = seeds == UNLABELLED
+    free = seeds == IGNORE
     out = seeds.astype(np.int64)
     for c in classes:
         region = label_map == c

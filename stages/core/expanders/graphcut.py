@@ -27,7 +27,7 @@ import maxflow
 import numpy as np
 import torch
 
-from .base import EXPANDERS, UNLABELLED, Expander, ExpanderConfig, _require
+from .base import EXPANDERS, IGNORE, Expander, ExpanderConfig, _require
 from .knn import feature_nodes, knn
 
 
@@ -105,7 +105,7 @@ def tlink_capacities(
     cost_fg = -np.log(p) * scale
     cost_bg = -np.log1p(-p) * scale
     own = seeds == c
-    other = (seeds != UNLABELLED) & ~own
+    other = (seeds != IGNORE) & ~own
     src = np.where(own, 0.0, np.where(other, c1, cost_fg))
     sink = np.where(own, c1, np.where(other, 0.0, cost_bg))
     return src, sink
@@ -220,7 +220,7 @@ class GraphCutExpander(Expander):
         b, k1, h, w = probs.shape
         n = h * w
         seeds_np = seeds.reshape(b, n).cpu().numpy().astype(np.int16)
-        labelled = seeds_np != UNLABELLED
+        labelled = seeds_np != IGNORE
         sup = np.zeros((b, k1, n), dtype=bool)
         img_idx, node_idx = np.nonzero(labelled)
         sup[img_idx, seeds_np[img_idx, node_idx], node_idx] = True

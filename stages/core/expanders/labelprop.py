@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import EXPANDERS, UNLABELLED, Expander, ExpanderConfig, _require
+from .base import EXPANDERS, IGNORE, Expander, ExpanderConfig, _require
 from .knn import feature_nodes, knn
 
 _WEIGHTS = ("binary", "gaussian")
@@ -140,6 +140,6 @@ class LabelPropExpander(Expander):
         best = cls_map.gather(1, f.argmax(-1))  # (B, N) class ids
         p = probs.to(dev).reshape(b, k1, n)
         h_best = p.gather(1, best.clamp_min(0)[:, None, :])[:, 0]
-        grow = (flat_seeds == UNLABELLED) & reached & (h_best > cfg.theta)
+        grow = (flat_seeds == IGNORE) & reached & (h_best > cfg.theta)
         out = torch.where(grow, best, flat_seeds)
         return out.reshape(b, h, w)

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import DatasetError
+from ..errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -52,6 +52,23 @@ def read_mask(path: Path) -> np.ndarray:
         raise DatasetError(_too_large("mask", path)) from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise DatasetError(f"cannot read mask {path}: {err}") from None
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (H, W, 3) uint8 image to ``size`` = (H, W); the input itself
+    (made contiguous) when it already has that size."""
+    image = np.ascontiguousarray(image, dtype=np.uint8)
+    if image.shape[:2] == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
+
+
+def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of an (H, W) float map (saliency, a CAM, a probability) to ``size`` = (H, W), as float32."""
+    values = np.asarray(values, dtype=np.float32)
+    if values.shape == tuple(size):
+        return values
+    return np.asarray(Image.fromarray(values, mode="F").resize((size[1], size[0]), Image.BILINEAR), dtype=np.float32)
 
 
 def resize_label(label: np.ndarray, size: tuple[int, int]) -> np.ndarray:

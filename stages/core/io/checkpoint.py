@@ -9,27 +9,24 @@ arbitrary objects is refused rather than unpickled.
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 from torch import nn
 
-from .errors import CheckpointError
+from ..errors import CheckpointError
+from .files import atomic_path
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.partial")
-    torch.save(dict(state), tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(dict(state), tmp)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A dgcn checkpoint, read with the same weights-only loader as any weights file."""
-    from .nets.weights import load_weights_file
+    from ..nets.weights import load_weights_file
 
     path = Path(path)
     if not path.is_file():
@@ -42,7 +39,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def load_model_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: Path | str) -> None:
     """Strict load; a mismatch names the first differing keys instead of loading half a model."""
-    from .nets.weights import load_state_strict
+    from ..nets.weights import load_state_strict
 
     load_state_strict(model, state_dict, source=str(source), target="the model")
 

@@ -19,9 +19,9 @@ from typing import Optional, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .images import voc_palette
+from ..io.images import voc_palette
+from ..maps import IGNORE
 
-UNLABELLED = 255
 UNLABELLED_RGB = (224, 224, 224)
 CANVAS_RGB = (255, 255, 255)
 TEXT_RGB = (0, 0, 0)
@@ -42,7 +42,7 @@ MIN_TILE = 32
 def palette() -> np.ndarray:
     """(256, 3) uint8: VOC colours, 255 replaced by ``UNLABELLED_RGB``."""
     pal = voc_palette(256).copy()
-    pal[UNLABELLED] = UNLABELLED_RGB
+    pal[IGNORE] = UNLABELLED_RGB
     return pal
 
 
@@ -94,19 +94,6 @@ def fit_size(shape: tuple[int, int], tile: int) -> tuple[int, int]:
     h, w = int(shape[0]), int(shape[1])
     scale = tile / max(h, w, 1)
     return max(1, round(h * scale)), max(1, round(w * scale))
-
-
-def resize_map(values: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    values = np.asarray(values, dtype=np.float32)
-    if values.shape == tuple(size):
-        return values
-    return np.asarray(Image.fromarray(values, mode="F").resize((size[1], size[0]), Image.BILINEAR))
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    if image.shape[:2] == tuple(size):
-        return image
-    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
 
 
 @lru_cache(maxsize=1)

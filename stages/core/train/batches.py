@@ -11,18 +11,12 @@ from typing import Callable, Optional, Sequence
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from .datasets import WeakDataset
-from .images import resize_label
-
-# Padding colour: the ImageNet mean, which the backbones map to zero.
-PAD_RGB = (124, 116, 104)
-
-
-def _resize_image(arr: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    return np.asarray(Image.fromarray(arr).resize((size[1], size[0]), Image.BILINEAR))
+from ..datasets import WeakDataset
+from ..io.images import resize_image, resize_label
+from ..maps import IGNORE
+from ..nets.inputs import PAD_RGB, to_tensor
 
 
 def scale_crop_flip(
@@ -42,7 +36,7 @@ def scale_crop_flip(
     s = rng.uniform(*scale_range)
     nh, nw = max(8, int(round(h * s))), max(8, int(round(w * s)))
     if (nh, nw) != (h, w):
-        image = _resize_image(image, (nh, nw))
+        image = resize_image(image, (nh, nw))
         labels = [resize_label(lab, (nh, nw)) for lab in labels]
     ph, pw = max(crop, nh), max(crop, nw)
     canvas = np.empty((ph, pw, 3), dtype=np.uint8)
@@ -50,7 +44,7 @@ def scale_crop_flip(
     canvas[:nh, :nw] = image
     lab_canvas = []
     for lab in labels:
-        c = np.full((ph, pw), 255, dtype=np.uint8)
+        c = np.full((ph, pw), IGNORE, dtype=np.uint8)
         c[:nh, :nw] = lab
         lab_canvas.append(c)
     y0 = int(rng.integers(0, ph - crop + 1))
@@ -61,10 +55,6 @@ def scale_crop_flip(
         image = image[:, ::-1]
         labels = [c[:, ::-1] for c in labels]
     return np.ascontiguousarray(image), [np.ascontiguousarray(c) for c in labels]
-
-
-def to_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image, dtype=np.uint8, copy=True)).permute(2, 0, 1).float().div_(255.0)
 
 
 class EpochSampler(Sampler[int]):

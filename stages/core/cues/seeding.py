@@ -10,10 +10,9 @@ from typing import Optional
 
 import numpy as np
 
-from . import checks
-from .errors import DgcnError
-
-UNLABELLED = 255
+from .. import checks
+from ..errors import DgcnError
+from ..maps import IGNORE
 
 
 @dataclass(frozen=True)
@@ -41,7 +40,7 @@ def fuse_seeds(cam: np.ndarray, classes: np.ndarray, saliency: Optional[np.ndarr
     score) and, with ``fg_sal_thresh``, saliency passes it too; background where the cue
     says so and no class fires; 255 elsewhere."""
     h, w = cam.shape[-2:]
-    seeds = np.full((h, w), UNLABELLED, dtype=np.uint8)
+    seeds = np.full((h, w), IGNORE, dtype=np.uint8)
     cam = cam.astype(np.float32)
     needs_saliency = cfg.bg_source == "saliency" or cfg.fg_sal_thresh > 0
     if needs_saliency and saliency is None:
@@ -89,7 +88,7 @@ def cues_to_seeds(cues: np.ndarray, labels: np.ndarray, num_classes: int, grid: 
     hits = np.zeros((num_classes, grid, grid), dtype=bool)
     hits[cls, row, col] = True
     count = hits.sum(axis=0)
-    seeds = np.full((grid, grid), UNLABELLED, dtype=np.uint8)
+    seeds = np.full((grid, grid), IGNORE, dtype=np.uint8)
     single = count == 1
     seeds[single] = hits.argmax(axis=0)[single].astype(np.uint8)
     return seeds

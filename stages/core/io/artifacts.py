@@ -23,10 +23,10 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import h5py
 import numpy as np
 
-from .config_fingerprint import RUNTIME_KEYS, config_fingerprint
+from ..config import RUNTIME_KEYS, config_fingerprint
+from ..errors import ArtifactError, DgcnError, OutputExistsError
+from ..version import __version__
 from .names import check_ids, check_name
-from .errors import ArtifactError, DgcnError, OutputExistsError
-from .version import __version__
 
 SCHEMA_VERSION = 1
 

@@ -13,14 +13,14 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from .artifacts import short_class_list
-from .checkpoint import load_checkpoint, load_model_state, require_kind
-from .device import autocast, place
-from .errors import CheckpointError
-from .loading import to_tensor
-from .nets import DeepLabV2, build_segmenter
+from ..device import autocast, place
+from ..errors import CheckpointError
+from ..io.artifacts import short_class_list
+from ..io.checkpoint import load_checkpoint, load_model_state, require_kind
+from ..maps import resize_scores
+from ..nets import DeepLabV2, build_segmenter
+from ..nets.inputs import to_tensor
 
 # The paper's test protocol (section 1.6 of the guide).
 TEST_SCALES = (0.75, 1.0, 1.25)
@@ -143,7 +143,7 @@ def predict_probs_batch(
         acc = torch.zeros((len(idx), model.num_classes, h, w), device=device)
         for s in scales:
             size = _scaled_size(h, w, s)
-            xs = x if size == (h, w) else F.interpolate(x, size=size, mode="bilinear", align_corners=False)
+            xs = x if size == (h, w) else resize_scores(x, size)
             inputs = torch.cat([xs, xs.flip(-1)]) if flip else xs
             with autocast(device):
                 logits = model(inputs)
@@ -151,7 +151,7 @@ def predict_probs_batch(
             # combination of distributions, averaged. "logits": the published code's
             # evaluate.py, raw scores upsampled and summed, one softmax at the end.
             scores = logits.float().softmax(dim=1) if combine == "softmax" else logits.float()
-            scores = F.interpolate(scores, size=(h, w), mode="bilinear", align_corners=False)
+            scores = resize_scores(scores, (h, w))
             if flip:
                 scores = scores[: len(idx)] + scores[len(idx) :].flip(-1)
             acc += scores

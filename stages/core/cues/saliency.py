@@ -18,8 +18,9 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from scipy import ndimage
 
-from .errors import DgcnError
-from .registry import Registry
+from ..errors import DgcnError
+from ..io.images import resize_image, resize_map
+from ..registry import Registry
 
 SaliencyFn = Callable[[np.ndarray], np.ndarray]
 
@@ -46,15 +47,7 @@ def _to_work_size(image: np.ndarray, max_side: int) -> np.ndarray:
     scale = max_side / max(h, w)
     if scale >= 1.0:
         return image
-    size = (max(1, round(w * scale)), max(1, round(h * scale)))
-    return np.asarray(Image.fromarray(image).resize(size, Image.BILINEAR))
-
-
-def _to_size(sal: np.ndarray, height: int, width: int) -> np.ndarray:
-    if sal.shape == (height, width):
-        return sal
-    im = Image.fromarray(sal.astype(np.float32), mode="F")
-    return np.asarray(im.resize((width, height), Image.BILINEAR), dtype=np.float32)
+    return resize_image(image, (max(1, round(h * scale)), max(1, round(w * scale))))
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:
@@ -279,7 +272,7 @@ def mbd_saliency(image: np.ndarray) -> np.ndarray:
     sal = _normalise(sal * centre_bias(*sal.shape))
     if sal.max() > 0:
         sal = _normalise(contrast_enhance(sal))
-    return np.clip(_to_size(sal, height, width), 0.0, 1.0).astype(np.float32)
+    return np.clip(resize_map(sal, (height, width)), 0.0, 1.0).astype(np.float32)
 
 
 @SALIENCY.register("border_contrast")
@@ -299,7 +292,7 @@ def border_contrast_saliency(image: np.ndarray) -> np.ndarray:
     ring[r : h - r, r : w - r] = False
     mean = lab[ring].mean(axis=0)
     sal = _normalise(np.linalg.norm(lab - mean, axis=2))
-    return np.clip(_to_size(sal, height, width), 0.0, 1.0).astype(np.float32)
+    return np.clip(resize_map(sal, (height, width)), 0.0, 1.0).astype(np.float32)
 
 
 def compute_saliency(image: np.ndarray, method: str = "mbd") -> np.ndarray:

@@ -16,7 +16,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .errors import ArtifactError
+from ..errors import ArtifactError
 
 
 @dataclass(frozen=True)

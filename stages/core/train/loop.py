@@ -20,10 +20,10 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config_fingerprint import config_fingerprint  # noqa: F401  (re-exported for stages)
-from .errors import CheckpointError, DgcnError, OutputExistsError
-from .files import write_json_atomic
+from ..config import config_fingerprint  # noqa: F401  (re-exported for stages)
+from ..errors import CheckpointError, DgcnError, OutputExistsError
+from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.files import write_json_atomic
 
 
 @dataclass(frozen=True)
@@ -211,7 +211,7 @@ def run_loop(
     iteration, best = 0, -math.inf
     if resume_from is not None:
         check_resumable(resume_from, run_config, folder.last)
-        from .checkpoint import load_model_state
+        from ..io.checkpoint import load_model_state
 
         if ema is not None:
             load_model_state(_unwrap(model), resume_from["train_model"], folder.last)

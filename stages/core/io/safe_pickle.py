@@ -13,7 +13,7 @@ from typing import Any, BinaryIO
 
 import numpy as np
 
-from .errors import DgcnError
+from ..errors import DgcnError
 
 # The globals numpy itself needs to rebuild arrays and scalars; nothing that
 # can run user code.

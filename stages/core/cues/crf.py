@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from typing import Callable, Sequence
 
 import numpy as np
-from PIL import Image
 
-from .errors import DgcnError
+from ..errors import DgcnError
+from ..io.images import resize_image
 
 # Probabilities of exactly 0 would give an infinite unary; 1e-5 is the floor
 # the SEC/DSRG family used before taking the log.
@@ -200,14 +200,6 @@ class CrfPool:
         self.close()
 
 
-def resize_image(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Bilinear (antialiased when shrinking) resize of an (H, W, 3) uint8 image."""
-    if image.shape[:2] == (height, width):
-        return np.ascontiguousarray(image, dtype=np.uint8)
-    im = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
-    return np.asarray(im.resize((width, height), Image.BILINEAR), dtype=np.uint8)
-
-
 def submit_batch(
     images_uint8: np.ndarray,
     probs: np.ndarray,
@@ -231,7 +223,7 @@ def submit_batch(
             f"probs must be (B, C, h, w) with B={images_uint8.shape[0]}, got shape {probs.shape}"
         )
     h, w = probs.shape[2:]
-    small = [resize_image(im, h, w) for im in images_uint8]
+    small = [resize_image(im, (h, w)) for im in images_uint8]
     per_image = [np.ascontiguousarray(p, dtype=np.float32) for p in probs]
     if pool is None:
         return lambda: np.stack([dense_crf(im, p, cfg) for im, p in zip(small, per_image)], axis=0)

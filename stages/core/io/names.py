@@ -11,7 +11,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable
 
-from .errors import DgcnError
+from ..errors import DgcnError
 
 _NAME = re.compile(r"[A-Za-z0-9_+@=-][A-Za-z0-9_.+@=-]{0,199}")
 ALLOWED = "letters, digits and _ . - + @ = (not starting with a dot, at most 200 characters)"

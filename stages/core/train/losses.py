@@ -18,34 +18,17 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-IGNORE_INDEX = 255
+from ..maps import supervision_mask
 
 #: DSRG's clip of the ratio Q/H in the boundary loss (``ConstrainLossLayer``)
 RATIO_CLIP = (0.05, 20.0)
-
-
-def supervision_mask(target: Tensor, n_classes: int) -> Tensor:
-    """(B, h, w) labels (255 = none) or (B, C, h, w) multi-hot -> (B, C, h, w) bool."""
-    if target.ndim == 4:
-        if target.shape[1] != n_classes:
-            raise ValueError(f"multi-hot target has {target.shape[1]} classes, logits {n_classes}")
-        return target.bool()
-    target = target.long()
-    ignored = target == IGNORE_INDEX
-    bad = ((target < 0) | (target >= n_classes)) & ~ignored
-    if bool(bad.any()):
-        raise ValueError(
-            f"target holds labels outside 0..{n_classes - 1} that are not {IGNORE_INDEX} (ignore)"
-        )
-    onehot = F.one_hot(target.masked_fill(ignored, 0), n_classes).permute(0, 3, 1, 2).bool()
-    return onehot & ~ignored[:, None]
 
 
 def balanced_seed_loss(logits: Tensor, target: Tensor, per_image: bool = True) -> Tensor:
     """Balanced seeding loss (paper eq. 4).
 
     ``logits``: (B, C, h, w), class 0 = background. ``target``: (B, h, w) integer
-    supervision with ``IGNORE_INDEX`` (255) where unlabelled, or (B, C, h, w) multi-hot
+    supervision with ``IGNORE`` (255) where unlabelled, or (B, C, h, w) multi-hot
     (the graph cut's supervision, where a position may carry two classes).
 
     Foreground term: sum of -log H_c over the (position, class) pairs labelled with a
@@ -77,7 +60,7 @@ def boundary_loss(logits: Tensor, crf_q: Tensor, ratio_clip: Optional[tuple[floa
     """Boundary (constrain-to-boundary) loss (paper eq. 5): KL(Q || H).
 
     ``logits``: (B, C, h, w); ``crf_q``: (B, C, h, w), per-pixel distributions from
-    the dense CRF of H (see :mod:`stages.core.crf`). Q is a target: no gradient flows
+    the dense CRF of H (see :mod:`stages.core.cues.crf`). Q is a target: no gradient flows
     into it. Returns the mean over all B*h*w pixels of sum_c Q log(r), r = Q / H.
 
     ``ratio_clip`` (lo, hi), DSRG's and the published code's (0.05, 20) by default,

@@ -17,18 +17,18 @@ from typing import Any, Callable, Mapping, Optional, Sequence
 import numpy as np
 import torch
 import torch.distributed as dist
-import torch.nn.functional as F
 
-from . import checks
-from .config import DataConfig, to_jsonable
-from .config_fingerprint import RUNTIME_KEYS
-from .datasets import WeakDataset
-from .device import autocast, place, resolve_device, seed_everything
-from .errors import DgcnError
-from .loading import WeakTrainSet, epoch_loader, to_tensor
-from .metrics import ConfusionMatrix
-from .nets import DEFAULT_HEAD, DeepLabV2, build_segmenter
-from .training import LoopConfig, RunFolder, Schedule, WeightEma, config_fingerprint, prepare_run, run_loop, warmup_length
+from .. import checks
+from ..config import RUNTIME_KEYS, DataConfig, to_jsonable
+from ..datasets import WeakDataset
+from ..device import autocast, place, resolve_device, seed_everything
+from ..errors import DgcnError
+from ..eval.metrics import ConfusionMatrix
+from ..maps import resize_scores
+from ..nets import DEFAULT_HEAD, DeepLabV2, build_segmenter
+from ..nets.inputs import to_tensor
+from .batches import WeakTrainSet, epoch_loader
+from .loop import LoopConfig, RunFolder, Schedule, WeightEma, config_fingerprint, prepare_run, run_loop, warmup_length
 
 
 @dataclass(frozen=True)
@@ -95,17 +95,6 @@ class RunConfig:
 LossFn = Callable[[DeepLabV2, dict, torch.device, int], tuple[torch.Tensor, dict[str, float]]]
 
 
-def present_matrix(label_vec: torch.Tensor) -> torch.Tensor:
-    """(B, K) multi-hot foreground labels -> (B, K+1) bool with background always present."""
-    bg = torch.ones((label_vec.shape[0], 1), dtype=torch.bool, device=label_vec.device)
-    return torch.cat([bg, label_vec > 0.5], dim=1)
-
-
-def downsample_labels(labels: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Nearest-neighbour label maps at the score-map size (255 stays 255)."""
-    return F.interpolate(labels[:, None].float(), size=size, mode="nearest")[:, 0].long()
-
-
 def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     """(rank, world, device) under torchrun; the backend follows the device trained on
     (``--device cpu`` on a CUDA host is gloo)."""
@@ -136,7 +125,7 @@ def validate(model: DeepLabV2, data: DataConfig, device: torch.device, shard: tu
         image = ds.load_image(image_id)
         x = to_tensor(image)[None].to(device)
         logits = model(x).float()
-        logits = F.interpolate(logits, size=image.shape[:2], mode="bilinear", align_corners=False)
+        logits = resize_scores(logits, image.shape[:2])
         mat.update(ds.load_mask(image_id), logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
     if world > 1:
         total = torch.from_numpy(mat.mat).to(device)
@@ -233,7 +222,7 @@ class LazyLabelMaps:
     (an open HDF5 handle must not cross into loader workers)."""
 
     def __init__(self, path: Path, kinds: Sequence[str], class_names: Sequence[str], ids: Sequence[str]) -> None:
-        from .artifacts import ArtifactReader
+        from ..io.artifacts import ArtifactReader
 
         self.path, self.kinds, self.class_names = Path(path), tuple(kinds), tuple(class_names)
         with ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names) as r:
@@ -245,7 +234,7 @@ class LazyLabelMaps:
         self._reader = None
 
     def __call__(self, image_id: str, image_size: Sequence[int]) -> list[np.ndarray]:
-        from .artifacts import ArtifactReader
+        from ..io.artifacts import ArtifactReader
 
         if self._reader is None:
             self._reader = ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names)

@@ -13,8 +13,6 @@ from typing import Sequence
 
 import numpy as np
 
-IGNORE = 255
-
 
 class ConfusionMatrix:
     def __init__(self, num_classes: int) -> None:
