@@ -45,20 +45,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 # first: the process settings the dgcn command sets before torch loads (OMP_WAIT_POLICY)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import dgcn_cli  # noqa: E402,F401
 from stages.cam import CamConfig, multiscale_cam  # noqa: E402
 from stages.core.cues.crf import BOUNDARY_CRF, CrfConfig, CrfPool  # noqa: E402
 from stages.core.datasets import WeakDataset  # noqa: E402
-from stages.core.device import autocast, place  # noqa: E402
+from stages.core.device import place  # noqa: E402
 from stages.core.expanders import build_expander  # noqa: E402
-from stages.core.nets import build_backbone, build_classifier, build_segmenter  # noqa: E402
+from stages.core.nets import build_backbone, build_segmenter  # noqa: E402
 from stages.core.nets.inputs import to_tensor  # noqa: E402
 from stages.core.predict.segmenter import TEST_SCALES, predict_probs  # noqa: E402
 from stages.core.train.batches import WeakTrainSet, epoch_loader  # noqa: E402
-from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig  # noqa: E402
+from stages.core.train.classifier import ClassifierConfig, classifier_task  # noqa: E402
+from stages.core.train.fit import OptimConfig, RunConfig, make_optimizer, train_step  # noqa: E402
+from stages.core.train.segmenter import ModelConfig  # noqa: E402
 from stages.train import TrainConfig, make_loss  # noqa: E402
 
 HEIGHT, WIDTH = 240, 320
@@ -159,23 +160,16 @@ def main() -> None:
         measure("plain forward (contiguous NCHW)", lambda i: seg(full), bs)
         measure("forward, placed (channels-last)", lambda i: placed(full), bs)
 
-    # 3a: the cam stage's classifier step, as train_classifier's step does it
-    cam_cfg = CamConfig(out=Path("unused"))  # its optimiser settings and scales
+    # 3a: the cam stage's classifier step: the trainer's own step, loss and optimiser
+    cam_cfg = CamConfig(run=RunConfig(out=Path("unused"), device=args.device))  # its optimiser settings and scales
     for frozen in (False, True):
+        task = classifier_task(ClassifierConfig(args.backbone, args.weights, freeze_backbone=frozen))
         torch.manual_seed(0)
-        clf = place(build_classifier(args.backbone, n_classes - 1, args.weights, freeze_backbone=frozen), device).train()
-        opt = torch.optim.SGD(clf.param_groups(cam_cfg.lr, cam_cfg.head_lr_mult, cam_cfg.weight_decay),
-                              lr=cam_cfg.lr, momentum=cam_cfg.momentum)
-        x = torch.rand(bs, 3, CROP, CROP, device=device)
-        y = torch.ones(bs, n_classes - 1, device=device)
-
-        def clf_step(i: int) -> None:
-            loss = F.multilabel_soft_margin_loss(clf(x), y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-
-        measure(f"cam: classifier step{', frozen backbone' if frozen else ''}", clf_step, bs)
+        clf = place(task.build(n_classes), device).train()
+        opt = make_optimizer(clf, cam_cfg.optim)
+        batch = {"image": torch.rand(bs, 3, CROP, CROP), "labels": torch.ones(bs, n_classes - 1)}
+        measure(f"cam: classifier step{', frozen backbone' if frozen else ''}",
+                lambda i: train_step(clf, opt, task.loss, batch, device, i, cam_cfg.run.amp), bs)
 
     # 3b: CAM extraction of one full image, at the stage's default scales and the horse pipeline's
     clf.eval()
@@ -195,19 +189,10 @@ def main() -> None:
                               model=ModelConfig(args.backbone, args.weights), optim=OptimConfig(batch_size=bs, crop=CROP))
             torch.manual_seed(0)
             model = place(cfg.model.build(n_classes), device).train()
-            opt = torch.optim.SGD(model.param_groups(cfg.optim.lr, cfg.optim.head_lr_mult, cfg.optim.weight_decay),
-                                  lr=cfg.optim.lr, momentum=cfg.optim.momentum)
+            opt = make_optimizer(model, cfg.optim)
             with build_expander(cfg.expander, **dict(cfg.expander_options)) as expander:
                 loss_fn = make_loss(cfg, expander, pool)
-
-                def train_step(i: int) -> None:
-                    with autocast(device, cfg.run.amp):
-                        loss, _ = loss_fn(model, batches[i], device)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-
-                measure(f"train step {name}", train_step, bs)
+                measure(f"train step {name}", lambda i: train_step(model, opt, loss_fn, batches[i], device, i, cfg.run.amp), bs)
     finally:
         pool.close()
 

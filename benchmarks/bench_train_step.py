@@ -5,9 +5,9 @@ Run from the repository root:
     python benchmarks/bench_train_step.py --device cuda --backbone resnet101 --weights none
 
 A batch of random images (default 16 at 321x321, so 41x41 score maps) with
-random seeds and 1-3 present classes out of 20 goes through the training step's
-own loss (``stages.train.make_loss``: forward, the expander, the seeding loss),
-backward and an SGD step. The baseline is the same step with the ``none``
+random seeds and 1-3 present classes out of 20 goes through the trainer's own step
+(``stages.core.train.fit.train_step``: autocast, backward, SGD step) with the train
+stage's own loss (``stages.train.make_loss``: forward, the expander, the seeding loss). The baseline is the same step with the ``none``
 expander (seeds as they are), measured in the same run; the ratio column is
 time / baseline. The boundary-loss CRF is off (``--crf`` adds it, and lets
 ``dsrg`` grow on the refined probabilities as it does in training), so by
@@ -26,9 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from stages.core.cues.crf import BOUNDARY_CRF, CrfPool  # noqa: E402
-from stages.core.device import autocast  # noqa: E402
 from stages.core.expanders import build_expander  # noqa: E402
-from stages.core.train.fit import ModelConfig, RunConfig  # noqa: E402
+from stages.core.train.fit import RunConfig, train_step  # noqa: E402
+from stages.core.train.segmenter import ModelConfig  # noqa: E402
 from stages.train import TrainConfig, make_loss  # noqa: E402
 
 NUM_CLASSES = 21
@@ -60,11 +60,7 @@ def time_steps(model, opt, loss_fn, batch, device, steps: int) -> float:
     for i in range(steps + 1):
         sync(device)
         t0 = time.perf_counter()
-        with autocast(device):
-            loss, _ = loss_fn(model, batch, device)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        train_step(model, opt, loss_fn, batch, device, i)
         sync(device)
         if i > 0:  # the first step pays for allocations and pool start-up
             times.append(time.perf_counter() - t0)

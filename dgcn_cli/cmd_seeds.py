@@ -1,4 +1,4 @@
-"""``cam``, ``saliency-bg`` and ``seeds``."""
+"""``saliency-bg`` and ``seeds``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,7 +6,6 @@ from typing import Optional
 
 import typer
 
-from stages import cam as cam_stage
 from stages import saliency_bg as saliency_stage
 from stages import seeds as seeds_stage
 from stages.core.cues.saliency import SALIENCY
@@ -16,61 +15,14 @@ from .common import (
     CacheDirOpt,
     DataRootOpt,
     DatasetOpt,
-    DeviceOpt,
     LabelsFileOpt,
     OverwriteOpt,
     ResumeOpt,
-    SeedOpt,
-    backbone_option,
     data_config,
     handle_errors,
     out,
-    parse_scales,
-    parse_warmup,
     progress_bar,
 )
-
-
-def cam(
-    out_dir: Path = typer.Option(..., "--out", help="Run folder: classifier/ checkpoints and cams_<split>.h5."),
-    dataset: str = DatasetOpt,
-    data_root: Optional[Path] = DataRootOpt,
-    split: str = typer.Option("train", "--split", help="Split the classifier trains on."),
-    cam_split: list[str] = typer.Option([], "--cam-split", help="Split(s) to write CAMs for (repeatable). Default: --split."),
-    labels_file: Optional[Path] = LabelsFileOpt,
-    cache_dir: Optional[Path] = CacheDirOpt,
-    backbone: str = backbone_option("tiny"),
-    weights: str = typer.Option("none", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
-    checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, help="Use this classifier (from a previous `dgcn cam`) instead of training."),
-    epochs: int = typer.Option(5, "--epochs", min=1, help="Training epochs."),
-    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Images per batch."),
-    crop: int = typer.Option(321, "--crop", min=16, help="Training crop size."),
-    lr: float = typer.Option(0.01, "--lr", min=0.0, help="Backbone learning rate (the head gets 10x)."),
-    warmup: str = typer.Option("50", "--warmup", help="Warm-up: iterations, or a share of the run's iterations such as 5%."),
-    freeze_backbone: bool = typer.Option(False, "--freeze-backbone/--train-backbone", help="Train only the class layer on the pretrained backbone's fixed features (BatchNorm statistics included)."),
-    lr_step: float = typer.Option(3.0, "--lr-step-epochs", min=0.0, help="Multiply the learning rate by 0.3 every this many epochs."),
-    head_mult: float = typer.Option(10.0, "--head-lr-mult", min=0.0, help="Learning-rate factor of the classifier layer (1 suits a backbone trained from scratch)."),
-    scales: str = typer.Option("0.5,1,1.5,2", "--scales", help="CAM scales (each also flipped)."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Data-loader worker processes."),
-    device: str = DeviceOpt,
-    seed: int = SeedOpt,
-    resume: bool = ResumeOpt,
-    overwrite: bool = OverwriteOpt,
-) -> None:
-    """Train the classifier on image-level labels, then write multi-scale CAMs."""
-    warmup_iters, warmup_fraction = parse_warmup(warmup)
-    cfg = cam_stage.CamConfig(
-        out=out_dir, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        cam_splits=tuple(cam_split), backbone=backbone, weights=weights, checkpoint=checkpoint,
-        epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, warmup_iters=warmup_iters,
-        warmup_fraction=warmup_fraction, freeze_backbone=freeze_backbone, step_epochs=lr_step, head_lr_mult=head_mult,
-        scales=parse_scales(scales), workers=workers, device=device, seed=seed,
-        resume=resume, overwrite=overwrite,
-    )
-    with progress_bar("cam") as update:
-        paths = cam_stage.run(cfg, progress=update)
-    for p in paths:
-        out.print(f"wrote {p}")
 
 
 def saliency_bg(
@@ -128,6 +80,5 @@ def seeds(
 
 
 def register(app: typer.Typer) -> None:
-    app.command("cam")(handle_errors(cam))
     app.command("saliency-bg")(handle_errors(saliency_bg))
     app.command("seeds")(handle_errors(seeds))

@@ -1,9 +1,6 @@
 """``train``, ``graphcut-label`` and ``retrain``."""
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,7 +11,7 @@ from stages import retrain as retrain_stage
 from stages import train as train_stage
 from stages.core.expanders import EXPANDERS
 from stages.core.nets import DEFAULT_HEAD, HEADS
-from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.segmenter import ModelConfig
 
 from .common import (
     CacheDirOpt,
@@ -31,10 +28,29 @@ from .common import (
     out,
     parse_range,
     parse_scales,
-    parse_warmup,
     progress_bar,
 )
 from .run_config import RETRAIN_FIELDS, TRAIN_FIELDS, require, with_run_config
+from .training_options import (
+    AmpOpt,
+    BatchOpt,
+    ConfigOpt,
+    CropOpt,
+    EmaOpt,
+    EpochsOpt,
+    HeadMultOpt,
+    LrOpt,
+    LrStepOpt,
+    NprocOpt,
+    RescaleOpt,
+    ValSplitOpt,
+    WarmupOpt,
+    WorkersOpt,
+    launch_distributed,
+    optim_config,
+    run_config,
+    split_data,
+)
 
 ExpanderOpt = typer.Option("graphcut", "--expander", help=f"Seed expander: {', '.join(EXPANDERS.names())}.")
 ExpanderOptsOpt = typer.Option([], "--expander-opt", help="Expander option KEY=VALUE (repeatable), e.g. k=9 theta=0.7 c1=10 log_base=10 workers=2.")
@@ -61,51 +77,20 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return opts
 
 
-def _optim(p: dict[str, Any]) -> OptimConfig:
-    warmup_iters, warmup_fraction = parse_warmup(p["warmup"])
-    return OptimConfig(epochs=p["epochs"], batch_size=p["batch_size"], crop=p["crop"], lr=p["lr"], warmup_iters=warmup_iters,
-                       warmup_fraction=warmup_fraction, step_epochs=p["lr_step"], head_lr_mult=p["head_mult"],
-                       ema_decay=p["ema"], scale_range=parse_range(p["rescale"], "--rescale"))
 
 
-ConfigOpt = typer.Option(None, "--config", exists=True, dir_okay=False,
-                         help="Rerun with the settings of a run's config.json; options given here override it.")
+
+
 
 
 HeadOpt = typer.Option(DEFAULT_HEAD, "--head", help=f"Segmentation head: {', '.join(HEADS)} (largefov: one 3x3 conv at dilation 12, the published code's; aspp: DeepLab-v2's rates 6/12/18/24).")
 FreezeBnOpt = typer.Option(None, "--freeze-bn/--train-bn", help="Keep the backbone's BatchNorm scale/shift fixed (the published code). Default: frozen for pretrained weights, trained for --weights none.", show_default=False)
-RescaleOpt = typer.Option("1", "--rescale", help="Random rescale range LO,HI before the crop; 1 = none (the published code; e.g. 0.7,1.3).")
 
 
-HeadMultOpt = typer.Option(10.0, "--head-lr-mult", min=0.0, help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
-# the schedule options train and retrain share (paper defaults, GUIDE 1.5)
-EpochsOpt = typer.Option(7, "--epochs", min=1, help="Training epochs.")
-BatchOpt = typer.Option(16, "--batch-size", min=1, help="Images per batch (per process under DDP).")
-CropOpt = typer.Option(321, "--crop", min=16, help="Training crop size (paper: 321).")
-LrOpt = typer.Option(5e-4, "--lr", min=0.0, help="Backbone learning rate (the head gets --head-lr-mult times it).")
-WarmupOpt = typer.Option("200", "--warmup", help="Warm-up: iterations (paper: 200, about 4% of its VOC run), or a share of this run's iterations such as 5%.")
-AmpOpt = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA.")
-WorkersOpt = typer.Option(0, "--workers", min=0, help="Data-loader worker processes.")
-ValSplitOpt = typer.Option(None, "--val-split", help="Report single-scale val mIoU after each epoch on this split (keeps best.pt).")
-LrStepOpt = typer.Option(3.0, "--lr-step-epochs", min=0.0, help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
-EmaOpt = typer.Option(0.0, "--ema", min=0.0, max=0.9999,
-                      help="Keep an exponential moving average of the weights with this decay (e.g. 0.99) and use it for "
-                           "validation and the saved model; 0 (the paper) keeps the last weights.")
 
 
-def _launch_distributed(nproc: int) -> None:
-    """Re-run this very command under torchrun with ``nproc`` processes."""
-    args, skip = [], False
-    for a in sys.argv[1:]:  # drop "--nproc N" and "--nproc=N": the children run one process each
-        if skip:
-            skip = False
-        elif a == "--nproc":
-            skip = True
-        elif not a.startswith("--nproc="):
-            args.append(a)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", "-m", "dgcn_cli", *args]
-    out.print("launching: " + " ".join(cmd))
-    raise typer.Exit(subprocess.call(cmd, env={**os.environ}))
+
+
 
 
 def train(
@@ -143,7 +128,7 @@ def train(
     ema: float = EmaOpt,
     amp: bool = AmpOpt,
     workers: int = WorkersOpt,
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Processes for distributed (DDP) training, launched with torchrun."),
+    nproc: int = NprocOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,
     resume: bool = ResumeOpt,
@@ -151,7 +136,7 @@ def train(
 ) -> None:
     """Train the segmentation network on seeds expanded every iteration (DGCN)."""
     if nproc > 1:
-        _launch_distributed(nproc)
+        launch_distributed(nproc)
     cfg = _train_config(with_run_config(ctx, config, "train", TRAIN_FIELDS, dict(locals())))
     with progress_bar("train") as update:
         path = train_stage.run(cfg, progress=update)
@@ -164,24 +149,17 @@ def _train_config(p: dict[str, Any]) -> train_stage.TrainConfig:
         raise typer.BadParameter(f"expected image or batch, got {p['seed_norm']!r}", param_hint="--seed-loss-norm")
     clip = None if p["boundary_clip"].strip().lower() == "none" else parse_range(p["boundary_clip"], "--boundary-clip")
     return train_stage.TrainConfig(
-        run=_run(p), seeds=p["seeds"], data=_data(p, p["split"]),
+        run=run_config(p), seeds=p["seeds"], data=split_data(p, p["split"]),
         model=ModelConfig(p["backbone"], p["weights"], tuple(p["graph_layers"].split(",")) if p["graph_layers"] else None,
                           p["head"], p["freeze_bn"]),
-        optim=_optim(p),
+        optim=optim_config(p),
         expander=p["expander"], expander_options=parse_options(p["expander_opt"]),
         boundary_loss=p["boundary"], boundary_weight=p["boundary_weight"], boundary_clip=clip,
         seed_loss_per_image=p["seed_norm"] == "image", crf_workers=p["crf_workers"], expand_after=p["expand_after"],
     )
 
 
-def _data(p: dict[str, Any], split: str):
-    return data_config(p["dataset"], p["data_root"], split, p["labels_file"], p["cache_dir"])
 
-
-def _run(p: dict[str, Any]) -> RunConfig:
-    val = _data(p, p["val_split"]) if p["val_split"] else None
-    return RunConfig(out=p["out_dir"], device=p["device"], seed=p["seed"], workers=p["workers"], amp=p["amp"], val=val,
-                     resume=p["resume"], overwrite=p["overwrite"])
 
 
 def graphcut_label(
@@ -250,9 +228,9 @@ def retrain(
     p = with_run_config(ctx, config, "retrain", RETRAIN_FIELDS, dict(locals()))
     require(p, "out_dir")
     cfg = retrain_stage.RetrainConfig(
-        run=_run(p), data=_data(p, p["split"]),
+        run=run_config(p), data=split_data(p, p["split"]),
         model=ModelConfig(p["backbone"], p["weights"], head=p["head"], freeze_bn=p["freeze_bn"]),
-        optim=_optim(p),
+        optim=optim_config(p),
         checkpoint=p["checkpoint"], labels=p["labels"], scales=parse_scales(p["scales"]), flip=p["flip"], crf=p["crf"],
     )
     with progress_bar("retrain") as update:

@@ -1,7 +1,7 @@
 """``--config RUN/config.json``: rerun a training run with the settings it was made with.
 
 Every run folder holds the ``config.json`` its stage wrote. For each command-line option of
-``train`` and ``retrain``, the table below says where its value lies in that file and how to
+``cam``, ``train`` and ``retrain``, the table below says where its value lies in that file and how to
 write it back as the option's text; an option given on the command line overrides the file,
 every other one takes the file's value, then the command builds its config from the options
 exactly as without ``--config``. ``--resume``, ``--overwrite`` and ``--nproc`` describe an
@@ -35,6 +35,10 @@ def _warmup(optim: Mapping[str, Any]) -> str:
     return f"{100 * frac:g}%" if frac > 0 else str(int(optim["warmup_iters"]))
 
 
+def _scales(v: Any) -> str:
+    return ",".join(f"{s:g}" for s in v)
+
+
 def _val_split(run: Mapping[str, Any]) -> Optional[str]:
     return run["val"]["split"] if run.get("val") else None
 
@@ -51,8 +55,6 @@ _COMMON: dict[str, Field] = {
     "val_split": ("run", _val_split),
     "backbone": ("model.backbone", _same),
     "weights": ("model.weights", _same),
-    "head": ("model.head", _same),
-    "freeze_bn": ("model.freeze_bn", _same),
     "epochs": ("optim.epochs", _same),
     "batch_size": ("optim.batch_size", _same),
     "crop": ("optim.crop", _same),
@@ -67,8 +69,19 @@ _COMMON: dict[str, Field] = {
     "device": ("run.device", _same),
     "seed": ("run.seed", _same),
 }
-TRAIN_FIELDS: dict[str, Field] = {
+_SEGMENTER: dict[str, Field] = {
     **_COMMON,
+    "head": ("model.head", _same),
+    "freeze_bn": ("model.freeze_bn", _same),
+}
+CAM_FIELDS: dict[str, Field] = {
+    **_COMMON,
+    "freeze_backbone": ("model.freeze_backbone", _same),
+    "cam_split": ("cam_splits", list),
+    "scales": ("scales", _scales),
+}
+TRAIN_FIELDS: dict[str, Field] = {
+    **_SEGMENTER,
     "seeds": ("seeds", Path),
     "graph_layers": ("model.graph_layers", lambda v: ",".join(v) if v else ""),
     "expander": ("expander", _same),
@@ -81,10 +94,10 @@ TRAIN_FIELDS: dict[str, Field] = {
     "expand_after": ("expand_after", _same),
 }
 RETRAIN_FIELDS: dict[str, Field] = {
-    **_COMMON,
+    **_SEGMENTER,
     "checkpoint": ("checkpoint", _opt_path),
     "labels": ("labels", _opt_path),
-    "scales": ("scales", lambda v: ",".join(f"{s:g}" for s in v)),
+    "scales": ("scales", _scales),
     "flip": ("flip", _same),
     "crf": ("crf", _same),
 }

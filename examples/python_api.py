@@ -19,7 +19,9 @@ from stages import cam, evaluate, infer, saliency_bg, seeds, train
 from stages.core.config import DataConfig
 from stages.core.cues.seeding import FusionConfig
 from stages.core.datasets.demo import DemoConfig, write_demo_dataset
-from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.classifier import ClassifierConfig
+from stages.core.train.fit import OptimConfig, RunConfig
+from stages.core.train.segmenter import ModelConfig
 
 
 def main(out: Path) -> None:
@@ -31,9 +33,10 @@ def main(out: Path) -> None:
 
     # 1. classifier on image-level labels, then CAMs of the training split
     (cams_train,) = cam.run(cam.CamConfig(
-        out=out / "cam", data=train_data, backbone="tiny", weights="none",
-        epochs=2, batch_size=8, crop=64, lr=0.05, warmup_iters=2, scales=(1.0,),
-        device=device, overwrite=True,
+        run=RunConfig(out=out / "cam", device=device, overwrite=True), data=train_data,
+        model=ClassifierConfig(backbone="tiny", weights="none"),
+        optim=OptimConfig(epochs=2, batch_size=8, crop=64, lr=0.05, warmup_iters=2, scale_range=(0.7, 1.3)),
+        scales=(1.0,),
     ))
     print(f"cam:      {cams_train}")
 

@@ -8,7 +8,7 @@ classes only. Stored as float16 ``cam`` (n_present, H, W) with ``classes``
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
@@ -17,52 +17,38 @@ import torch
 import torch.nn.functional as F
 
 from .core import checks
-from .core.config import RUNTIME_KEYS, DataConfig, to_jsonable
-from .core.datasets import WeakDataset
-from .core.device import place, resolve_device, seed_everything
-from .core.errors import DgcnError
+from .core.config import DataConfig, to_jsonable
+from .core.device import place, resolve_device
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.io.checkpoint import load_checkpoint, load_model_state, require_kind
 from .core.io.names import check_name
 from .core.maps import resize_scores
 from .core.nets import Classifier, build_classifier
 from .core.nets.inputs import to_tensor
-from .core.train.batches import WeakTrainSet, epoch_loader
-from .core.train.loop import LoopConfig, RunFolder, Schedule, config_fingerprint, prepare_run, run_loop, warmup_length
+from .core.train.classifier import ClassifierConfig, classifier_task
+from .core.train.fit import OptimConfig, RunConfig, fit, is_main_process
+
+# the classifier's schedule when none is given (the train stage's OptimConfig defaults are the paper's
+# segmentation schedule): 5 epochs at lr 0.01, 50 warm-up iterations, random rescale 0.7-1.3
+CAM_OPTIM = OptimConfig(epochs=5, lr=0.01, warmup_iters=50, scale_range=(0.7, 1.3))
 
 
 @dataclass(frozen=True)
 class CamConfig:
-    out: Path
+    """``run.out`` is the stage's folder: the classifier's run in ``classifier/``, then
+    ``cams_<split>.h5``."""
+
+    run: RunConfig
     data: DataConfig = field(default_factory=DataConfig)
+    model: ClassifierConfig = field(default_factory=ClassifierConfig)
+    optim: OptimConfig = CAM_OPTIM
     cam_splits: tuple[str, ...] = ()  # splits to write CAMs for; default: the training split
-    backbone: str = "tiny"
-    weights: str = "none"
     checkpoint: Optional[Path] = None  # skip training, use this classifier
-    epochs: int = 5
-    batch_size: int = 16
-    crop: int = 321
-    scale_range: tuple[float, float] = (0.7, 1.3)
-    lr: float = 0.01
-    head_lr_mult: float = 10.0
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_iters: int = 50
-    warmup_fraction: float = 0.0  # above 0: the warm-up is this fraction of the run instead
-    freeze_backbone: bool = False  # train only the class layer on fixed features
-    step_epochs: float = 3.0  # x0.3 every this many epochs
     scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
-    workers: int = 0
-    device: str = "auto"
-    seed: int = 0
-    resume: bool = False
-    overwrite: bool = False
 
     def __post_init__(self) -> None:
-        checks.schedule(self)
         checks.scales("--scales", self.scales)
-        checks.seed_and_workers(self)
-        if self.freeze_backbone and self.weights == "none" and self.checkpoint is None:
+        if self.model.freeze_backbone and self.model.weights == "none" and self.checkpoint is None:
             raise checks.OptionError("--freeze-backbone needs pretrained --weights: a random backbone's features teach the class layer nothing")
         for split in self.cam_splits:
             check_name(split, "split name", "--cam-split")
@@ -72,49 +58,17 @@ def cams_path(out: Path, split: str) -> Path:
     return Path(out) / f"cams_{split}.h5"
 
 
-# besides the usual runtime keys, the CAM splits only say what is written after training
-_RUNTIME_KEYS = (*RUNTIME_KEYS, "cam_splits", "checkpoint")
-
-
-def train_classifier(cfg: CamConfig, weak: WeakDataset, device: torch.device, progress=None) -> Classifier:
-    if len(weak) < cfg.batch_size:
-        raise DgcnError(f"{len(weak)} training images give fewer than one batch of {cfg.batch_size}; lower --batch-size")
-    seed_everything(cfg.seed)
-    # built before the run folder is touched: a bad backbone or weights file must not cost an earlier run
-    model = place(build_classifier(cfg.backbone, weak.num_classes - 1, cfg.weights, cfg.freeze_backbone), device)
-    run_cfg = to_jsonable(cfg)
-    run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=_RUNTIME_KEYS)
-    folder = RunFolder(Path(cfg.out) / "classifier", resume=cfg.resume, overwrite=cfg.overwrite)
-    finished, resume_state = prepare_run(folder, run_cfg, cfg.resume)
-    if finished is not None:
-        load_model_state(model, finished["model"], folder.final)
-        return model.eval()
-    folder.write_config(run_cfg)
-    opt = torch.optim.SGD(model.param_groups(cfg.lr, cfg.head_lr_mult, cfg.weight_decay), lr=cfg.lr, momentum=cfg.momentum)
-    train_set = WeakTrainSet(weak, cfg.crop, cfg.seed, cfg.scale_range)
-    ipe = len(weak) // cfg.batch_size
-
-    def make_loader(epoch: int, start: int):
-        return epoch_loader(train_set, batch_size=cfg.batch_size, seed=cfg.seed, epoch=epoch, start_batch=start,
-                            workers=cfg.workers)
-
-    def step(batch: dict, iteration: int) -> dict[str, float]:
-        x, y = batch["image"].to(device), batch["labels"].to(device)
-        loss = F.multilabel_soft_margin_loss(model(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": float(loss.detach())}
-
-    run_loop(
-        model=model, optimizer=opt,
-        schedule=Schedule(cfg.lr, ipe, warmup_length(cfg.warmup_iters, cfg.warmup_fraction, cfg.epochs * ipe), cfg.step_epochs),
-        loop=LoopConfig(epochs=cfg.epochs, iters_per_epoch=ipe),
-        folder=folder, make_loader=make_loader, step=step,
-        model_config=model.init_args, run_config=run_cfg, kind="classifier",
-        progress=progress, resume_from=resume_state,
+def train_classifier(cfg: CamConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+    """Train on the training split's image-level labels; the final checkpoint's path."""
+    return fit(
+        run=replace(cfg.run, out=Path(cfg.run.out) / "classifier"), optim=cfg.optim, weak=cfg.data.build().weak(),
+        task=classifier_task(cfg.model),
+        stage_config={"stage": "cam", "run": cfg.run, "data": cfg.data, "model": cfg.model, "optim": cfg.optim,
+                      "cam_splits": cfg.cam_splits, "scales": cfg.scales},
+        # recorded for --config; which CAMs are written is not part of the training run
+        runtime_keys=("cam_splits", "scales"),
+        progress=progress,
     )
-    return model.eval()
 
 
 def load_classifier(path: Path, device: torch.device) -> Classifier:
@@ -159,16 +113,16 @@ def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.devi
         cam = multiscale_cam(model, weak.load_image(image_id), classes, cfg.scales, device)
         return {"cam": cam.astype(np.float16), "classes": np.asarray(classes, dtype=np.uint8)}
 
-    with ArtifactWriter(cams_path(cfg.out, split), meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(weak.ids)) as writer:
+    with ArtifactWriter(cams_path(cfg.run.out, split), meta, overwrite=cfg.run.overwrite, resume=cfg.run.resume, expected=len(weak.ids)) as writer:
         return fill(writer, weak.ids, compute, progress)
 
 
 def run(cfg: CamConfig, progress: Optional[Callable[..., None]] = None) -> list[Path]:
     """Train (or load) the classifier, then write ``cams_<split>.h5`` for each CAM split."""
-    device = resolve_device(cfg.device)
-    if cfg.checkpoint is not None:
-        model = load_classifier(cfg.checkpoint, device)
-    else:
-        model = train_classifier(cfg, cfg.data.build().weak(), device, progress)
+    checkpoint = cfg.checkpoint if cfg.checkpoint is not None else train_classifier(cfg, progress)
+    if not is_main_process():  # under torchrun, rank 0 alone writes the CAMs
+        return []
+    device = resolve_device(cfg.run.device)
+    model = load_classifier(checkpoint, device)
     return [write_cams(cfg, model, split, device, progress) for split in (cfg.cam_splits or (cfg.data.split,))]
 

@@ -42,8 +42,9 @@ PANEL_TITLES = {
     "lr": "learning rate",
     "supervised": "supervised pixels (%)",
     "val_miou": "val mIoU (%)",
+    "val_map": "val mAP (%)",
 }
-PERCENT_KEYS = ("supervised", "val_miou")  # logged as fractions
+PERCENT_KEYS = ("supervised", "val_miou", "val_map")  # logged as fractions
 PNG_PANELS_KEY = "dgcn panels"  # PNG text chunk listing the drawn panels' titles
 
 

@@ -26,7 +26,8 @@ from .core.device import resolve_device
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.maps import IGNORE, resize_labels
 from .core.predict.segmenter import TEST_SCALES, load_segmenter_checkpoint, predict_probs
-from .core.train.fit import LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, fit_segmenter
+from .core.train.fit import OptimConfig, RunConfig, fit
+from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
 
 
 @dataclass(frozen=True)
@@ -93,8 +94,8 @@ def run(cfg: RetrainConfig, progress: Optional[Callable[..., None]] = None) -> P
     weak = cfg.data.build().weak()
     labels = cfg.labels if cfg.labels is not None else make_pseudo_labels(cfg, weak, progress)
     maps = LazyLabelMaps(labels, ("labels", "predictions", "seeds"), weak.class_names, weak.ids)
-    return fit_segmenter(
-        run=cfg.run, model_cfg=cfg.model, optim=cfg.optim, weak=weak, label_maps=maps, loss_fn=_ce_loss,
+    return fit(
+        run=cfg.run, optim=cfg.optim, weak=weak, task=segmenter_task(cfg.model, _ce_loss, maps),
         # the labels' content fingerprint: training on regenerated labels is another run
         stage_config={"stage": "retrain", **cfg.__dict__, "labels_fingerprint": maps.fingerprint, "teacher": maps.made_by},
         progress=progress,

@@ -25,8 +25,9 @@ from .core.cues.crf import BOUNDARY_CRF, CrfPool, submit_batch
 from .core.errors import DgcnError
 from .core.expanders import build_expander, check_expander_options
 from .core.maps import IGNORE, present_matrix, resize_labels
-from .core.train.fit import LazyLabelMaps, ModelConfig, OptimConfig, RunConfig, fit_segmenter
+from .core.train.fit import OptimConfig, RunConfig, fit
 from .core.train.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss
+from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
 
 
 @dataclass(frozen=True)
@@ -106,12 +107,12 @@ def run(cfg: TrainConfig, progress: Optional[Callable[..., None]] = None) -> Pat
     crf = cfg.boundary_loss == "crf" or expander.needs_refined_probs
     pool = CrfPool(cfg.crf_workers, BOUNDARY_CRF) if crf else None
     try:
-        return fit_segmenter(
-            run=cfg.run, model_cfg=cfg.model, optim=cfg.optim, weak=weak, label_maps=maps,
-            loss_fn=make_loss(cfg, expander, pool),
+        return fit(
+            run=cfg.run, optim=cfg.optim, weak=weak,
+            task=segmenter_task(cfg.model, make_loss(cfg, expander, pool), maps, keep_image=crf),
             # the seeds' content fingerprint: resuming on regenerated seeds is another run
             stage_config={"stage": "train", **cfg.__dict__, "seeds_fingerprint": maps.fingerprint},
-            keep_image=crf, progress=progress,
+            progress=progress,
         )
     finally:
         expander.close()

@@ -122,7 +122,8 @@ def train_seeds(tmp_path_factory: pytest.TempPathFactory, train_data) -> Path:
 @pytest.fixture(scope="session")
 def make_train_config(train_data, train_seeds):
     """``make_train_config(out, **overrides)``: the tiny CPU training run of these tests."""
-    from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+    from stages.core.train.fit import OptimConfig, RunConfig
+    from stages.core.train.segmenter import ModelConfig
     from stages.train import TrainConfig
 
     def make(out: Path, *, resume: bool = False, overwrite: bool = False, optim: dict | None = None, **kw) -> TrainConfig:

@@ -223,7 +223,8 @@ def _bomb_jpeg_to_png(path: Path, side: int = 30000) -> None:
 
 def test_decompression_bomb_is_one_line_in_every_training_stage(tmp_path, demo_root):
     from stages import cam, train
-    from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+    from stages.core.train.fit import OptimConfig, RunConfig
+    from stages.core.train.segmenter import ModelConfig
     from stages.train import TrainConfig
 
     root = _copy_demo(demo_root, tmp_path / "demo")
@@ -234,7 +235,7 @@ def test_decompression_bomb_is_one_line_in_every_training_stage(tmp_path, demo_r
     with pytest.raises(DgcnError, match=bomb):
         saliency_bg.run(saliency_bg.SaliencyConfig(out=tmp_path / "sal.h5", data=data))
     with pytest.raises(DgcnError, match=bomb):
-        cam.run(cam.CamConfig(out=tmp_path / "cam", data=data, epochs=1, batch_size=12, crop=32, device="cpu"))
+        cam.run(cam.CamConfig(run=RunConfig(out=tmp_path / "cam", device="cpu"), data=data, optim=OptimConfig(epochs=1, batch_size=12, crop=32)))
     meta = ArtifactMeta(kind="seeds", dataset="voc", split="train", class_names=build_dataset("voc", root, "train", cache_dir=tmp_path / "c").class_names)
     with ArtifactWriter(tmp_path / "seeds.h5", meta) as w:
         for i in build_dataset("voc", root, "train", cache_dir=tmp_path / "c").ids:
@@ -264,7 +265,8 @@ def test_inspect_and_readers_name_an_unexpected_group(seeds_h5):
 
 def test_artifacts_made_from_other_images_with_the_same_ids_are_refused(tmp_path):
     from stages import evaluate, train
-    from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+    from stages.core.train.fit import OptimConfig, RunConfig
+    from stages.core.train.segmenter import ModelConfig
     from stages.train import TrainConfig
 
     small = write_demo_dataset(tmp_path / "d64", DemoConfig(n_train=4, n_val=1, size=64))

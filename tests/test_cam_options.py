@@ -1,6 +1,8 @@
 """Classifier options for small data: a frozen backbone, and warm-ups that scale with the run."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 import torch
 import typer
@@ -10,6 +12,8 @@ from stages import cam
 from stages.core.checks import OptionError
 from stages.core.io.checkpoint import load_checkpoint
 from stages.core.nets import build_backbone
+from stages.core.train.classifier import ClassifierConfig
+from stages.core.train.fit import OptimConfig, RunConfig
 from stages.core.train.loop import Schedule, warmup_length
 
 
@@ -24,8 +28,9 @@ def _weights_file(tmp_path):
 def test_frozen_backbone_trains_only_the_class_layer(tmp_path, train_data):
     weights = _weights_file(tmp_path)
     before = {k: v.clone() for k, v in build_backbone("tiny", weights).state_dict().items()}
-    cfg = cam.CamConfig(out=tmp_path / "cam", data=train_data, backbone="tiny", weights=str(weights), epochs=2,
-                        batch_size=4, crop=48, lr=0.05, warmup_iters=1, freeze_backbone=True, device="cpu", scales=(1.0,))
+    cfg = cam.CamConfig(run=RunConfig(out=tmp_path / "cam", device="cpu"), data=train_data,
+                        model=ClassifierConfig("tiny", str(weights), freeze_backbone=True),
+                        optim=OptimConfig(epochs=2, batch_size=4, crop=48, lr=0.05, warmup_iters=1), scales=(1.0,))
     cam.run(cfg)
     state = load_checkpoint(tmp_path / "cam" / "classifier" / "final.pt")["model"]
     moved = [k for k, v in before.items() if not torch.equal(state[f"backbone.{k}"].float(), v.float())]
@@ -33,7 +38,7 @@ def test_frozen_backbone_trains_only_the_class_layer(tmp_path, train_data):
     assert moved == []
     # ... while the class layer learned
     assert not torch.equal(state["head.weight"], torch.zeros_like(state["head.weight"]))
-    unfrozen = cam.CamConfig(**{**cfg.__dict__, "out": tmp_path / "cam2", "freeze_backbone": False})
+    unfrozen = replace(cfg, run=RunConfig(out=tmp_path / "cam2", device="cpu"), model=replace(cfg.model, freeze_backbone=False))
     cam.run(unfrozen)
     state2 = load_checkpoint(tmp_path / "cam2" / "classifier" / "final.pt")["model"]
     assert any(not torch.equal(state2[f"backbone.{k}"].float(), v.float()) for k, v in before.items())
@@ -41,7 +46,7 @@ def test_frozen_backbone_trains_only_the_class_layer(tmp_path, train_data):
 
 def test_frozen_random_backbone_is_refused(tmp_path, train_data):
     with pytest.raises(OptionError, match="--freeze-backbone needs pretrained"):
-        cam.CamConfig(out=tmp_path, data=train_data, backbone="tiny", weights="none", freeze_backbone=True)
+        cam.CamConfig(run=RunConfig(out=tmp_path), data=train_data, model=ClassifierConfig("tiny", "none", freeze_backbone=True))
 
 
 def test_warmup_as_a_share_of_the_run():

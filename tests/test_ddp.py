@@ -70,7 +70,7 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds, ema):
     assert len(val) == 2 and all(0.0 <= v <= 1.0 for v in val)
     # the sharded, all-reduced score of the last epoch equals one process scoring every image
     from stages.core.config import DataConfig
-    from stages.core.train.fit import validate
+    from stages.core.train.segmenter import validate
 
     whole = validate(seg.model, DataConfig("demo", train_data.data_root, "val", cache_dir=tmp_path / "cache"), torch.device("cpu"))
     assert whole == pytest.approx(val[-1], abs=1e-9)

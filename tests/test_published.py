@@ -17,8 +17,9 @@ from stages.core.cues.crf import BOUNDARY_CRF
 from stages.core.expanders import build_expander
 from stages.core.nets import build_segmenter
 from stages.core.train.batches import scale_crop_flip
-from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.fit import OptimConfig, RunConfig
 from stages.core.train.losses import balanced_seed_loss, boundary_loss
+from stages.core.train.segmenter import ModelConfig
 from stages.train import TrainConfig, make_loss
 
 U = 255

@@ -24,7 +24,8 @@ from stages.core.config import DataConfig
 from stages.core.errors import CheckpointError, OutputExistsError
 from stages.core.io.checkpoint import load_checkpoint, save_checkpoint
 from stages.core.nets import build_segmenter
-from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.fit import OptimConfig, RunConfig
+from stages.core.train.segmenter import ModelConfig
 
 REPO = Path(__file__).resolve().parents[1]
 TESTS = Path(__file__).resolve().parent

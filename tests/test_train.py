@@ -24,7 +24,8 @@ from stages.core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWrite
 from stages.core.io.checkpoint import load_checkpoint
 from stages.core.predict.segmenter import load_segmenter_checkpoint
 from stages.core.train import fit as segtrain
-from stages.core.train.fit import ModelConfig, OptimConfig, RunConfig
+from stages.core.train.fit import OptimConfig, RunConfig
+from stages.core.train.segmenter import ModelConfig
 
 TINY_OPTIM = OptimConfig(epochs=2, batch_size=4, crop=64, lr=0.01, warmup_iters=2, ckpt_every=2)
 

@@ -1,7 +1,8 @@
-"""Training a segmentation network: shared by ``train`` (seeds + expander) and
-``retrain`` (proxy masks + cross-entropy). The caller supplies the label maps
-cropped with each image and the loss; this module owns the model, optimiser,
-schedule, run folder, resume, validation, and the optional DDP wrapping.
+"""The one training loop's set-up, shared by every stage that trains a network: ``cam``
+(the classifier on image-level labels), ``train`` (seeds + expander) and ``retrain`` (proxy
+masks + cross-entropy). A ``Task`` says what differs (the network, its loss, what each batch
+carries, how it is validated); ``fit`` owns the rest: optimiser, schedule, run folder,
+resume, mixed precision, weight average, validation and the optional DDP wrapping.
 
 Distributed: when launched by torchrun (``WORLD_SIZE`` > 1) each process takes
 a disjoint shard of every epoch's order, BatchNorm becomes SyncBatchNorm (on CUDA) and
@@ -12,45 +13,20 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 import numpy as np
 import torch
 import torch.distributed as dist
+from torch import nn
 
 from .. import checks
 from ..config import RUNTIME_KEYS, DataConfig, to_jsonable
 from ..datasets import WeakDataset
 from ..device import autocast, place, resolve_device, seed_everything
 from ..errors import DgcnError
-from ..eval.metrics import ConfusionMatrix
-from ..maps import resize_scores
-from ..nets import DEFAULT_HEAD, DeepLabV2, build_segmenter
-from ..nets.inputs import to_tensor
 from .batches import WeakTrainSet, epoch_loader
 from .loop import LoopConfig, RunFolder, Schedule, WeightEma, config_fingerprint, prepare_run, run_loop, warmup_length
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """The segmentation network. ``head``: ``largefov`` (the published code's single
-    3x3 conv at dilation 12) or ``aspp``. ``freeze_bn``: keep the backbone's BatchNorm
-    scale/shift fixed, as the published code does; None means yes for pretrained
-    weights and no for a backbone trained from scratch (whose BatchNorm starts at 1/0)."""
-
-    backbone: str = "resnet101"
-    weights: str = "imagenet"
-    graph_layers: Optional[tuple[str, ...]] = None
-    head: str = DEFAULT_HEAD
-    freeze_bn: Optional[bool] = None
-
-    @property
-    def bn_frozen(self) -> bool:
-        return self.weights != "none" if self.freeze_bn is None else bool(self.freeze_bn)
-
-    def build(self, num_classes: int) -> DeepLabV2:
-        return build_segmenter(self.backbone, num_classes, self.weights, self.graph_layers,
-                               head=self.head, freeze_bn=self.bn_frozen)
 
 
 @dataclass(frozen=True)
@@ -84,7 +60,7 @@ class RunConfig:
     seed: int = 0
     workers: int = 0
     amp: bool = True
-    val: Optional[DataConfig] = None  # validation mIoU after each epoch (best.pt kept)
+    val: Optional[DataConfig] = None  # validated after each epoch (best.pt kept)
     resume: bool = False
     overwrite: bool = False
 
@@ -92,7 +68,41 @@ class RunConfig:
         checks.seed_and_workers(self)
 
 
-LossFn = Callable[[DeepLabV2, dict, torch.device, int], tuple[torch.Tensor, dict[str, float]]]
+# (network, batch, device, iteration) -> (loss, statistics to log)
+LossFn = Callable[[nn.Module, dict, torch.device, int], tuple[torch.Tensor, dict[str, float]]]
+# (network, validation split, device, (rank, world)) -> score, higher is better
+ValidateFn = Callable[[nn.Module, DataConfig, torch.device, tuple[int, int]], float]
+LabelMapsFn = Callable[[str, tuple[int, int]], list[np.ndarray]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """What one training differs in from another."""
+
+    kind: str  # "classifier" or "segmenter": recorded in every checkpoint
+    build: Callable[[int], nn.Module]  # classes (background included) -> the network
+    loss: LossFn
+    label_maps: Optional[LabelMapsFn] = None  # per-image maps, cropped and flipped with the image
+    keep_image: bool = False  # batches also carry the uint8 crop (for the boundary-loss CRF)
+    validate: Optional[ValidateFn] = None
+    val_name: str = "val_miou"  # the metrics.jsonl key of the validation score
+
+
+def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: LossFn, batch: dict,
+               device: torch.device, iteration: int = 0, amp: bool = True) -> dict[str, float]:
+    """One optimisation step: the loss under autocast (bf16 on CUDA), backward, SGD step."""
+    with autocast(device, amp):
+        value, stats = loss(model, batch, device, iteration)
+    optimizer.zero_grad(set_to_none=True)
+    value.backward()
+    optimizer.step()
+    return {"loss": float(value.detach()), **stats}
+
+
+def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.SGD:
+    """SGD over the network's parameter groups (backbone at lr, head at lr x head_lr_mult)."""
+    return torch.optim.SGD(model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay),
+                           lr=optim.lr, momentum=optim.momentum)
 
 
 def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -110,45 +120,25 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
-@torch.no_grad()
-def validate(model: DeepLabV2, data: DataConfig, device: torch.device, shard: tuple[int, int] = (0, 1)) -> float:
-    """Single-scale val mIoU (no flip, no CRF): a training monitor, not the paper's protocol.
-
-    Under DDP every rank scores its own share of the images and the confusion
-    matrices are summed, so no rank idles in a collective while one validates alone.
-    """
-    ds = data.build()
-    rank, world = shard
-    mat = ConfusionMatrix(ds.num_classes)
-    model.eval()
-    for image_id in ds.ids[rank::world]:
-        image = ds.load_image(image_id)
-        x = to_tensor(image)[None].to(device)
-        logits = model(x).float()
-        logits = resize_scores(logits, image.shape[:2])
-        mat.update(ds.load_mask(image_id), logits.argmax(1)[0].cpu().numpy().astype(np.uint8))
-    if world > 1:
-        total = torch.from_numpy(mat.mat).to(device)
-        dist.all_reduce(total)
-        mat.mat = total.cpu().numpy()
-    return mat.results(ds.class_names).miou
-
-
-def fit_segmenter(
+def fit(
     *,
     run: RunConfig,
-    model_cfg: ModelConfig,
     optim: OptimConfig,
+    task: Task,
     weak: WeakDataset,
-    label_maps: Callable[[str, tuple[int, int]], list[np.ndarray]],
-    loss_fn: LossFn,
     stage_config: Mapping[str, Any],
-    keep_image: bool = False,
     progress: Optional[Callable[..., None]] = None,
+    runtime_keys: Iterable[str] = (),
 ) -> Path:
-    """Train and return the path of the final checkpoint (``final.pt`` in the run folder)."""
+    """Train and return the path of the final checkpoint (``final.pt`` in ``run.out``).
+
+    ``stage_config`` is what the run folder's ``config.json`` records and what ``--resume``
+    compares (apart from ``RUNTIME_KEYS`` and the stage's own ``runtime_keys``: settings recorded
+    so that ``--config`` repeats them, which do not change what is trained)."""
     if run.val is not None and run.val.split == weak.split:
-        raise DgcnError(f"--val-split {weak.split} is the training split: validation reads masks, so it must be another split")
+        raise DgcnError(f"--val-split {weak.split} is the training split: validation must score other images")
+    if run.val is not None and task.validate is None:
+        raise DgcnError(f"a {task.kind} has no validation score; drop --val-split")
     device = resolve_device(run.device)
     rank, world, device = _distributed(device)
     per_rank = len(weak) // world
@@ -158,11 +148,11 @@ def fit_segmenter(
     run_cfg = dict(to_jsonable(stage_config))
     run_cfg["class_names"] = list(weak.class_names)
     run_cfg["world_size"] = world  # iterations per epoch depend on it: part of what the run is
-    run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=RUNTIME_KEYS)
+    run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=(*RUNTIME_KEYS, *runtime_keys))
     seed_everything(run.seed)
     # the network is built before the run folder is touched, so a bad option
     # (backbone, graph layers, weights file) fails without deleting an earlier run
-    model: torch.nn.Module = place(model_cfg.build(weak.num_classes), device)
+    model: nn.Module = place(task.build(weak.num_classes), device)
     model_config = model.init_args
     # rank 0 prepares the folder; the other ranks wait, then only read it
     if rank == 0:
@@ -176,31 +166,27 @@ def fit_segmenter(
         return folder.final
     if rank == 0:
         folder.write_config(run_cfg)
-    opt = torch.optim.SGD(model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay), lr=optim.lr, momentum=optim.momentum)
+    opt = make_optimizer(model, optim)
     if world > 1 and device.type == "cuda":  # SyncBatchNorm has no CPU (gloo) implementation
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+        model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
     net = model  # the network itself, before any DDP wrapper: averaged, validated, saved
     if world > 1:
-        model = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     ema = WeightEma(net, optim.ema_decay) if optim.ema_decay > 0 else None
-    train_set = WeakTrainSet(weak, optim.crop, run.seed, optim.scale_range, label_maps=label_maps, keep_image=keep_image)
+    train_set = WeakTrainSet(weak, optim.crop, run.seed, optim.scale_range, label_maps=task.label_maps,
+                             keep_image=task.keep_image)
 
     def make_loader(epoch: int, start: int):
         return epoch_loader(train_set, batch_size=optim.batch_size, seed=run.seed, epoch=epoch, start_batch=start,
                             workers=run.workers, shard=(rank, world))
 
     def step(batch: dict, iteration: int) -> dict[str, float]:
-        with autocast(device, run.amp):
-            loss, stats = loss_fn(model, batch, device, iteration)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        return {"loss": float(loss.detach()), **stats}
+        return train_step(model, opt, task.loss, batch, device, iteration, run.amp)
 
     def on_epoch_end(epoch: int) -> Optional[float]:
         if run.val is None:
             return None
-        return validate(ema.model if ema is not None else net, run.val, device, shard=(rank, world))
+        return task.validate(ema.model if ema is not None else net, run.val, device, (rank, world))
 
     run_loop(
         model=model, optimizer=opt,
@@ -208,7 +194,8 @@ def fit_segmenter(
                           optim.step_epochs, optim.gamma),
         loop=LoopConfig(epochs=optim.epochs, iters_per_epoch=ipe, ckpt_every=optim.ckpt_every),
         folder=folder, make_loader=make_loader, step=step,
-        model_config=model_config, run_config=run_cfg, kind="segmenter", on_epoch_end=on_epoch_end,
+        model_config=model_config, run_config=run_cfg, kind=task.kind, on_epoch_end=on_epoch_end,
+        val_name=task.val_name,
         progress=progress if rank == 0 else None, is_main=rank == 0, resume_from=resume_state, ema=ema,
     )
     if world > 1:
@@ -217,28 +204,6 @@ def fit_segmenter(
     return folder.final
 
 
-class LazyLabelMaps:
-    """Per-image label maps read from an artifact, opened lazily in each process
-    (an open HDF5 handle must not cross into loader workers)."""
-
-    def __init__(self, path: Path, kinds: Sequence[str], class_names: Sequence[str], ids: Sequence[str]) -> None:
-        from ..io.artifacts import ArtifactReader
-
-        self.path, self.kinds, self.class_names = Path(path), tuple(kinds), tuple(class_names)
-        with ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names) as r:
-            r.require_ids(ids)
-            self.fingerprint = r.fingerprint
-            # the network that made these labels, if one did (see ``segment.run_provenance``)
-            made_by = r.extra.get("model")
-            self.made_by = dict(made_by) if isinstance(made_by, dict) else {}
-        self._reader = None
-
-    def __call__(self, image_id: str, image_size: Sequence[int]) -> list[np.ndarray]:
-        from ..io.artifacts import ArtifactReader
-
-        if self._reader is None:
-            self._reader = ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names)
-        return [self._reader.label(image_id, image_size)]
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_reader": None}
+def is_main_process() -> bool:
+    """False in the torchrun processes other than rank 0 (they train, but write nothing)."""
+    return int(os.environ.get("RANK", "0")) == 0

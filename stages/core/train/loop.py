@@ -197,6 +197,7 @@ def run_loop(
     run_config: Mapping[str, Any],
     kind: str,
     on_epoch_end: Optional[Callable[[int], Optional[float]]] = None,
+    val_name: str = "val_miou",
     progress: Optional[Callable[..., None]] = None,
     is_main: bool = True,
     resume_from: Optional[dict[str, Any]] = None,
@@ -204,7 +205,8 @@ def run_loop(
 ) -> dict[str, Any]:
     """Train for ``loop.epochs`` epochs; returns the final checkpoint state.
 
-    ``on_epoch_end(epoch)`` may return a validation score: the best one is kept in ``best.pt``.
+    ``on_epoch_end(epoch)`` may return a validation score (logged as ``val_name``): the best one
+    is kept in ``best.pt``.
     With ``ema``, a checkpoint's ``model`` is the averaged weights (what inference
     uses) and ``train_model`` the weights SGD is training.
     """
@@ -277,7 +279,7 @@ def run_loop(
         score = on_epoch_end(epoch) if on_epoch_end else None
         if is_main:
             if score is not None:
-                folder.log({"iteration": iteration, "epoch": epoch, "val_miou": score})
+                folder.log({"iteration": iteration, "epoch": epoch, val_name: score})
                 if score > best:
                     best = score
                     save_checkpoint(folder.best, state())
