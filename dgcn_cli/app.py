@@ -30,7 +30,16 @@ def _root(
     """Deep Graph Cut Network: weakly-supervised semantic segmentation from image-level labels."""
 
 
-from . import cmd_cam, cmd_curves, cmd_data, cmd_evaluate, cmd_infer, cmd_seeds, cmd_show, cmd_train  # noqa: E402  (each registers its commands on `app`)
+from . import (  # noqa: E402  (each registers its commands on `app`)
+    cmd_cam,
+    cmd_curves,
+    cmd_data,
+    cmd_evaluate,
+    cmd_infer,
+    cmd_seeds,
+    cmd_show,
+    cmd_train,
+)
 
 for _mod in (cmd_data, cmd_evaluate, cmd_cam, cmd_seeds, cmd_show, cmd_curves, cmd_infer, cmd_train):
     _mod.register(app)

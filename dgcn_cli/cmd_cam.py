@@ -20,8 +20,8 @@ from .common import (
     SeedOpt,
     backbone_option,
     handle_errors,
-    out,
     parse_scales,
+    print_result,
     progress_bar,
 )
 from .run_config import CAM_FIELDS, require, with_run_config
@@ -70,11 +70,11 @@ def cam(
     weights: str = typer.Option("none", "--weights", help="Backbone initialisation: imagenet, none, or a weights file."),
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", exists=True, help="Use this classifier (from a previous `dgcn cam`) instead of training."),
     freeze_backbone: bool = typer.Option(False, "--freeze-backbone/--train-backbone", help="Train only the class layer on the pretrained backbone's fixed features (BatchNorm statistics included)."),
-    epochs: int = typer.Option(_CAM.epochs, "--epochs", min=1, help="Training epochs."),
+    epochs: int = typer.Option(_CAM.epochs, "--epochs", help="Training epochs."),
     batch_size: int = BatchOpt,
     crop: int = CropOpt,
     rescale: str = typer.Option(",".join(f"{s:g}" for s in _CAM.scale_range), "--rescale", help="Random rescale range LO,HI before the crop; 1 = none."),
-    lr: float = typer.Option(_CAM.lr, "--lr", min=0.0, help="Backbone learning rate (the class layer gets --head-lr-mult times it)."),
+    lr: float = typer.Option(_CAM.lr, "--lr", help="Backbone learning rate (the class layer gets --head-lr-mult times it)."),
     warmup: str = typer.Option(str(_CAM.warmup_iters), "--warmup", help="Warm-up: iterations, or a share of the run's iterations such as 5%."),
     lr_step: float = LrStepOpt,
     head_mult: float = HeadMultOpt,
@@ -93,9 +93,8 @@ def cam(
         launch_distributed(nproc)
     cfg = _cam_config(with_run_config(ctx, config, "cam", CAM_FIELDS, dict(locals())))
     with progress_bar("cam") as update:
-        paths = cam_stage.run(cfg, progress=update)
-    for p in paths:
-        out.print(f"wrote {p}")
+        result = cam_stage.run(cfg, progress=update)
+    print_result(result)
 
 
 def register(app: typer.Typer) -> None:

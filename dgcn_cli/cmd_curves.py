@@ -5,15 +5,10 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from stages import curves as curves_stage
 
-from .common import console, handle_errors, out, progress_bar
-
-
-def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
+from .common import handle_errors, print_result, progress_bar
 
 
 def register(app: typer.Typer) -> None:
@@ -23,14 +18,14 @@ def register(app: typer.Typer) -> None:
         runs: list[Path] = typer.Argument(..., metavar="RUN_DIR", help="Run folders of `dgcn train`, `retrain` or `cam` (its classifier/ folder), each holding metrics.jsonl."),
         out_path: Path = typer.Option(..., "--out", help="PNG file to write (replaced if it exists)."),
         labels: Optional[list[str]] = typer.Option(None, "--label", help="Legend name of each run, in order (repeat once per run). Default: parent/name of each folder."),
-        width: int = typer.Option(1200, "--width", min=curves_stage.WIDTH_RANGE[0], max=curves_stage.WIDTH_RANGE[1], help="Picture width in px."),
-        height: Optional[int] = typer.Option(None, "--height", min=curves_stage.HEIGHT_RANGE[0], max=curves_stage.HEIGHT_RANGE[1], help=f"Picture height in px. Default: {curves_stage.ROW_HEIGHT} per row of two panels."),
-        smooth: int = typer.Option(5, "--smooth", min=1, max=1000, help="Centred moving average over this many logged points (odd); 1 draws raw values only."),
+        width: int = typer.Option(1200, "--width", help="Picture width in px."),
+        height: Optional[int] = typer.Option(None, "--height", help=f"Picture height in px. Default: {curves_stage.ROW_HEIGHT} per row of two panels."),
+        smooth: int = typer.Option(5, "--smooth", help="Centred moving average over this many logged points (odd); 1 draws raw values only."),
     ) -> None:
         """A PNG of training curves: loss terms, supervised pixels, learning rate and val mIoU against iteration, runs overlaid."""
         cfg = curves_stage.CurvesConfig(
             runs=tuple(runs), out=out_path, labels=tuple(labels or ()), width=width, height=height, smooth=smooth,
         )
         with progress_bar("curves") as update:
-            path = curves_stage.run(cfg, progress=update, warn=_warn)
-        out.print(f"wrote {path}")
+            result = curves_stage.run(cfg, progress=update)
+        print_result(result)

@@ -19,10 +19,10 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def demo_data(
         out_dir: Path = typer.Option(..., "--out", help="Folder to write the demo dataset to (VOC layout)."),
-        seed: int = typer.Option(0, "--seed", min=0, help="Generator seed: the same seed gives the same images."),
-        n_train: int = typer.Option(300, "--n-train", min=1, help="Training images."),
-        n_val: int = typer.Option(100, "--n-val", min=1, help="Validation images."),
-        size: int = typer.Option(128, "--size", min=48, help="Image side in pixels."),
+        seed: int = typer.Option(0, "--seed", help="Generator seed: the same seed gives the same images."),
+        n_train: int = typer.Option(300, "--n-train", help="Training images."),
+        n_val: int = typer.Option(100, "--n-val", help="Validation images."),
+        size: int = typer.Option(128, "--size", help="Image side in pixels."),
         overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing folder."),
     ) -> None:
         """Write the synthetic demo dataset (VOC layout) to a folder."""

@@ -11,7 +11,17 @@ from rich.table import Table
 from stages import evaluate as evaluate_stage
 from stages import report as report_stage
 
-from .common import CacheDirOpt, DataRootOpt, DatasetOpt, LabelsFileOpt, data_config, handle_errors, out, progress_bar
+from .common import (
+    CacheDirOpt,
+    DataRootOpt,
+    DatasetOpt,
+    LabelsFileOpt,
+    data_config,
+    handle_errors,
+    out,
+    print_result,
+    progress_bar,
+)
 
 
 def _fmt(x: Optional[float]) -> str:
@@ -51,7 +61,7 @@ def register(app: typer.Typer) -> None:
         split: str = typer.Option("val", "--split", help="Split whose ground-truth masks are compared."),
         labels_file: Optional[Path] = LabelsFileOpt,
         cache_dir: Optional[Path] = CacheDirOpt,
-        cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", min=0.0, max=1.0, help="For CAMs: background score in the argmax."),
+        cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", help="For CAMs: background score in the argmax."),
         sweep: bool = typer.Option(False, "--sweep", help="For CAMs: try thresholds 0.05..0.95 and report the best."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number and the protocol to this JSON file."),
     ) -> None:
@@ -64,11 +74,10 @@ def register(app: typer.Typer) -> None:
             json_out=json_out,
         )
         with progress_bar("evaluate") as update:
-            report = evaluate_stage.run(cfg, progress=update)
-        p = report.protocol
-        print_report(report, f"{p['source_kind']} {source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
-        if json_out:
-            out.print(f"wrote {json_out}")
+            result = evaluate_stage.run(cfg, progress=update)
+        p = result.details.protocol
+        print_report(result.details, f"{p['source_kind']} {source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
+        print_result(result)
 
 
 def register_report(app: typer.Typer) -> None:
@@ -83,7 +92,6 @@ def register_report(app: typer.Typer) -> None:
 
         Rows are named from what each evaluated artifact records (its kind; the network's
         stage, expander and seed), not from file paths."""
-        report = report_stage.run(report_stage.ReportConfig(files=tuple(files), by_seed=by_seed, out=out_file))
-        out.print(report_stage.table(report))
-        if report.written is not None:
-            out.print(f"wrote {report.written}")
+        result = report_stage.run(report_stage.ReportConfig(files=tuple(files), by_seed=by_seed, out=out_file))
+        out.print(report_stage.table(result.details))
+        print_result(result)

@@ -5,7 +5,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 
 from stages import infer as infer_stage
 from stages.core.predict.segmenter import TEST_SCALES
@@ -17,18 +16,12 @@ from .common import (
     LabelsFileOpt,
     OverwriteOpt,
     ResumeOpt,
-    console,
     data_config,
-    fail,
     handle_errors,
-    out,
     parse_scales,
+    print_result,
     progress_bar,
 )
-
-
-def _warn(message: str) -> None:
-    console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -49,16 +42,14 @@ def register(app: typer.Typer) -> None:
         crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF at full image size (the paper's protocol)."),
         save_probs: bool = typer.Option(False, "--save-probs", help="Also store class probabilities (float16, C x H x W) in pred.h5."),
         png: bool = typer.Option(True, "--png/--no-png", help="Write VOC-coloured palette PNGs to <out>/png."),
-        batch_size: int = typer.Option(1, "--batch-size", min=1, help="Images per batch; images of the same size share forward passes."),
-        workers: int = typer.Option(2, "--workers", min=0, help="Image-decoding worker processes."),
-        crf_workers: int = typer.Option(0, "--crf-workers", min=0, help="CRF worker processes (0: in the main process)."),
+        batch_size: int = typer.Option(1, "--batch-size", help="Images per batch; images of the same size share forward passes."),
+        workers: int = typer.Option(2, "--workers", help="Image-decoding worker processes."),
+        crf_workers: int = typer.Option(0, "--crf-workers", help="CRF worker processes (0: in the main process)."),
         device: str = DeviceOpt,
         resume: bool = ResumeOpt,
         overwrite: bool = OverwriteOpt,
     ) -> None:
         """Predict label maps with a trained segmentation network: multi-scale + flip, dense CRF."""
-        if (dataset is None) == (images is None):
-            fail("give either --dataset (with --split) or --images DIR")
         cfg = infer_stage.InferConfig(
             checkpoint=checkpoint,
             out=out_dir,
@@ -78,12 +69,5 @@ def register(app: typer.Typer) -> None:
             overwrite=overwrite,
         )
         with progress_bar("infer") as update:
-            summary = infer_stage.run(cfg, progress=update, warn=_warn)
-        parts = [f"{summary.done} predicted", f"{summary.skipped} skipped (already done)", f"{len(summary.failed)} failed"]
-        out.print(f"infer: {summary.total} images: " + ", ".join(parts), highlight=False)
-        untried = summary.total - summary.done - summary.skipped - len(summary.failed)
-        if untried:
-            out.print(f"{untried} image(s) not in the finished {summary.path.name} were not retried; use --overwrite to redo all", highlight=False)
-        if summary.failed:
-            out.print("failed (unreadable): " + ", ".join(i for i, _ in summary.failed), highlight=False)
-        out.print(f"wrote {summary.path}" + (f" and {summary.png_dir}/" if summary.png_dir else ""), highlight=False)
+            result = infer_stage.run(cfg, progress=update)
+        print_result(result)

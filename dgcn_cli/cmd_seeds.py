@@ -20,7 +20,7 @@ from .common import (
     ResumeOpt,
     data_config,
     handle_errors,
-    out,
+    print_result,
     progress_bar,
 )
 
@@ -43,8 +43,8 @@ def saliency_bg(
         method=method, from_dir=from_dir, overwrite=overwrite, resume=resume,
     )
     with progress_bar("saliency") as update:
-        path = saliency_stage.run(cfg, progress=update)
-    out.print(f"wrote {path}")
+        result = saliency_stage.run(cfg, progress=update)
+    print_result(result)
 
 
 def seeds(
@@ -57,10 +57,10 @@ def seeds(
     cams: Optional[Path] = typer.Option(None, "--cams", help="cams.h5 from `dgcn cam`."),
     saliency: Optional[Path] = typer.Option(None, "--saliency", help="saliency.h5 from `dgcn saliency-bg`."),
     bg_source: str = typer.Option("saliency", "--bg-source", help="saliency, or cam: background where every CAM is low."),
-    fg_thresh: float = typer.Option(FusionConfig.fg_thresh, "--fg-thresh", min=0.0, max=1.0, help="A class seeds where its normalised CAM reaches this."),
-    bg_sal_thresh: float = typer.Option(FusionConfig.bg_sal_thresh, "--bg-sal-thresh", min=0.0, max=1.0, help="Background where saliency is below this."),
-    bg_cam_thresh: float = typer.Option(FusionConfig.bg_cam_thresh, "--bg-cam-thresh", min=0.0, max=1.0, help="With --bg-source cam: background where every CAM is below this."),
-    fg_sal_thresh: float = typer.Option(FusionConfig.fg_sal_thresh, "--fg-sal-thresh", min=0.0, max=1.0, help="A class seeds only where saliency also reaches this (0: off); where the CAM fires on non-salient pixels they stay unlabelled."),
+    fg_thresh: float = typer.Option(FusionConfig.fg_thresh, "--fg-thresh", help="A class seeds where its normalised CAM reaches this."),
+    bg_sal_thresh: float = typer.Option(FusionConfig.bg_sal_thresh, "--bg-sal-thresh", help="Background where saliency is below this."),
+    bg_cam_thresh: float = typer.Option(FusionConfig.bg_cam_thresh, "--bg-cam-thresh", help="With --bg-source cam: background where every CAM is below this."),
+    fg_sal_thresh: float = typer.Option(FusionConfig.fg_sal_thresh, "--fg-sal-thresh", help="A class seeds only where saliency also reaches this (0: off); where the CAM fires on non-salient pixels they stay unlabelled."),
     from_dsrg: Optional[Path] = typer.Option(None, "--from-dsrg", help="Import DSRG's localization_cues-sal.pickle (41x41 cues)."),
     from_irn: Optional[Path] = typer.Option(None, "--from-irn", help="Use IRN-style <id>.npy CAM dictionaries from this folder instead of --cams."),
     resume: bool = ResumeOpt,
@@ -75,8 +75,8 @@ def seeds(
         from_dsrg=from_dsrg, from_irn=from_irn, overwrite=overwrite, resume=resume,
     )
     with progress_bar("seeds") as update:
-        path = seeds_stage.run(cfg, progress=update)
-    out.print(f"wrote {path}")
+        result = seeds_stage.run(cfg, progress=update)
+    print_result(result)
 
 
 def register(app: typer.Typer) -> None:

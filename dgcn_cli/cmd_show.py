@@ -7,9 +7,18 @@ from typing import Optional
 import typer
 
 from stages import show as show_stage
-from stages.core.eval.render import MIN_TILE
 
-from .common import CacheDirOpt, DataRootOpt, DatasetOpt, LabelsFileOpt, SeedOpt, data_config, handle_errors, out
+from .common import (
+    CacheDirOpt,
+    DataRootOpt,
+    DatasetOpt,
+    LabelsFileOpt,
+    SeedOpt,
+    data_config,
+    handle_errors,
+    print_result,
+    progress_bar,
+)
 
 
 def _split_ids(text: Optional[str]) -> tuple[str, ...]:
@@ -33,12 +42,12 @@ def register(app: typer.Typer) -> None:
         pred: Optional[Path] = typer.Option(None, "--pred", help="pred.h5 from `dgcn infer`."),
         gt: Optional[bool] = typer.Option(None, "--gt/--no-gt", help="Ground-truth column. Default: shown when the split has masks."),
         ids: Optional[str] = typer.Option(None, "--ids", help="Comma-separated image ids, one row each (overrides --n)."),
-        n: int = typer.Option(4, "--n", min=1, help="How many images (the split's first ones unless --random)."),
+        n: int = typer.Option(4, "--n", help="How many images (the split's first ones unless --random)."),
         random: bool = typer.Option(False, "--random", help="Pick --n images at random (reproducible with --seed)."),
         seed: int = SeedOpt,
         overlay: bool = typer.Option(False, "--overlay", help="Draw label maps as colour overlays on the image."),
-        alpha: float = typer.Option(0.5, "--alpha", min=0.0, max=1.0, help="Opacity of the --overlay colours."),
-        tile: int = typer.Option(160, "--tile", min=MIN_TILE, help="Cell size in px (longer side of each panel)."),
+        alpha: float = typer.Option(0.5, "--alpha", help="Opacity of the --overlay colours."),
+        tile: int = typer.Option(160, "--tile", help="Cell size in px (longer side of each panel)."),
     ) -> None:
         """A PNG grid: images next to their CAMs, saliency, seeds, proxy labels, predictions and ground truth."""
         cfg = show_stage.ShowConfig(
@@ -58,5 +67,6 @@ def register(app: typer.Typer) -> None:
             alpha=alpha,
             tile=tile,
         )
-        path = show_stage.run(cfg)
-        out.print(f"wrote {path}")
+        with progress_bar("show") as update:
+            result = show_stage.run(cfg, progress=update)
+        print_result(result)

@@ -25,9 +25,9 @@ from .common import (
     backbone_option,
     data_config,
     handle_errors,
-    out,
     parse_range,
     parse_scales,
+    print_result,
     progress_bar,
 )
 from .run_config import RETRAIN_FIELDS, TRAIN_FIELDS, require, with_run_config
@@ -112,11 +112,11 @@ def train(
     expander: str = ExpanderOpt,
     expander_opt: list[str] = ExpanderOptsOpt,
     boundary: str = typer.Option("crf", "--boundary-loss", help="crf (KL to the dense CRF of H) or none."),
-    boundary_weight: float = typer.Option(1.0, "--boundary-weight", min=0.0, help="Weight of the boundary loss against the seeding loss."),
+    boundary_weight: float = typer.Option(1.0, "--boundary-weight", help="Weight of the boundary loss against the seeding loss."),
     boundary_clip: str = typer.Option("0.05,20", "--boundary-clip", help="Clip Q/H into LO,HI in the boundary loss (DSRG's and the published code's 0.05,20); none: plain KL."),
     seed_norm: str = typer.Option("image", "--seed-loss-norm", help="image: each image's seeding-loss sums over its own counts, then the batch mean (the published code); batch: pooled over the batch."),
-    crf_workers: int = typer.Option(1, "--crf-workers", min=0, help="Processes running the boundary-loss CRF."),
-    expand_after: int = typer.Option(0, "--expand-after", min=0, help="Train on the seeds alone for this many iterations before the expander starts (0: from the first step, the paper)."),
+    crf_workers: int = typer.Option(1, "--crf-workers", help="Processes running the boundary-loss CRF."),
+    expand_after: int = typer.Option(0, "--expand-after", help="Train on the seeds alone for this many iterations before the expander starts (0: from the first step, the paper)."),
     epochs: int = EpochsOpt,
     batch_size: int = BatchOpt,
     crop: int = CropOpt,
@@ -139,8 +139,8 @@ def train(
         launch_distributed(nproc)
     cfg = _train_config(with_run_config(ctx, config, "train", TRAIN_FIELDS, dict(locals())))
     with progress_bar("train") as update:
-        path = train_stage.run(cfg, progress=update)
-    out.print(f"wrote {path}")
+        result = train_stage.run(cfg, progress=update)
+    print_result(result)
 
 
 def _train_config(p: dict[str, Any]) -> train_stage.TrainConfig:
@@ -185,8 +185,8 @@ def graphcut_label(
         overwrite=overwrite, resume=resume,
     )
     with progress_bar("graphcut-label") as update:
-        path = gcl_stage.run(cfg, progress=update)
-    out.print(f"wrote {path}")
+        result = gcl_stage.run(cfg, progress=update)
+    print_result(result)
 
 
 def retrain(
@@ -234,8 +234,8 @@ def retrain(
         checkpoint=p["checkpoint"], labels=p["labels"], scales=parse_scales(p["scales"]), flip=p["flip"], crf=p["crf"],
     )
     with progress_bar("retrain") as update:
-        path = retrain_stage.run(cfg, progress=update)
-    out.print(f"wrote {path}")
+        result = retrain_stage.run(cfg, progress=update)
+    print_result(result)
 
 
 def register(app: typer.Typer) -> None:

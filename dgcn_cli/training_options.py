@@ -17,18 +17,18 @@ ConfigOpt = typer.Option(None, "--config", exists=True, dir_okay=False,
                          help="Rerun with the settings of a run's config.json; options given here override it.")
 
 RescaleOpt = typer.Option("1", "--rescale", help="Random rescale range LO,HI before the crop; 1 = none (the published code; e.g. 0.7,1.3).")
-HeadMultOpt = typer.Option(10.0, "--head-lr-mult", min=0.0, help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
+HeadMultOpt = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
 # the schedule options train and retrain share (paper defaults, GUIDE 1.5)
-EpochsOpt = typer.Option(7, "--epochs", min=1, help="Training epochs.")
-BatchOpt = typer.Option(16, "--batch-size", min=1, help="Images per batch (per process under DDP).")
-CropOpt = typer.Option(321, "--crop", min=16, help="Training crop size (paper: 321).")
-LrOpt = typer.Option(5e-4, "--lr", min=0.0, help="Backbone learning rate (the head gets --head-lr-mult times it).")
+EpochsOpt = typer.Option(7, "--epochs", help="Training epochs.")
+BatchOpt = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP).")
+CropOpt = typer.Option(321, "--crop", help="Training crop size (paper: 321).")
+LrOpt = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets --head-lr-mult times it).")
 WarmupOpt = typer.Option("200", "--warmup", help="Warm-up: iterations (paper: 200, about 4% of its VOC run), or a share of this run's iterations such as 5%.")
 AmpOpt = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA.")
-WorkersOpt = typer.Option(0, "--workers", min=0, help="Data-loader worker processes.")
+WorkersOpt = typer.Option(0, "--workers", help="Data-loader worker processes.")
 ValSplitOpt = typer.Option(None, "--val-split", help="Validate after each epoch on this split and keep the best in best.pt: single-scale mIoU for a segmenter, mAP of the image labels for the classifier.")
-LrStepOpt = typer.Option(3.0, "--lr-step-epochs", min=0.0, help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
-EmaOpt = typer.Option(0.0, "--ema", min=0.0, max=0.9999,
+LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
+EmaOpt = typer.Option(0.0, "--ema",
                       help="Keep an exponential moving average of the weights with this decay (e.g. 0.99) and use it for "
                            "validation and the saved model; 0 (the paper) keeps the last weights.")
 NprocOpt = typer.Option(1, "--nproc", min=1, help="Processes for distributed (DDP) training, launched with torchrun.")

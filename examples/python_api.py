@@ -37,22 +37,22 @@ def main(out: Path) -> None:
         model=ClassifierConfig(backbone="tiny", weights="none"),
         optim=OptimConfig(epochs=2, batch_size=8, crop=64, lr=0.05, warmup_iters=2, scale_range=(0.7, 1.3)),
         scales=(1.0,),
-    ))
+    )).paths
     print(f"cam:      {cams_train}")
 
     # 2. saliency for the background cue (MB+, computed)
     saliency = saliency_bg.run(saliency_bg.SaliencyConfig(
         out=out / "saliency_train.h5", data=train_data, method="mbd", overwrite=True,
-    ))
+    )).path
     print(f"saliency: {saliency}")
 
     # 3. seeds: confident CAM pixels as foreground, non-salient pixels as background
     seeds_train = seeds.run(seeds.SeedsConfig(
         out=out / "seeds_train.h5", data=train_data, cams=cams_train, saliency=saliency,
         fusion=FusionConfig(fg_thresh=0.3, bg_source="saliency", bg_sal_thresh=0.1), overwrite=True,
-    ))
+    )).path
     print(f"seeds:    {seeds_train}")
-    seed_report = evaluate.run(evaluate.EvaluateConfig(source=seeds_train, data=train_data))
+    seed_report = evaluate.run(evaluate.EvaluateConfig(source=seeds_train, data=train_data)).details
 
     # 4. segmentation network trained on the seeds, expanded by graph cut every iteration
     checkpoint = train.run(train.TrainConfig(
@@ -64,20 +64,20 @@ def main(out: Path) -> None:
         optim=OptimConfig(epochs=2, batch_size=8, crop=64, lr=0.05, warmup_iters=2),
         expander="graphcut",
         boundary_loss="none",  # "crf" adds the paper's boundary loss (slower)
-    ))
+    )).path
     print(f"train:    {checkpoint}")
 
     # 5. predictions for the val split (single scale + flip, no CRF, to stay fast)
     summary = infer.run(infer.InferConfig(
         checkpoint=checkpoint, out=out / "pred", data=val_data,
         scales=(1.0,), flip=True, crf=False, device=device, overwrite=True,
-    ))
+    )).details
     print(f"infer:    {summary.path} ({summary.done} of {summary.total} images predicted, {len(summary.failed)} failed)")
 
     # 6. evaluation against the val ground truth
     pred_report = evaluate.run(evaluate.EvaluateConfig(
         source=summary.path, data=val_data, json_out=out / "eval_pred_val.json",
-    ))
+    )).details
 
     s, p = seed_report.metrics, pred_report.metrics
     print(f"seeds (train): precision {100 * s.precision:.1f}%  coverage {100 * s.coverage:.1f}%")

@@ -25,6 +25,7 @@ from .core.io.names import check_name
 from .core.maps import resize_scores
 from .core.nets import Classifier, build_classifier
 from .core.nets.inputs import to_tensor
+from .core.stage import Progress, StageResult, wrote
 from .core.train.classifier import ClassifierConfig, classifier_task
 from .core.train.fit import OptimConfig, RunConfig, fit, is_main_process
 
@@ -117,12 +118,15 @@ def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.devi
         return fill(writer, weak.ids, compute, progress)
 
 
-def run(cfg: CamConfig, progress: Optional[Callable[..., None]] = None) -> list[Path]:
-    """Train (or load) the classifier, then write ``cams_<split>.h5`` for each CAM split."""
+def run(cfg: CamConfig, progress: Optional[Progress] = None) -> StageResult:
+    """Train (or load) the classifier, then write ``cams_<split>.h5`` for each CAM split
+    (the result's ``paths``)."""
     checkpoint = cfg.checkpoint if cfg.checkpoint is not None else train_classifier(cfg, progress)
     if not is_main_process():  # under torchrun, rank 0 alone writes the CAMs
-        return []
+        return StageResult((), "")
     device = resolve_device(cfg.run.device)
     model = load_classifier(checkpoint, device)
-    return [write_cams(cfg, model, split, device, progress) for split in (cfg.cam_splits or (cfg.data.split,))]
+    cams = [write_cams(cfg, model, split, device, progress) for split in (cfg.cam_splits or (cfg.data.split,))]
+    made = "given" if cfg.checkpoint is not None else "trained"
+    return wrote(*cams, summary="\n".join([f"classifier ({made}): {checkpoint}", *(f"wrote {p}" for p in cams)]))
 

@@ -15,19 +15,17 @@ the first repeated iteration on, the later attempt's records replace the earlier
 from __future__ import annotations
 
 import json
-import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
 from .core import checks
 from .core.errors import DgcnError
 from .core.io.files import atomic_path
-
-log = logging.getLogger(__name__)
+from .core.stage import Progress, StageResult, wrote
 
 METRICS_FILE = "metrics.jsonl"
 INDEX_KEYS = ("iteration", "epoch")
@@ -398,10 +396,9 @@ def _legend_line(color):
 # ---------------------------------------------------------------- stage
 
 
-def run(cfg: CurvesConfig, progress: Optional[Callable[..., None]] = None,
-        warn: Optional[Callable[[str], None]] = None) -> Path:
-    """Read every run's metrics, draw them and write ``cfg.out`` (PNG, atomically)."""
-    warn = warn or log.warning
+def run(cfg: CurvesConfig, progress: Optional[Progress] = None) -> StageResult:
+    """Read every run's metrics, draw them and write ``cfg.out`` (PNG, atomically); what could
+    not be drawn (cut-short lines, non-finite values) comes back as warnings."""
     labels = cfg.labels or default_labels(cfg.runs)
     total = len(cfg.runs) + 1
     curves = []
@@ -409,12 +406,9 @@ def run(cfg: CurvesConfig, progress: Optional[Callable[..., None]] = None,
         curves.append(read_metrics(run_dir))
         if progress:
             progress(i + 1, total, info=label)
-    for c in curves:
-        for message in c.warnings:
-            warn(message)
     out = cfg.out
     with atomic_path(out) as tmp:
         draw(curves, labels, cfg, tmp)
     if progress:
         progress(total, total, info=str(out))
-    return out
+    return wrote(out, warnings=tuple(m for c in curves for m in c.warnings))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from .core.io.artifacts import LABEL_KINDS, ArtifactReader
 from .core.io.files import write_json_atomic
 from .core.io.images import read_mask
 from .core.io.images import resize_label as resize_nearest
+from .core.stage import Progress, StageResult, wrote
 
 SWEEP_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 
@@ -89,7 +90,8 @@ def _made_by(kind: str, made_with: dict) -> dict:
     return made_by
 
 
-def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = None) -> EvalReport:
+def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult:
+    """Score the source against the split's masks; ``details`` is the ``EvalReport``."""
     ds = cfg.data.build()
     if not ds.has_masks():
         raise DatasetError(f"{ds.name}/{ds.split} has no ground-truth masks to evaluate against")
@@ -154,6 +156,7 @@ def run(cfg: EvaluateConfig, progress: Optional[Callable[[int, int], None]] = No
         protocol=protocol,
         sweep=[(t, r.miou) for t, r in zip(thresholds, results)] if len(thresholds) > 1 else [],
     )
-    if cfg.json_out is not None:
-        write_json_atomic(Path(cfg.json_out), {**report.to_dict(), "config": to_jsonable(cfg)}, indent=2)
-    return report
+    if cfg.json_out is None:
+        return StageResult((), "", details=report)
+    write_json_atomic(Path(cfg.json_out), {**report.to_dict(), "config": to_jsonable(cfg)}, indent=2)
+    return wrote(Path(cfg.json_out), details=report)

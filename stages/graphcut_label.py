@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -28,6 +28,7 @@ from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fil
 from .core.maps import present_matrix, resize_labels
 from .core.nets.inputs import to_tensor
 from .core.predict.segmenter import load_segmenter_checkpoint
+from .core.stage import Progress, StageResult, wrote
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class GraphcutLabelConfig:
         check_expander_options(self.expander, self.expander_options)
 
 
-def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+def run(cfg: GraphcutLabelConfig, progress: Optional[Progress] = None) -> StageResult:
     ds = cfg.data.build()
     weak = ds.weak()
     device = resolve_device(cfg.device)
@@ -80,7 +81,7 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Callable[..., None]] = None
     )
     try:
         with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(ds.ids)) as writer:
-            return fill(writer, ds.ids, compute, progress)
+            return wrote(fill(writer, ds.ids, compute, progress))
     finally:
         expander.close()
         seeds.close()

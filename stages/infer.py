@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import h5py
 import numpy as np
@@ -33,8 +32,7 @@ from .core.errors import ArtifactError, DatasetError, DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, partial_path
 from .core.io.images import IMAGE_SUFFIXES, read_image, write_palette_png
 from .core.predict.segmenter import COMBINE, TEST_SCALES, Segmenter, load_segmenter_checkpoint, predict_probs_batch
-
-log = logging.getLogger("dgcn.infer")
+from .core.stage import Progress, StageResult
 
 # Protocol keys that must match for --resume to continue a partial pred.h5.
 _PROTOCOL_KEYS = ("scales", "flip", "combine", "crf", "crf_params", "save_probs")
@@ -78,6 +76,17 @@ class InferSummary:
     done: int  # predicted by this run
     skipped: int  # already in pred.h5 (--resume)
     failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (image id, reason)
+
+    def lines(self) -> list[str]:
+        """What a person reads after the run: the counts, what was not retried, what failed, where it went."""
+        out = [f"infer: {self.total} images: {self.done} predicted, {self.skipped} skipped (already done), {len(self.failed)} failed"]
+        untried = self.total - self.done - self.skipped - len(self.failed)
+        if untried:
+            out.append(f"{untried} image(s) not in the finished {self.path.name} were not retried; use --overwrite to redo all")
+        if self.failed:
+            out.append("failed (unreadable): " + ", ".join(i for i, _ in self.failed))
+        out.append(f"wrote {self.path}" + (f" and {self.png_dir}/" if self.png_dir else ""))
+        return out
 
 
 def pred_path(out: Path) -> Path:
@@ -179,13 +188,15 @@ def _check_partial(path: Path, extra: dict[str, Any], cfg: InferConfig) -> None:
         )
 
 
-def run(
-    cfg: InferConfig,
-    progress: Optional[Callable[..., None]] = None,
-    warn: Optional[Callable[[str], None]] = None,
-) -> InferSummary:
-    """Predict every image of the split or folder not yet in ``<out>/pred.h5``; returns the counts."""
-    warn = warn or log.warning
+def run(cfg: InferConfig, progress: Optional[Progress] = None) -> StageResult:
+    """Predict every image of the split or folder not yet in ``<out>/pred.h5``; ``details`` is
+    the ``InferSummary`` (the counts), ``warnings`` name each image that could not be read."""
+    summary = _infer(cfg, progress)
+    written = (summary.path,) if summary.png_dir is None else (summary.path, summary.png_dir)
+    return StageResult(written, "\n".join(summary.lines()), tuple(f"skipped {i}: {e}" for i, e in summary.failed), summary)
+
+
+def _infer(cfg: InferConfig, progress: Optional[Progress]) -> InferSummary:
     device = resolve_device(cfg.device)
     seg = load_segmenter_checkpoint(cfg.checkpoint, device)
     items, dataset, split, class_names = _source(cfg, seg)
@@ -209,7 +220,7 @@ def run(
         if png_dir is not None:
             png_dir.mkdir(parents=True, exist_ok=True)
         with CrfPool(cfg.crf_workers if cfg.crf else 0) as pool:
-            done, failed = _predict_all(cfg, seg, writer, todo, skipped, len(items), png_dir, pool, device, progress, warn)
+            done, failed = _predict_all(cfg, seg, writer, todo, skipped, len(items), png_dir, pool, device, progress)
         if done + skipped == 0:
             raise DatasetError(
                 f"none of the {len(items)} images could be read (e.g. {failed[0][1]}); nothing written"
@@ -229,8 +240,7 @@ def _predict_all(
     png_dir: Optional[Path],
     pool: CrfPool,
     device: torch.device,
-    progress: Optional[Callable[..., None]],
-    warn: Callable[[str], None],
+    progress: Optional[Progress],
 ) -> tuple[int, list[tuple[str, str]]]:
     loader = DataLoader(
         _ImageFiles(todo), batch_size=cfg.batch_size, shuffle=False,
@@ -273,7 +283,6 @@ def _predict_all(
                     good.append((image_id, image))
                 else:
                     failed.append((image_id, error))
-                    warn(f"skipped {image_id}: {error}")
                     if progress:
                         progress(skipped + done + len(failed), total)
             if not good:

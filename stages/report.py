@@ -13,12 +13,13 @@ import io
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
 from .core.errors import DgcnError
 from .core.io.files import write_text_atomic
+from .core.stage import Progress, StageResult, wrote
 
 COLUMNS = ("result", "kind", "split", "images", "runs", "mIoU", "precision", "coverage", "protocol")
 _METRICS = ("miou", "precision", "coverage")
@@ -53,7 +54,6 @@ class ReportRow:
 class Report:
     title: str
     rows: tuple[ReportRow, ...]
-    written: Optional[Path] = None
 
 
 def read_result(path: Path) -> dict:
@@ -179,13 +179,14 @@ def table(report: Report):
     return t
 
 
-def run(cfg: ReportConfig, progress: Optional[Callable[..., None]] = None) -> Report:
+def run(cfg: ReportConfig, progress: Optional[Progress] = None) -> StageResult:
+    """One table over ``evaluate --json`` results; ``details`` is the ``Report``."""
     rows = tuple(build_rows(cfg.files, cfg.by_seed))
     title = "dgcn results (%)" + (", mean ± std over seeds" if cfg.by_seed else "")
     report = Report(title, rows)
-    if cfg.out is not None:
-        write_text_atomic(Path(cfg.out), render(report))
-        report = Report(title, rows, Path(cfg.out))
     if progress:
         progress(len(cfg.files), len(cfg.files))
-    return report
+    if cfg.out is None:
+        return StageResult((), "", details=report)
+    write_text_atomic(Path(cfg.out), render(report))
+    return wrote(Path(cfg.out), details=report)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -26,6 +26,7 @@ from .core.device import resolve_device
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.maps import IGNORE, resize_labels
 from .core.predict.segmenter import TEST_SCALES, load_segmenter_checkpoint, predict_probs
+from .core.stage import Progress, StageResult, wrote
 from .core.train.fit import OptimConfig, RunConfig, fit
 from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
 
@@ -86,7 +87,7 @@ def _ce_loss(model, batch: dict, device: torch.device, iteration: int = 0):
     return loss, {}
 
 
-def run(cfg: RetrainConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+def run(cfg: RetrainConfig, progress: Optional[Progress] = None) -> StageResult:
     from .core.errors import DgcnError
 
     if (cfg.checkpoint is None) == (cfg.labels is None):
@@ -94,9 +95,10 @@ def run(cfg: RetrainConfig, progress: Optional[Callable[..., None]] = None) -> P
     weak = cfg.data.build().weak()
     labels = cfg.labels if cfg.labels is not None else make_pseudo_labels(cfg, weak, progress)
     maps = LazyLabelMaps(labels, ("labels", "predictions", "seeds"), weak.class_names, weak.ids)
-    return fit(
+    final = fit(
         run=cfg.run, optim=cfg.optim, weak=weak, task=segmenter_task(cfg.model, _ce_loss, maps),
         # the labels' content fingerprint: training on regenerated labels is another run
         stage_config={"stage": "retrain", **cfg.__dict__, "labels_fingerprint": maps.fingerprint, "teacher": maps.made_by},
         progress=progress,
     )
+    return wrote(final) if cfg.labels is not None else wrote(final, labels)

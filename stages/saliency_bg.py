@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 
@@ -18,6 +18,7 @@ from .core.cues.saliency import SALIENCY, load_saliency_png
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.io.images import resize_map
+from .core.stage import Progress, StageResult, wrote
 
 
 @dataclass(frozen=True)
@@ -30,7 +31,7 @@ class SaliencyConfig:
     resume: bool = False
 
 
-def run(cfg: SaliencyConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+def run(cfg: SaliencyConfig, progress: Optional[Progress] = None) -> StageResult:
     ds = cfg.data.build()
     weak = ds.weak()
     if cfg.from_dir is None:
@@ -55,4 +56,4 @@ def run(cfg: SaliencyConfig, progress: Optional[Callable[..., None]] = None) -> 
         extra={"source": f"imported from {cfg.from_dir}" if cfg.from_dir else f"computed: {cfg.method}", "resolution": "image"},
     )
     with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(weak.ids)) as writer:
-        return fill(writer, weak.ids, compute, progress)
+        return wrote(fill(writer, weak.ids, compute, progress))

@@ -20,6 +20,7 @@ from .core.cues.seeding import FusionConfig, cues_to_seeds, fuse_seeds
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.io.safe_pickle import safe_load
+from .core.stage import Progress, StageResult, wrote
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ def _irn_cams(folder: Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(data["high_res"], dtype=np.float32), np.asarray(data["keys"]).astype(np.int64) + 1
 
 
-def run(cfg: SeedsConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+def run(cfg: SeedsConfig, progress: Optional[Progress] = None) -> StageResult:
     given = [n for n, v in (("--from-dsrg", cfg.from_dsrg), ("--from-irn", cfg.from_irn), ("--cams", cfg.cams)) if v is not None]
     if len(given) > 1:
         raise DgcnError(f"give one seed source, not {' and '.join(given)}")
@@ -107,7 +108,7 @@ def run(cfg: SeedsConfig, progress: Optional[Callable[..., None]] = None) -> Pat
             config=to_jsonable(cfg), inputs=inputs, extra={"source": source},
         )
         with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(ds.ids)) as writer:
-            return fill(writer, ds.ids, compute, progress)
+            return wrote(fill(writer, ds.ids, compute, progress))
     finally:
         for r in readers:
             r.close()

@@ -23,6 +23,7 @@ from .core.eval import render
 from .core.io.artifacts import ArtifactReader
 from .core.io.files import atomic_path
 from .core.io.images import resize_image, resize_label, resize_map
+from .core.stage import Progress, StageResult, wrote
 
 # (config field, artifact kind, column title) in column order
 MAP_SOURCES = (("saliency", "saliency", "saliency"),)
@@ -54,6 +55,14 @@ class ShowConfig:
     alpha: float = 0.5
     tile: int = 160
 
+    def __post_init__(self) -> None:
+        if self.tile < render.MIN_TILE:
+            raise DgcnError(f"--tile {self.tile} is too small to read; use at least {render.MIN_TILE}")
+        if self.n < 1:
+            raise DgcnError(f"--n {self.n}: show at least one image")
+        if not 0.0 <= self.alpha <= 1.0:
+            raise DgcnError(f"overlay alpha {self.alpha} must lie in [0, 1]")
+
 
 @dataclass
 class _Row:
@@ -63,15 +72,6 @@ class _Row:
     cams: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (class id, map)
     maps: dict[str, np.ndarray] = field(default_factory=dict)
     labels: dict[str, np.ndarray] = field(default_factory=dict)  # at panel size
-
-
-def _check(cfg: ShowConfig) -> None:
-    if cfg.tile < render.MIN_TILE:
-        raise DgcnError(f"--tile {cfg.tile} is too small to read; use at least {render.MIN_TILE}")
-    if cfg.n < 1:
-        raise DgcnError(f"--n {cfg.n}: show at least one image")
-    if not 0.0 <= cfg.alpha <= 1.0:
-        raise DgcnError(f"overlay alpha {cfg.alpha} must lie in [0, 1]")
 
 
 def choose_ids(cfg: ShowConfig, ds: SegDataset, readers: dict[str, ArtifactReader]) -> list[str]:
@@ -158,9 +158,8 @@ def build_grid(rows: list[_Row], cfg: ShowConfig, class_names: Sequence[str], la
     return render.compose_grid(headers, panels, cfg.tile, entries)
 
 
-def run(cfg: ShowConfig) -> Path:
+def run(cfg: ShowConfig, progress: Optional[Progress] = None) -> StageResult:
     """Draw the grid and write it to ``cfg.out`` (PNG, atomically); returns the path."""
-    _check(cfg)
     ds = cfg.data.build()
     if cfg.gt and not ds.has_masks():
         raise DatasetError(f"{ds.name}/{ds.split} has no ground-truth masks; drop --gt")
@@ -173,7 +172,11 @@ def run(cfg: ShowConfig) -> Path:
             if path is not None:
                 readers[role] = stack.enter_context(ArtifactReader(path, kind=kind, class_names=ds.class_names))
         ids = choose_ids(cfg, ds, readers)
-        rows = [_load_row(i, cfg, ds, readers, show_gt) for i in ids]
+        rows = []
+        for i in ids:
+            rows.append(_load_row(i, cfg, ds, readers, show_gt))
+            if progress:
+                progress(len(rows), len(ids), info=i)
     label_roles = [(role, title) for role, _, title in LABEL_SOURCES if getattr(cfg, role) is not None]
     if show_gt:
         label_roles.append(("gt", GT_TITLE))
@@ -181,4 +184,4 @@ def run(cfg: ShowConfig) -> Path:
     out = Path(cfg.out)
     with atomic_path(out) as tmp:
         grid.save(tmp, format="PNG")
-    return out
+    return wrote(out)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import torch
 
@@ -25,6 +25,7 @@ from .core.cues.crf import BOUNDARY_CRF, CrfPool, submit_batch
 from .core.errors import DgcnError
 from .core.expanders import build_expander, check_expander_options
 from .core.maps import IGNORE, present_matrix, resize_labels
+from .core.stage import Progress, StageResult, wrote
 from .core.train.fit import OptimConfig, RunConfig, fit
 from .core.train.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss
 from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
@@ -100,20 +101,20 @@ def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
     return loss_fn
 
 
-def run(cfg: TrainConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+def run(cfg: TrainConfig, progress: Optional[Progress] = None) -> StageResult:
     weak = cfg.data.build().weak()
     maps = LazyLabelMaps(cfg.seeds, ("seeds",), weak.class_names, weak.ids)
     expander = build_expander(cfg.expander, **dict(cfg.expander_options))
     crf = cfg.boundary_loss == "crf" or expander.needs_refined_probs
     pool = CrfPool(cfg.crf_workers, BOUNDARY_CRF) if crf else None
     try:
-        return fit(
+        return wrote(fit(
             run=cfg.run, optim=cfg.optim, weak=weak,
             task=segmenter_task(cfg.model, make_loss(cfg, expander, pool), maps, keep_image=crf),
             # the seeds' content fingerprint: resuming on regenerated seeds is another run
             stage_config={"stage": "train", **cfg.__dict__, "seeds_fingerprint": maps.fingerprint},
             progress=progress,
-        )
+        ))
     finally:
         expander.close()
         if pool is not None:

@@ -144,4 +144,4 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, make_train_conf
     """final.pt of a 2-epoch graph-cut training run on ``train_data`` (a few seconds on the CPU)."""
     from stages import train
 
-    return train.run(make_train_config(tmp_path_factory.mktemp("trained") / "run"))
+    return train.run(make_train_config(tmp_path_factory.mktemp("trained") / "run")).path

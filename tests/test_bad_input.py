@@ -113,7 +113,7 @@ def test_rerun_without_resume_refuses_to_restart_an_interrupted_stage(tmp_path, 
     assert res.exit_code != 0 and "(2 of 12 images done)" in res.output
     # --resume continues it
     from dataclasses import replace
-    assert saliency_bg.run(replace(cfg, resume=True)) == cfg.out
+    assert saliency_bg.run(replace(cfg, resume=True)).path == cfg.out
     with ArtifactReader(cfg.out) as r:
         assert len(r) == 12
 
@@ -287,7 +287,7 @@ def test_artifacts_made_from_other_images_with_the_same_ids_are_refused(tmp_path
     with pytest.raises(DgcnError, match=r"seeds64\.h5: image train_\d+ is 64x64 there but 96x96"):
         train.run(cfg)
     # on its own images it is fine
-    report = evaluate.run(evaluate.EvaluateConfig(source=seeds, data=DataConfig(dataset="demo", data_root=small, split="train")))
+    report = evaluate.run(evaluate.EvaluateConfig(source=seeds, data=DataConfig(dataset="demo", data_root=small, split="train"))).details
     assert report.metrics.miou > 0.99
 
 

@@ -76,7 +76,7 @@ def test_classifier_validates_keeps_a_weight_average_and_never_reads_masks(tmp_p
     monkeypatch.setattr(VocDataset, "load_mask", _no_masks)
     monkeypatch.setattr(images, "read_mask", _no_masks)
     monkeypatch.setattr("stages.core.datasets.voc.read_mask", _no_masks)
-    (cams,) = cam.run(_config(tmp_path, train_data))
+    (cams,) = cam.run(_config(tmp_path, train_data)).paths
     folder = tmp_path / "cam" / "classifier"
     records = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
     vals = [r["val_map"] for r in records if "val_map" in r]

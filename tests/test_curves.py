@@ -198,7 +198,7 @@ def test_png_of_the_configured_size_with_one_panel_per_quantity(seg_run: Path, c
     out = tmp_path / "sub" / "curves.png"
     calls = []
     cfg = curves.CurvesConfig(runs=(seg_run, cls_run), out=out, width=900, height=640)
-    assert curves.run(cfg, progress=lambda done, total, info="": calls.append((done, total))) == out
+    assert curves.run(cfg, progress=lambda done, total, info="": calls.append((done, total))).path == out
     with Image.open(out) as im:
         assert im.format == "PNG" and im.size == (900, 640)
         im.verify()

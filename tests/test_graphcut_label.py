@@ -31,7 +31,7 @@ def seeds_by_id(train_seeds):
 
 @pytest.mark.parametrize("expander", EXPANDERS.names())
 def test_every_expander_labels_every_image(tmp_path, expander, trained_checkpoint, train_seeds, train_data, seeds_by_id):
-    out = graphcut_label.run(_config(trained_checkpoint, train_seeds, tmp_path / "labels.h5", train_data, expander))
+    out = graphcut_label.run(_config(trained_checkpoint, train_seeds, tmp_path / "labels.h5", train_data, expander)).path
     ds = train_data.build()
     grown = 0
     with ArtifactReader(out, kind="labels", class_names=ds.class_names) as r:
@@ -60,7 +60,7 @@ def test_graphcut_grows_seeds_in_feature_space(tmp_path, trained_checkpoint, tra
     # theta=0 (the low end of the paper's ablation) lets the cut alone decide.
     out = graphcut_label.run(_config(trained_checkpoint, train_seeds, tmp_path / "labels.h5", train_data,
                                      expander_options={"theta": 0.0, "k": 5, "override_seeds": False,
-                                                       "cut_background": False}))
+                                                       "cut_background": False})).path
     ds = train_data.build()
     grown = 0
     with ArtifactReader(out, kind="labels") as r:
@@ -81,7 +81,7 @@ def test_output_exists_and_resume(tmp_path, trained_checkpoint, train_seeds, tra
     with pytest.raises(OutputExistsError):
         graphcut_label.run(_config(trained_checkpoint, train_seeds, path, train_data, "none"))
     before = path.stat().st_mtime_ns
-    assert graphcut_label.run(_config(trained_checkpoint, train_seeds, path, train_data, "none", resume=True)) == path
+    assert graphcut_label.run(_config(trained_checkpoint, train_seeds, path, train_data, "none", resume=True)).path == path
     assert path.stat().st_mtime_ns == before
 
 

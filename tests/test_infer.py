@@ -186,7 +186,7 @@ def test_resume_after_interruption_skips_done_images(tmp_path, image_folder, mon
         return real(model, images, *args, **kwargs)
 
     monkeypatch.setattr(infer_stage, "predict_probs_batch", counting)
-    summary = infer_stage.run(infer_stage.InferConfig(checkpoint=ckpt, out=out, images=folder, scales=(1.0,), crf=False, resume=True))
+    summary = infer_stage.run(infer_stage.InferConfig(checkpoint=ckpt, out=out, images=folder, scales=(1.0,), crf=False, resume=True)).details
     assert (summary.total, summary.done, summary.skipped, len(summary.failed)) == (6, 2, 2, 2)
     assert len(computed) == 2
     assert sorted(p.stem for p in (out / "png").iterdir()) == sorted(set(sizes) - set(first))
@@ -194,7 +194,7 @@ def test_resume_after_interruption_skips_done_images(tmp_path, image_folder, mon
         assert r.ids == sorted(sizes)
     # resuming a finished run keeps it and computes nothing (the unreadable files are not retried)
     computed.clear()
-    summary = infer_stage.run(infer_stage.InferConfig(checkpoint=ckpt, out=out, images=folder, scales=(1.0,), crf=False, resume=True))
+    summary = infer_stage.run(infer_stage.InferConfig(checkpoint=ckpt, out=out, images=folder, scales=(1.0,), crf=False, resume=True)).details
     assert (summary.total, summary.done, summary.skipped) == (6, 0, 4) and not computed
 
 
@@ -223,7 +223,7 @@ def test_infer_demo_split_is_evaluable(tmp_path, cache_dir):
     summary = infer_stage.run(
         infer_stage.InferConfig(checkpoint=ckpt, out=tmp_path / "pred", data=data, workers=1, batch_size=4),
         progress=lambda done, total: calls.append((done, total)),
-    )
+    ).details
     assert (summary.total, summary.done, summary.skipped, summary.failed) == (4, 4, 0, ())
     assert calls[-1] == (4, 4)
     ds = data.build()
@@ -232,5 +232,5 @@ def test_infer_demo_split_is_evaluable(tmp_path, cache_dir):
         assert r.inputs["checkpoint"] and r.extra["scales"] == [0.75, 1.0, 1.25]
         for image_id in ds.ids:
             assert r.get(image_id, "label").shape == ds.load_mask(image_id).shape
-    report = evaluate_stage.run(evaluate_stage.EvaluateConfig(source=summary.path, data=data))
+    report = evaluate_stage.run(evaluate_stage.EvaluateConfig(source=summary.path, data=data)).details
     assert report.protocol["images"] == 4 and 0.0 <= report.metrics.pixel_acc <= 1.0

@@ -150,7 +150,7 @@ def write_items(path: Path, kind: str, per_id: dict[str, dict[str, np.ndarray]],
 def test_evaluate_png_folder_equal_to_gt(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
     folder = tmp_path / "pngs"
     shutil.copytree(demo_root / "SegmentationClass", folder)
-    report = ev.run(ev.EvaluateConfig(source=folder, data=data_cfg(demo_root, cache_dir)))
+    report = ev.run(ev.EvaluateConfig(source=folder, data=data_cfg(demo_root, cache_dir))).details
     m = report.metrics
     assert m.miou == 1.0 and m.pixel_acc == 1.0 and m.precision == 1.0 and m.coverage == 1.0
     assert m.pixels == 6 * 64 * 64
@@ -178,7 +178,7 @@ def test_evaluate_seeds_precision_and_coverage(demo_root: Path, tmp_path: Path, 
         lab[10:15] = gt[10:15] % 5 + 1  # never equal to the truth
         seeds[image_id] = {"label": lab}
     fp = write_items(tmp_path / "seeds.h5", "seeds", seeds)
-    report = ev.run(ev.EvaluateConfig(source=tmp_path / "seeds.h5", data=data_cfg(demo_root, cache_dir)))
+    report = ev.run(ev.EvaluateConfig(source=tmp_path / "seeds.h5", data=data_cfg(demo_root, cache_dir))).details
     m = report.metrics
     assert m.precision == pytest.approx(2 / 3)
     assert m.coverage == pytest.approx(15 / 64)
@@ -202,7 +202,7 @@ def test_evaluate_resizes_smaller_pngs_and_refuses_smaller_artifacts(demo_root: 
     (tmp_path / "png").mkdir()
     for i, lab in preds.items():
         write_palette_png(tmp_path / "png" / f"{i}.png", lab)
-    report = ev.run(ev.EvaluateConfig(source=tmp_path / "png", data=data_cfg(demo_root, cache_dir)))
+    report = ev.run(ev.EvaluateConfig(source=tmp_path / "png", data=data_cfg(demo_root, cache_dir))).details
     assert report.protocol["resizing"].startswith("nearest-neighbour")
     assert "(2 of 6 images resized)" in report.protocol["resizing"]
     assert 0.8 < report.metrics.miou < 1.0
@@ -261,10 +261,10 @@ def test_evaluate_cams_fixed_threshold(demo_root: Path, tmp_path: Path, cache_di
     gts = val_masks(demo_root, cache_dir)
     write_items(tmp_path / "cams.h5", "cams", _cams(gts))
     cfg = data_cfg(demo_root, cache_dir)
-    good = ev.run(ev.EvaluateConfig(source=tmp_path / "cams.h5", data=cfg, cam_bg_thresh=0.5))
+    good = ev.run(ev.EvaluateConfig(source=tmp_path / "cams.h5", data=cfg, cam_bg_thresh=0.5)).details
     assert good.metrics.miou == 1.0 and good.protocol["cam_bg_thresh"] == 0.5
     assert good.protocol["cam_bg_thresh_selected_by_sweep"] is False and good.sweep == []
-    low = ev.run(ev.EvaluateConfig(source=tmp_path / "cams.h5", data=cfg, cam_bg_thresh=0.15))
+    low = ev.run(ev.EvaluateConfig(source=tmp_path / "cams.h5", data=cfg, cam_bg_thresh=0.15)).details
     assert low.metrics.miou < 1.0
     # background IoU at a low threshold: nothing is predicted background
     assert low.metrics.iou[0] == 0.0
@@ -276,7 +276,7 @@ def test_evaluate_cams_sweep_picks_best(demo_root: Path, tmp_path: Path, cache_d
     report = ev.run(
         ev.EvaluateConfig(source=tmp_path / "cams.h5", data=data_cfg(demo_root, cache_dir), sweep=True,
                           json_out=tmp_path / "out" / "eval.json")
-    )
+    ).details
     thresholds = [t for t, _ in report.sweep]
     assert thresholds == list(ev.SWEEP_THRESHOLDS) and len(thresholds) == 19
     scores = dict(report.sweep)
@@ -293,7 +293,7 @@ def test_evaluate_cams_sweep_picks_best(demo_root: Path, tmp_path: Path, cache_d
 def test_sweep_is_ignored_for_label_artifacts(demo_root: Path, tmp_path: Path, cache_dir: Path) -> None:
     gts = val_masks(demo_root, cache_dir)
     write_items(tmp_path / "labels.h5", "labels", {i: {"label": g} for i, g in gts.items()})
-    report = ev.run(ev.EvaluateConfig(source=tmp_path / "labels.h5", data=data_cfg(demo_root, cache_dir), sweep=True))
+    report = ev.run(ev.EvaluateConfig(source=tmp_path / "labels.h5", data=data_cfg(demo_root, cache_dir), sweep=True)).details
     assert report.sweep == [] and "cam_bg_thresh" not in report.protocol
     assert report.metrics.miou == 1.0
 
@@ -307,7 +307,7 @@ def test_evaluate_json_holds_protocol_and_metrics(demo_root: Path, tmp_path: Pat
         preds[image_id] = {"label": lab}
     fp = write_items(tmp_path / "pred.h5", "predictions", preds)
     json_path = tmp_path / "report" / "eval.json"
-    report = ev.run(ev.EvaluateConfig(source=tmp_path / "pred.h5", data=data_cfg(demo_root, cache_dir), json_out=json_path))
+    report = ev.run(ev.EvaluateConfig(source=tmp_path / "pred.h5", data=data_cfg(demo_root, cache_dir), json_out=json_path)).details
     assert not list(json_path.parent.glob("*.partial"))
     data = json.loads(json_path.read_text())
     p = data["protocol"]

@@ -27,15 +27,15 @@ def _result(path, kind, miou, model=None, expander=None, split="val"):
 def test_rows_from_real_artifacts(tmp_path, trained_checkpoint, train_seeds, train_data):
     val = replace(train_data, split="val")
     pred = infer.run(infer.InferConfig(checkpoint=trained_checkpoint, out=tmp_path / "p", data=val, scales=(1.0,),
-                                       crf=False, png=False, device="cpu")).path
+                                       crf=False, png=False, device="cpu")).details.path
     labels = graphcut_label.run(graphcut_label.GraphcutLabelConfig(
         checkpoint=trained_checkpoint, seeds=train_seeds, out=tmp_path / "l.h5", data=train_data, expander="none",
-        device="cpu"))
+        device="cpu")).path
     files = []
     for name, source, data in (("a", pred, val), ("b", labels, train_data), ("c", train_seeds, train_data)):
         files.append(tmp_path / "somewhere" / f"{name}.json")
         evaluate.run(evaluate.EvaluateConfig(source=source, data=data, json_out=files[-1]))
-    rows = report.run(report.ReportConfig(files=tuple(files))).rows
+    rows = report.run(report.ReportConfig(files=tuple(files))).details.rows
     # the fixture's run: `train`, the default expander (graphcut), seed 0; file names say nothing
     assert [(r.name, r.kind, r.split) for r in rows] == [
         ("train graphcut s0", "predictions", "val"),
@@ -49,12 +49,12 @@ def test_by_seed_merges_and_clashes_are_told_apart(tmp_path):
     a = _result(tmp_path / "x" / "eval" / "p0.json", "predictions", 0.5, {**model, "seed": 0})
     b = _result(tmp_path / "y" / "eval" / "p1.json", "predictions", 0.7, {**model, "seed": 1})
     c = _result(tmp_path / "z" / "eval" / "p1.json", "predictions", 0.6, {**model, "seed": 1})
-    rows = report.run(report.ReportConfig(files=(a, b), by_seed=True)).rows
+    rows = report.run(report.ReportConfig(files=(a, b), by_seed=True)).details.rows
     assert len(rows) == 1 and rows[0].name == "train dsrg" and rows[0].cells()[4:6] == ("2", "60.0 ± 14.1")
-    separate = report.run(report.ReportConfig(files=(a, b))).rows
+    separate = report.run(report.ReportConfig(files=(a, b))).details.rows
     assert [r.name for r in separate] == ["train dsrg s0", "train dsrg s1"]
     # the same seed twice is not a mean over seeds: each keeps its own row, told apart by path
-    clash = report.run(report.ReportConfig(files=(a, b, c), by_seed=True)).rows
+    clash = report.run(report.ReportConfig(files=(a, b, c), by_seed=True)).details.rows
     assert [r.name for r in clash] == ["train dsrg [x/p0]", "train dsrg [y/p1]", "train dsrg [z/p1]"]
 
 
@@ -66,15 +66,17 @@ def test_retrain_pseudo_labels_and_old_results(tmp_path):
     old = tmp_path / "run-s3" / "eval" / "pred_val.json"
     old.parent.mkdir(parents=True)
     old.write_text(json.dumps({"protocol": {"split": "val", "source_kind": "predictions"}, "miou": 0.1}))
-    names = [row.name for row in report.run(report.ReportConfig(files=(r, p, cams, old))).rows]
+    names = [row.name for row in report.run(report.ReportConfig(files=(r, p, cams, old))).details.rows]
     assert names == ["retrain from train graphcut s1", "pseudo labels of train graphcut s2", "CAMs", "run-s3/pred_val"]
 
 
 def test_out_file_and_cli(tmp_path):
     a = _result(tmp_path / "a.json", "predictions", 0.5, {"stage": "train", "expander": "none", "seed": 0})
     out = tmp_path / "t" / "report.txt"
-    rep = report.run(report.ReportConfig(files=(a,), out=out))
-    assert rep.written == out and "train none s0" in out.read_text() and "50.0" in out.read_text()
+    result = report.run(report.ReportConfig(files=(a,), out=out))
+    assert result.paths == (out,) and result.summary == f"wrote {out}"
+    assert "train none s0" in out.read_text() and "50.0" in out.read_text()
+    assert [row.name for row in result.details.rows] == ["train none s0"]
     res = CliRunner().invoke(app, ["report", str(a), "--out", str(tmp_path / "cli.txt")])
     assert res.exit_code == 0, res.output
     assert "train none s0" in (tmp_path / "cli.txt").read_text()
@@ -96,5 +98,5 @@ def test_expander_options_are_part_of_the_name(tmp_path):
     json_b = json.loads(b.read_text())
     json_b["protocol"]["made_by"]["expander_options"] = {"cut_background": False}
     b.write_text(json.dumps(json_b))
-    names = [r.name for r in report.run(report.ReportConfig(files=(a, b))).rows]
+    names = [r.name for r in report.run(report.ReportConfig(files=(a, b))).details.rows]
     assert names == ["train graphcut (cut_background=false) s0", "proxy labels: graphcut (cut_background=false) s0"]

@@ -100,7 +100,7 @@ def _assert_same_state(a: dict, b: dict) -> None:
 @pytest.mark.slow
 def test_kill_and_resume_is_bit_exact(tmp_path, train_demo_root, train_seeds):
     full_dir, cut_dir = tmp_path / "full", tmp_path / "cut"
-    full = train.run(resume_config(full_dir, train_demo_root, train_seeds))
+    full = train.run(resume_config(full_dir, train_demo_root, train_seeds)).path
 
     _start_and_kill(cut_dir, train_demo_root, train_seeds)
     assert not (cut_dir / "final.pt").exists()
@@ -111,7 +111,7 @@ def test_kill_and_resume_is_bit_exact(tmp_path, train_demo_root, train_seeds):
     # a new run into the folder is refused; --resume continues it
     with pytest.raises(OutputExistsError, match="--resume"):
         train.run(resume_config(cut_dir, train_demo_root, train_seeds))
-    resumed = train.run(resume_config(cut_dir, train_demo_root, train_seeds, resume=True))
+    resumed = train.run(resume_config(cut_dir, train_demo_root, train_seeds, resume=True)).path
     assert resumed == cut_dir / "final.pt"
 
     a, b = load_checkpoint(full), load_checkpoint(resumed)
@@ -126,7 +126,7 @@ def test_kill_and_resume_is_bit_exact(tmp_path, train_demo_root, train_seeds):
     assert any(not torch.equal(init[k], a["model"][k]) for k in init if init[k].is_floating_point())
 
     # resuming a finished run keeps it
-    again = train.run(resume_config(cut_dir, train_demo_root, train_seeds, resume=True))
+    again = train.run(resume_config(cut_dir, train_demo_root, train_seeds, resume=True)).path
     assert again == resumed and torch.equal(load_checkpoint(again)["model"]["head.branches.0.weight"],
                                             b["model"]["head.branches.0.weight"])
 
@@ -152,14 +152,14 @@ def _stop_at(call: int):
 def test_interrupted_run_with_weight_ema_resumes_bit_exact(tmp_path, train_demo_root, train_seeds):
     from stages.core.train import loop as training
 
-    full = train.run(resume_config(tmp_path / "full", train_demo_root, train_seeds, boundary_loss="none", ema=0.5))
+    full = train.run(resume_config(tmp_path / "full", train_demo_root, train_seeds, boundary_loss="none", ema=0.5)).path
     cut = tmp_path / "cut"
     hook, stop = _stop_at(KILL_AT_CALL)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(training, "apply_lr", hook)
         with pytest.raises(stop):
             train.run(resume_config(cut, train_demo_root, train_seeds, boundary_loss="none", ema=0.5))
-    resumed = train.run(resume_config(cut, train_demo_root, train_seeds, boundary_loss="none", ema=0.5, resume=True))
+    resumed = train.run(resume_config(cut, train_demo_root, train_seeds, boundary_loss="none", ema=0.5, resume=True)).path
     a, b = load_checkpoint(full), load_checkpoint(resumed)
     _assert_same_state(a, b)  # "model" is the average here
     assert a["ema_updates"] == b["ema_updates"] == 2 * ITERS_PER_EPOCH
@@ -228,12 +228,12 @@ def test_resume_with_other_options_is_refused(interrupted_run, train_demo_root, 
     # options that only say how to run (workers, device, crf_workers) may change on resume
     cfg = resume_config(out, train_demo_root, train_seeds, resume=True, boundary_loss="none")
     cfg = replace(cfg, crf_workers=3, run=replace(cfg.run, workers=1))
-    assert train.run(cfg) == out / "final.pt"
+    assert train.run(cfg).path == out / "final.pt"
 
 
 def test_resume_of_finished_run_with_other_options_is_refused(interrupted_run, train_demo_root, train_seeds):
     out = interrupted_run
-    final = train.run(resume_config(out, train_demo_root, train_seeds, resume=True, boundary_loss="none"))
+    final = train.run(resume_config(out, train_demo_root, train_seeds, resume=True, boundary_loss="none")).path
     assert final.exists()
     with pytest.raises(CheckpointError) as err:
         train.run(resume_config(out, train_demo_root, train_seeds, resume=True, lr=0.02, boundary_loss="none"))
@@ -247,7 +247,7 @@ def test_new_run_into_used_folder_needs_resume_or_overwrite(interrupted_run, tra
     assert "--resume" in str(err.value) and "--overwrite" in str(err.value) and "\n" not in str(err.value)
     cfg = resume_config(out, train_demo_root, train_seeds, boundary_loss="none")
     cfg = replace(cfg, run=replace(cfg.run, overwrite=True))
-    assert train.run(cfg).exists()
+    assert train.run(cfg).path.exists()
     assert load_checkpoint(out / "final.pt")["iteration"] == 2 * ITERS_PER_EPOCH
 
 

@@ -121,7 +121,7 @@ def test_import_hand_made_dsrg_pickle(tmp_path):
         cues[f"{image_id}_cues"] = np.array([[0, c], [0, 10 + k], [0, 20]])
     path = tmp_path / "localization_cues-sal.pickle"
     path.write_bytes(pickle.dumps(cues, protocol=2))
-    out = seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "seeds.h5", data=data, from_dsrg=path))
+    out = seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "seeds.h5", data=data, from_dsrg=path)).path
     with ArtifactReader(out, kind="seeds", class_names=ds.class_names) as r:
         for k, image_id in enumerate(ds.ids):
             lab = r.get(image_id, "label")
@@ -157,7 +157,7 @@ def test_import_irn_cam_dicts(tmp_path):
         cam[0, :8, :8] = 1.0
         np.save(irn / f"{image_id}.npy", {"keys": np.array(classes) - 1, "high_res": cam})
     out = seeds_stage.run(seeds_stage.SeedsConfig(
-        out=tmp_path / "seeds.h5", data=data, from_irn=irn, fusion=FusionConfig(bg_source="cam")))
+        out=tmp_path / "seeds.h5", data=data, from_irn=irn, fusion=FusionConfig(bg_source="cam"))).path
     with ArtifactReader(out, kind="seeds") as r:
         for image_id in ds.ids:
             lab = r.get(image_id, "label")

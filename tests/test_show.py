@@ -76,7 +76,7 @@ def test_grid_size_and_panel_colours(demo: Path, artifacts: dict[str, Path], tmp
         cams=artifacts["cams"], saliency=artifacts["saliency"], seeds=artifacts["seeds"],
         gt=False, ids=("train_0001", "train_0003"), tile=TILE,
     )
-    path = show_stage.run(cfg)
+    path = show_stage.run(cfg).path
     assert path == cfg.out and not path.with_name("grid.png.partial").exists()
     im = Image.open(path).convert("RGB")
     n_cols, n_rows = 4, 2  # image | CAM | saliency | seeds

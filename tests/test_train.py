@@ -80,12 +80,12 @@ def test_pixel_masks_never_reach_training(tmp_path, train_data, train_seeds, mak
 
     monkeypatch.setattr(segtrain, "WeakTrainSet", RecordingSet)
 
-    final = train.run(make_train_config(tmp_path / "train", data=data))
+    final = train.run(make_train_config(tmp_path / "train", data=data)).path
     assert final.is_file()
     final2 = retrain.run(retrain.RetrainConfig(
         run=RunConfig(out=tmp_path / "retrain", device="cpu"), data=data, model=ModelConfig("tiny", "none"),
         optim=TINY_OPTIM, labels=labels_h5,
-    ))
+    )).path
     assert final2.is_file()
     assert len(made) == 2
     for train_set in made:
@@ -145,7 +145,7 @@ def test_cli_rejects_bad_expander_option(tmp_path, train_data, train_seeds):
 @pytest.mark.parametrize("expander", [n for n in EXPANDERS.names() if n != "graphcut"])
 def test_train_with_every_expander(tmp_path, expander, make_train_config):
     # graphcut is covered by every other training test
-    final = train.run(make_train_config(tmp_path / "run", expander=expander, optim={"epochs": 1}))
+    final = train.run(make_train_config(tmp_path / "run", expander=expander, optim={"epochs": 1})).path
     state = load_checkpoint(final)
     assert state["iteration"] == 4 and state["config"]["expander"] == expander
     assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
@@ -177,7 +177,7 @@ def test_retrain_from_checkpoint(tmp_path, train_data, trained_checkpoint):
         run=RunConfig(out=out, device="cpu"), data=train_data, model=ModelConfig("tiny", "none"), optim=TINY_OPTIM,
         checkpoint=trained_checkpoint, scales=(0.75, 1.0, 1.25), flip=True, crf=True,
     )
-    final = retrain.run(cfg)
+    final = retrain.run(cfg).path
     assert final == out / "final.pt" and final.is_file()
     ds = train_data.build()
     with ArtifactReader(out / "pseudo_labels.h5", kind="labels", class_names=ds.class_names) as r:
@@ -199,7 +199,7 @@ def test_retrain_from_checkpoint(tmp_path, train_data, trained_checkpoint):
 
     # resuming the finished retrain keeps both the labels and the checkpoint
     before = (out / "pseudo_labels.h5").stat().st_mtime_ns
-    assert retrain.run(replace(cfg, run=replace(cfg.run, resume=True))) == final
+    assert retrain.run(replace(cfg, run=replace(cfg.run, resume=True))).path == final
     assert (out / "pseudo_labels.h5").stat().st_mtime_ns == before
 
 
@@ -207,7 +207,7 @@ def test_expand_after_trains_on_the_seeds_alone_until_then(tmp_path, make_train_
     from stages import train
 
     def weights(out, **kw):
-        path = train.run(make_train_config(tmp_path / out, **kw))
+        path = train.run(make_train_config(tmp_path / out, **kw)).path
         state = load_checkpoint(path)
         supervised = [json.loads(line)["supervised"] for line in open(path.parent / "metrics.jsonl") if "supervised" in line]
         return state["model"], supervised

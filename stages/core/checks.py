@@ -63,7 +63,9 @@ def schedule(o) -> None:
     number("--lr-step-epochs", o.step_epochs, lo=0, lo_open=True)
     lo, hi = o.scale_range
     number("--rescale", lo, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
-    number("--rescale", hi, lo=lo, hi=SCALE_RANGE[1])
+    number("--rescale", hi, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
+    if hi < lo:
+        raise OptionError(f"--rescale must be LO,HI with LO <= HI, got {lo:g},{hi:g}")
     if hasattr(o, "gamma"):
         number("gamma", o.gamma, lo=0, hi=1, lo_open=True)
     if hasattr(o, "ckpt_every"):
