@@ -219,11 +219,10 @@ def trained_batch(side: int, device: str, checkpoint: Path, data_root: Path, see
     """A real training batch: the first 16 demo training images, resized so the network's
     score maps are side x side, through a trained segmentation checkpoint; its node
     features and probabilities, the images' seeds at that size and their image labels."""
-    import torch.nn.functional as F
-    from PIL import Image
-
     from stages.core.config import DataConfig
     from stages.core.io.artifacts import ArtifactReader
+    from stages.core.io.images import resize_image
+    from stages.core.maps import resize_labels
     from stages.core.nets.inputs import to_tensor
     from stages.core.predict.segmenter import load_segmenter_checkpoint
 
@@ -231,14 +230,13 @@ def trained_batch(side: int, device: str, checkpoint: Path, data_root: Path, see
     ds = DataConfig(dataset="demo", data_root=data_root, split="train").build()
     ids = ds.ids[:BATCH]
     px = 8 * (side - 1) + 1  # output stride 8: 321 px -> 41x41
-    images = [to_tensor(np.asarray(Image.fromarray(ds.load_image(i)).resize((px, px), Image.BILINEAR))) for i in ids]
+    images = [to_tensor(resize_image(ds.load_image(i), (px, px))) for i in ids]
     with torch.no_grad():
         logits, feats = seg.model(torch.stack(images).to(device), return_features=True)
     probs = logits.float().softmax(1)
     with ArtifactReader(seeds_file, kind="seeds", class_names=ds.class_names) as r:
-        maps = [torch.from_numpy(r.get(i, "label").astype(np.int64)) for i in ids]
-    seeds = torch.stack([F.interpolate(m[None, None].float(), size=(side, side), mode="nearest")[0, 0].long()
-                         for m in maps])
+        maps = [torch.from_numpy(r.label(i).astype(np.int64)) for i in ids]
+    seeds = torch.cat([resize_labels(m[None], (side, side)) for m in maps])
     present = torch.zeros(len(ids), ds.num_classes, dtype=torch.bool)
     present[:, 0] = True
     for row, i in enumerate(ids):

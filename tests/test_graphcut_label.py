@@ -26,7 +26,7 @@ def _config(checkpoint, seeds, out, data, expander="graphcut", **kw):
 @pytest.fixture(scope="module")
 def seeds_by_id(train_seeds):
     with ArtifactReader(train_seeds, kind="seeds") as r:
-        return {i: r.get(i, "label") for i in r.ids}
+        return {i: r.label(i) for i in r.ids}
 
 
 @pytest.mark.parametrize("expander", EXPANDERS.names())
@@ -40,7 +40,7 @@ def test_every_expander_labels_every_image(tmp_path, expander, trained_checkpoin
         with ArtifactReader(train_seeds) as s:
             assert r.inputs["seeds"] == s.fingerprint
         for image_id in ds.ids:
-            lab = r.get(image_id, "label")
+            lab = r.label(image_id)
             seed = seeds_by_id[image_id]
             assert lab.dtype == np.uint8 and lab.shape == ds.load_image(image_id).shape[:2]
             seeded = seed != 255
@@ -66,7 +66,7 @@ def test_graphcut_grows_seeds_in_feature_space(tmp_path, trained_checkpoint, tra
     with ArtifactReader(out, kind="labels") as r:
         assert r.extra["expander_config"]["theta"] == 0.0 and r.extra["expander_config"]["k"] == 5
         for image_id in ds.ids:
-            lab, seed = r.get(image_id, "label"), seeds_by_id[image_id]
+            lab, seed = r.label(image_id), seeds_by_id[image_id]
             seeded = seed != 255
             np.testing.assert_array_equal(lab[seeded], seed[seeded])
             # background stays its seeds without cut_background

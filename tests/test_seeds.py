@@ -124,7 +124,7 @@ def test_import_hand_made_dsrg_pickle(tmp_path):
     out = seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "seeds.h5", data=data, from_dsrg=path)).path
     with ArtifactReader(out, kind="seeds", class_names=ds.class_names) as r:
         for k, image_id in enumerate(ds.ids):
-            lab = r.get(image_id, "label")
+            lab = r.label(image_id)
             assert lab.shape == (41, 41)
             assert lab[0, 0] == 0 and lab[10 + k, 20] == ds.labels(image_id)[0]
             assert (lab != 255).sum() == 2
@@ -160,6 +160,6 @@ def test_import_irn_cam_dicts(tmp_path):
         out=tmp_path / "seeds.h5", data=data, from_irn=irn, fusion=FusionConfig(bg_source="cam"))).path
     with ArtifactReader(out, kind="seeds") as r:
         for image_id in ds.ids:
-            lab = r.get(image_id, "label")
+            lab = r.label(image_id)
             assert (lab[:8, :8] == ds.labels(image_id)[0]).all()
             assert (lab[8:, 8:] == 0).all()

@@ -185,7 +185,7 @@ def test_retrain_from_checkpoint(tmp_path, train_data, trained_checkpoint):
         assert r.extra["crf"] is True and r.extra["scales"] == [0.75, 1.0, 1.25]
         fg_seen = 0
         for image_id in ds.ids:
-            lab = r.get(image_id, "label")
+            lab = r.label(image_id)
             assert lab.shape == ds.load_image(image_id).shape[:2] and lab.dtype == np.uint8
             allowed = {0, *ds.labels(image_id)}
             assert set(np.unique(lab).tolist()) <= allowed, image_id
