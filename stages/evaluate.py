@@ -24,6 +24,7 @@ from .core.io.artifacts import LABEL_KINDS, ArtifactReader
 from .core.io.files import write_json_atomic
 from .core.io.images import read_mask
 from .core.io.images import resize_label as resize_nearest
+from .core.maps import IGNORE
 from .core.stage import Progress, StageResult, wrote
 
 SWEEP_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
@@ -90,6 +91,29 @@ def _made_by(kind: str, made_with: dict) -> dict:
     return made_by
 
 
+def _protocol(cfg: EvaluateConfig, ds, kind: str, fingerprint: str, made_with: dict, resized: int) -> dict:
+    """How the numbers were measured, written beside them."""
+    protocol = {
+        "dataset": ds.name,
+        "split": ds.split,
+        "images": len(ds.ids),
+        "source": str(cfg.source),
+        "source_kind": kind,
+        "source_fingerprint": fingerprint,
+        "resizing": f"nearest-neighbour to the ground-truth size ({resized} of {len(ds.ids)} images resized)",
+        "ignore_label": IGNORE,
+        "unlabelled_predictions": f"count as misses ({IGNORE} in seeds/labels)",
+        "made_with": made_with,
+        "made_by": _made_by(kind, made_with),
+    }
+    if kind == "predictions" and "scales" in made_with:
+        protocol["prediction_protocol"] = (
+            f"scales {','.join(str(s) for s in made_with['scales'])}"
+            f"{' + flip' if made_with.get('flip') else ''}, CRF {'on' if made_with.get('crf') else 'off'}"
+        )
+    return protocol
+
+
 def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult:
     """Score the source against the split's masks; ``details`` is the ``EvalReport``."""
     ds = cfg.data.build()
@@ -130,24 +154,7 @@ def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult
     results = [m.results(names) for m in mats]
     mious = [r.miou for r in results]
     best = int(np.nanargmax(mious)) if np.isfinite(mious).any() else 0
-    protocol = {
-        "dataset": ds.name,
-        "split": ds.split,
-        "images": len(ds.ids),
-        "source": str(cfg.source),
-        "source_kind": kind,
-        "source_fingerprint": fingerprint,
-        "resizing": f"nearest-neighbour to the ground-truth size ({resized} of {len(ds.ids)} images resized)",
-        "ignore_label": 255,
-        "unlabelled_predictions": "count as misses (255 in seeds/labels)",
-        "made_with": made_with,
-        "made_by": _made_by(kind, made_with),
-    }
-    if kind == "predictions" and "scales" in made_with:
-        protocol["prediction_protocol"] = (
-            f"scales {','.join(str(s) for s in made_with['scales'])}"
-            f"{' + flip' if made_with.get('flip') else ''}, CRF {'on' if made_with.get('crf') else 'off'}"
-        )
+    protocol = _protocol(cfg, ds, kind, fingerprint, made_with, resized)
     if kind == "cams":
         protocol["cam_bg_thresh"] = thresholds[best]
         protocol["cam_bg_thresh_selected_by_sweep"] = bool(cfg.sweep)

@@ -120,6 +120,24 @@ def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
     return dist.get_rank(), dist.get_world_size(), device
 
 
+def _run_record(stage_config: Mapping[str, Any], weak: WeakDataset, world: int, runtime_keys: Iterable[str]) -> dict[str, Any]:
+    """What the run folder's config.json holds, with the fingerprint ``--resume`` compares."""
+    record = dict(to_jsonable(stage_config))
+    record["class_names"] = list(weak.class_names)
+    record["world_size"] = world  # iterations per epoch depend on it: part of what the run is
+    record["fingerprint"] = config_fingerprint(record, ignore=(*RUNTIME_KEYS, *runtime_keys))
+    return record
+
+
+def _open_folder(run: RunConfig, rank: int, world: int) -> RunFolder:
+    """Rank 0 prepares the run folder (refusing or clearing an earlier run); the other ranks
+    wait for it, then only read it."""
+    folder = RunFolder(run.out, resume=run.resume, overwrite=run.overwrite) if rank == 0 else None
+    if world > 1:
+        dist.barrier()
+    return folder if folder is not None else RunFolder(run.out, resume=True, overwrite=False)
+
+
 def fit(
     *,
     run: RunConfig,
@@ -145,22 +163,13 @@ def fit(
     if per_rank < optim.batch_size:
         raise DgcnError(f"{len(weak)} training images give fewer than one batch of {optim.batch_size} per process; lower --batch-size")
     ipe = per_rank // optim.batch_size
-    run_cfg = dict(to_jsonable(stage_config))
-    run_cfg["class_names"] = list(weak.class_names)
-    run_cfg["world_size"] = world  # iterations per epoch depend on it: part of what the run is
-    run_cfg["fingerprint"] = config_fingerprint(run_cfg, ignore=(*RUNTIME_KEYS, *runtime_keys))
+    run_cfg = _run_record(stage_config, weak, world, runtime_keys)
     seed_everything(run.seed)
     # the network is built before the run folder is touched, so a bad option
     # (backbone, graph layers, weights file) fails without deleting an earlier run
     model: nn.Module = place(task.build(weak.num_classes), device)
     model_config = model.init_args
-    # rank 0 prepares the folder; the other ranks wait, then only read it
-    if rank == 0:
-        folder = RunFolder(run.out, resume=run.resume, overwrite=run.overwrite)
-    if world > 1:
-        dist.barrier()
-    if rank != 0:
-        folder = RunFolder(run.out, resume=True, overwrite=False)
+    folder = _open_folder(run, rank, world)
     finished, resume_state = prepare_run(folder, run_cfg, run.resume)
     if finished is not None:
         return folder.final

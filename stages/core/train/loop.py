@@ -22,7 +22,7 @@ import torch
 
 from ..config import config_fingerprint  # noqa: F401  (re-exported for stages)
 from ..errors import CheckpointError, DgcnError, OutputExistsError
-from ..io.checkpoint import load_checkpoint, save_checkpoint
+from ..io.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..io.files import write_json_atomic
 
 
@@ -213,18 +213,7 @@ def run_loop(
     iteration, best = 0, -math.inf
     if resume_from is not None:
         check_resumable(resume_from, run_config, folder.last)
-        from ..io.checkpoint import load_model_state
-
-        if ema is not None:
-            load_model_state(_unwrap(model), resume_from["train_model"], folder.last)
-            load_model_state(ema.model, resume_from["model"], folder.last)
-            ema.updates = int(resume_from["ema_updates"])
-        else:
-            load_model_state(_unwrap(model), resume_from["model"], folder.last)
-        optimizer.load_state_dict(resume_from["optimizer"])
-        iteration = int(resume_from["iteration"])
-        best = float(resume_from.get("best", -math.inf))
-        set_rng_state(resume_from["rng"])
+        iteration, best = _restore(resume_from, model, optimizer, ema, folder.last)
     total = loop.epochs * loop.iters_per_epoch
 
     def state() -> dict[str, Any]:
@@ -254,13 +243,7 @@ def run_loop(
             lr = schedule.lr(iteration)
             apply_lr(optimizer, lr)
             stats = step(batch, iteration)
-            if not math.isfinite(stats.get("loss", 0.0)):
-                # nothing of this step is saved: the last checkpoint on disk stays the last good one
-                kept = f"{folder.last} keeps iteration {_saved_iteration(folder)}" if folder.last.exists() else "no checkpoint was written yet"
-                raise DgcnError(
-                    f"the training loss became {stats['loss']} at iteration {iteration + 1} (epoch {epoch + 1}); "
-                    f"stopped ({kept}): lower --lr and rerun with --overwrite"
-                )
+            _stop_unless_finite(stats, folder, iteration, epoch)
             if ema is not None:
                 ema.update(_unwrap(model))
             iteration += 1
@@ -289,6 +272,31 @@ def run_loop(
     if is_main:
         save_checkpoint(folder.final, final)
     return final
+
+
+def _restore(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
+             ema: Optional[WeightEma], source: Path) -> tuple[int, float]:
+    """Load a checkpoint's weights, optimiser and RNG states; its (iteration, best score)."""
+    if ema is not None:
+        load_model_state(_unwrap(model), state["train_model"], source)
+        load_model_state(ema.model, state["model"], source)
+        ema.updates = int(state["ema_updates"])
+    else:
+        load_model_state(_unwrap(model), state["model"], source)
+    optimizer.load_state_dict(state["optimizer"])
+    set_rng_state(state["rng"])
+    return int(state["iteration"]), float(state.get("best", -math.inf))
+
+
+def _stop_unless_finite(stats: Mapping[str, float], folder: RunFolder, iteration: int, epoch: int) -> None:
+    """Nothing of a step whose loss is not finite is saved: the last checkpoint on disk stays the last good one."""
+    if math.isfinite(stats.get("loss", 0.0)):
+        return
+    kept = f"{folder.last} keeps iteration {_saved_iteration(folder)}" if folder.last.exists() else "no checkpoint was written yet"
+    raise DgcnError(
+        f"the training loss became {stats['loss']} at iteration {iteration + 1} (epoch {epoch + 1}); "
+        f"stopped ({kept}): lower --lr and rerun with --overwrite"
+    )
 
 
 def check_resumable(state: Mapping[str, Any], run_config: Mapping[str, Any], source: Path) -> None:
