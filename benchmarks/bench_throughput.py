@@ -48,13 +48,14 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import dgcn_cli  # noqa: E402,F401
-from stages.cam import CamConfig, multiscale_cam  # noqa: E402
+from stages.cam import CamConfig  # noqa: E402
 from stages.core.cues.crf import BOUNDARY_CRF, CrfConfig, CrfPool  # noqa: E402
 from stages.core.datasets import WeakDataset  # noqa: E402
 from stages.core.device import place  # noqa: E402
 from stages.core.expanders import build_expander  # noqa: E402
 from stages.core.nets import build_backbone, build_segmenter  # noqa: E402
 from stages.core.nets.inputs import to_tensor  # noqa: E402
+from stages.core.predict.classifier import multiscale_cam  # noqa: E402
 from stages.core.predict.segmenter import TEST_SCALES, predict_probs  # noqa: E402
 from stages.core.train.batches import WeakTrainSet, epoch_loader  # noqa: E402
 from stages.core.train.classifier import ClassifierConfig, classifier_task  # noqa: E402

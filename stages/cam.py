@@ -10,21 +10,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .core import checks
 from .core.config import DataConfig, to_jsonable
-from .core.device import place, resolve_device
+from .core.device import resolve_device
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
-from .core.io.checkpoint import load_checkpoint, load_model_state, require_kind
 from .core.io.names import check_name
-from .core.maps import resize_scores
-from .core.nets import Classifier, build_classifier
-from .core.nets.inputs import to_tensor
+from .core.nets import Classifier
+from .core.predict.classifier import load_classifier, multiscale_cam
 from .core.stage import Progress, StageResult, wrote
 from .core.train.classifier import ClassifierConfig, classifier_task
 from .core.train.fit import OptimConfig, RunConfig, fit, is_main_process
@@ -70,34 +67,6 @@ def train_classifier(cfg: CamConfig, progress: Optional[Callable[..., None]] = N
         runtime_keys=("cam_splits", "scales"),
         progress=progress,
     )
-
-
-def load_classifier(path: Path, device: torch.device) -> Classifier:
-    state = load_checkpoint(path)
-    mc = state["model_config"]
-    require_kind(state, "classifier", path)
-    model = build_classifier(mc["backbone"], mc["num_classes"])
-    load_model_state(model, state["model"], path)
-    return place(model, device).eval()
-
-
-@torch.no_grad()
-def multiscale_cam(model: Classifier, image: np.ndarray, classes: Sequence[int], scales: Sequence[float], device: torch.device) -> np.ndarray:
-    """(n, H, W) float32 CAMs of the given classes (1-based ids), ReLU'd, max-normalised."""
-    h, w = image.shape[:2]
-    if len(classes) == 0:
-        return np.zeros((0, h, w), dtype=np.float32)
-    x = to_tensor(image)[None].to(device)
-    idx = torch.as_tensor([c - 1 for c in classes], device=device)
-    acc = torch.zeros((len(classes), h, w), device=device)
-    for s in scales:
-        xs = x if s == 1.0 else F.interpolate(x, scale_factor=s, mode="bilinear", align_corners=False, recompute_scale_factor=False)
-        both = torch.cat([xs, xs.flip(-1)])
-        cams = F.relu(model.cam(both)[:, idx].float())
-        cams = cams[0] + cams[1].flip(-1)
-        acc += resize_scores(cams[None], (h, w))[0]
-    acc /= acc.flatten(1).amax(dim=1).clamp_min(1e-5)[:, None, None]
-    return acc.cpu().numpy()
 
 
 def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.device, progress=None) -> Path:

@@ -7,10 +7,10 @@ import torch
 from typer.testing import CliRunner
 
 from dgcn_cli.app import app
-from stages.cam import load_classifier
 from stages.core.errors import ArtifactError, CheckpointError
 from stages.core.io.artifacts import SCHEMAS, ArtifactMeta, ArtifactReader, ArtifactWriter
 from stages.core.io.checkpoint import checkpoint_kind, load_checkpoint, require_kind, save_checkpoint
+from stages.core.predict.classifier import load_classifier
 from stages.core.predict.segmenter import load_segmenter_checkpoint
 
 CLASSES = ("background", "a", "b")

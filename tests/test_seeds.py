@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from stages import seeds as seeds_stage
-from stages.cam import multiscale_cam
 from stages.core.config import DataConfig
 from stages.core.cues.seeding import FusionConfig, cues_to_seeds, fuse_seeds
 from stages.core.errors import DgcnError
 from stages.core.io.artifacts import ArtifactReader
 from stages.core.nets import build_classifier
+from stages.core.predict.classifier import multiscale_cam
 
 
 @pytest.fixture(scope="module")
