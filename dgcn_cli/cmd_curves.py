@@ -22,7 +22,7 @@ def register(app: typer.Typer) -> None:
         height: Optional[int] = typer.Option(None, "--height", help=f"Picture height in px. Default: {curves_stage.ROW_HEIGHT} per row of two panels."),
         smooth: int = typer.Option(5, "--smooth", help="Centred moving average over this many logged points (odd); 1 draws raw values only."),
     ) -> None:
-        """A PNG of training curves: loss terms, supervised pixels, learning rate and val mIoU against iteration, runs overlaid."""
+        """A PNG of training curves: loss terms, supervised pixels, learning rate and the validation score (mIoU, or the classifier's mAP) against iteration, runs overlaid."""
         cfg = curves_stage.CurvesConfig(
             runs=tuple(runs), out=out_path, labels=tuple(labels or ()), width=width, height=height, smooth=smooth,
         )
