@@ -77,6 +77,39 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds, ema):
     assert not list(out.glob("*.partial"))
 
 
+@pytest.mark.slow
+def test_torchrun_classifier_two_cpu_processes(tmp_path, train_data):
+    """``cam --nproc 2``: the classifier trains in the same loop under DDP, its validation mAP
+    is gathered over both ranks, and only rank 0 writes the CAMs."""
+    out = tmp_path / "cam"
+    env = {**os.environ, "DGCN_CACHE": str(tmp_path / "cache"), "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    cmd = [
+        sys.executable, "-m", "dgcn_cli", "cam", "--nproc", "2", "--out", str(out),
+        "--dataset", "demo", "--data-root", str(train_data.data_root), "--backbone", "tiny", "--weights", "none",
+        "--epochs", "2", "--batch-size", "4", "--crop", "48", "--lr", "0.05", "--warmup", "2", "--scales", "1",
+        "--device", "cpu", "--val-split", "val", "--ema", "0.5",
+    ]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    state = load_checkpoint(out / "classifier" / "final.pt")
+    assert state["kind"] == "classifier" and state["iteration"] == 4 and state["config"]["world_size"] == 2
+    records = [json.loads(ln) for ln in (out / "classifier" / "metrics.jsonl").read_text().splitlines()]
+    val = [r["val_map"] for r in records if "val_map" in r]
+    assert len(val) == 2
+    # the gathered score of the last epoch equals one process scoring every val image
+    from stages.core.config import DataConfig
+    from stages.core.predict.classifier import load_classifier
+    from stages.core.train.classifier import validate
+
+    model = load_classifier(out / "classifier" / "final.pt", torch.device("cpu"))
+    whole = validate(model, DataConfig("demo", train_data.data_root, "val", cache_dir=tmp_path / "cache"), torch.device("cpu"))
+    assert whole == pytest.approx(val[-1], abs=1e-6)
+    assert sorted(p.name for p in out.iterdir()) == ["cams_train.h5", "classifier"]
+    assert proc.stdout.count("wrote ") == 1  # one rank reports the CAMs it wrote
+
+
 def test_cpu_training_on_a_cuda_host_uses_gloo(tmp_path, monkeypatch, make_train_config):
     # nccl cannot reduce CPU tensors: the backend must follow --device, not torch.cuda.is_available()
     import torch

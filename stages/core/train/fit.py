@@ -138,6 +138,16 @@ def _open_folder(run: RunConfig, rank: int, world: int) -> RunFolder:
     return folder if folder is not None else RunFolder(run.out, resume=True, overwrite=False)
 
 
+@torch.no_grad()
+def _same_as_rank0(model: nn.Module) -> None:
+    """Give every rank rank 0's weights and buffers before a sharded validation. DDP keeps the
+    parameters equal, but each rank's last forward updated its own BatchNorm statistics (and a
+    weight average averages them): without this, each rank would score its share of the images
+    with a slightly different network than the one rank 0 saves."""
+    for tensor in model.state_dict().values():
+        dist.broadcast(tensor, src=0)
+
+
 def fit(
     *,
     run: RunConfig,
@@ -195,7 +205,10 @@ def fit(
     def on_epoch_end(epoch: int) -> Optional[float]:
         if run.val is None:
             return None
-        return task.validate(ema.model if ema is not None else net, run.val, device, (rank, world))
+        validated = ema.model if ema is not None else net
+        if world > 1:
+            _same_as_rank0(validated)
+        return task.validate(validated, run.val, device, (rank, world))
 
     run_loop(
         model=model, optimizer=opt,
