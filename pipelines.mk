@@ -30,7 +30,7 @@ EXPANDER_OPTS ?=
 NAME ?= $(EXPANDER)
 RUN := $(DEMO_OUT)/$(NAME)-s$(SEED)
 
-.PHONY: demo clean-demo demo-compare
+.PHONY: demo clean-demo demo-compare demo-fingerprints
 # keep every intermediate artifact (pattern-rule outputs would otherwise be deleted)
 .SECONDARY:
 
@@ -97,6 +97,13 @@ demo-compare: install
 	  $(MAKE) --no-print-directory $(DEMO_OUT)/graphcut-fg-s$$s/eval/pred_val.json $(DEMO_OUT)/graphcut-fg-s$$s/eval/labels_train.json \
 	    EXPANDER=graphcut NAME=graphcut-fg EXPANDER_OPTS="--expander-opt cut_background=false" SEED=$$s || exit 1; done
 	$(DGCN) report --by-seed $(DEMO_OUT)/eval-shared/*.json $(foreach e,$(COMPARE_NAMES),$(foreach s,$(COMPARE_SEEDS),$(DEMO_OUT)/$(e)-s$(s)/eval/labels_train.json $(DEMO_OUT)/$(e)-s$(s)/eval/pred_val.json)) $(foreach s,$(COMPARE_SEEDS),$(DEMO_OUT)/graphcut-s$(s)/eval/retrain_pred_val.json) --out $(DEMO_OUT)/compare.txt
+
+## the content fingerprint of every artifact and final checkpoint of the demo, one line each, in
+## $(DEMO_OUT)/fingerprints.txt: `diff` the files of two runs to see whether a change left every
+## result bit-identical (and which stage first differs)
+demo-fingerprints: $(RUN)/report.txt
+	cd $(DEMO_OUT) && find . -name '*.h5' -not -path './data/*' -o -name final.pt | sort | xargs $(abspath $(DGCN)) inspect --brief > fingerprints.txt
+	@cat $(DEMO_OUT)/fingerprints.txt
 
 clean-demo:
 	rm -rf $(DEMO_OUT)

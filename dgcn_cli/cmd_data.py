@@ -32,36 +32,50 @@ def register(app: typer.Typer) -> None:
     @app.command("inspect")
     @handle_errors
     def inspect(
-        path: Path = typer.Argument(..., help="An artifact file (.h5) or a checkpoint (.pt)."),
+        paths: list[Path] = typer.Argument(..., metavar="FILE...", help="Artifact files (.h5) or checkpoints (.pt)."),
         as_json: bool = typer.Option(False, "--json", help="Print everything as JSON."),
+        brief: bool = typer.Option(False, "--brief", help="One line per file: path, kind, content fingerprint (compare two runs with diff)."),
     ) -> None:
         """Print an artifact's kind, provenance, image count, schema and array shapes, or a
-        checkpoint's kind, architecture and progress."""
-        if path.suffix == ".pt":
-            _inspect_checkpoint(path, as_json)
+        checkpoint's kind, architecture and progress; each with its content fingerprint."""
+        for path in paths:
+            if brief:
+                info = describe_checkpoint(path) if path.suffix == ".pt" else _artifact_info(path)
+                out.print(f"{path} {info['kind']} {info['fingerprint']}", highlight=False, soft_wrap=True)
+            elif path.suffix == ".pt":
+                _inspect_checkpoint(path, as_json)
+            else:
+                _inspect_artifact(path, as_json)
+
+
+def _artifact_info(path: Path) -> dict:
+    with ArtifactReader(path) as r:
+        return r.describe()
+
+
+def _inspect_artifact(path: Path, as_json: bool) -> None:
+    with ArtifactReader(path) as r:
+        info = r.describe()
+        shapes = {}
+        if r.ids:
+            first = r.ids[0]
+            shapes = {k: f"{v.dtype} {tuple(v.shape)}" for k, v in r.arrays(first).items()}
+        if as_json:
+            out.print_json(json.dumps({**info, "first_item": shapes}))
             return
-        with ArtifactReader(path) as r:
-            info = r.describe()
-            shapes = {}
-            if r.ids:
-                first = r.ids[0]
-                shapes = {k: f"{v.dtype} {tuple(v.shape)}" for k, v in r.arrays(first).items()}
-            if as_json:
-                out.print_json(json.dumps({**info, "first_item": shapes}))
-                return
-            table = Table(show_header=False, box=None)
-            for key in ("path", "kind", "schema_version", "toolkit_version", "dataset", "split", "fingerprint", "count"):
-                table.add_row(key, str(info[key]))
-            table.add_row("classes", f"{len(info['class_names'])}: {', '.join(info['class_names'][:8])}{' ...' if len(info['class_names']) > 8 else ''}")
-            table.add_row("inputs", json.dumps(info["inputs"]))
-            if info["unreadable"]:
-                table.add_row("unreadable", f"{len(info['unreadable'])}: {', '.join(info['unreadable'][:8])}")
-            table.add_row("config", json.dumps(info["config"]))
-            for n, line in enumerate(SCHEMAS[r.kind].describe()):
-                table.add_row("schema" if n == 0 else "", line)
-            if shapes:
-                table.add_row(f"arrays ({r.ids[0]})", ", ".join(f"{k}: {v}" for k, v in shapes.items()))
-            out.print(table)
+        table = Table(show_header=False, box=None)
+        for key in ("path", "kind", "schema_version", "toolkit_version", "dataset", "split", "fingerprint", "count"):
+            table.add_row(key, str(info[key]))
+        table.add_row("classes", f"{len(info['class_names'])}: {', '.join(info['class_names'][:8])}{' ...' if len(info['class_names']) > 8 else ''}")
+        table.add_row("inputs", json.dumps(info["inputs"]))
+        if info["unreadable"]:
+            table.add_row("unreadable", f"{len(info['unreadable'])}: {', '.join(info['unreadable'][:8])}")
+        table.add_row("config", json.dumps(info["config"]))
+        for n, line in enumerate(SCHEMAS[r.kind].describe()):
+            table.add_row("schema" if n == 0 else "", line)
+        if shapes:
+            table.add_row(f"arrays ({r.ids[0]})", ", ".join(f"{k}: {v}" for k, v in shapes.items()))
+        out.print(table)
 
 
 def _inspect_checkpoint(path: Path, as_json: bool) -> None:
@@ -70,7 +84,7 @@ def _inspect_checkpoint(path: Path, as_json: bool) -> None:
         out.print_json(json.dumps(info, default=str))
         return
     table = Table(show_header=False, box=None)
-    for key in ("path", "kind", "iteration", "epoch", "finished", "weight_average", "parameters"):
+    for key in ("path", "kind", "fingerprint", "iteration", "epoch", "finished", "weight_average", "parameters"):
         table.add_row(key, str(info[key]))
     table.add_row("architecture", json.dumps(info["architecture"]))
     cfg = info["config"]

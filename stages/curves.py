@@ -362,7 +362,9 @@ def _note(smooth: int, panels: Sequence[Panel]) -> str:
 
 def draw(curves: Sequence[RunCurves], labels: Sequence[str], cfg: CurvesConfig, path: Path) -> list[str]:
     """Draw the panels and save the PNG to ``path``; returns the panel titles as drawn."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazy: only this stage needs it
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,  # lazy: only this stage needs it
+    )
     from matplotlib.figure import Figure
 
     panels = plan_panels(curves)

@@ -31,7 +31,13 @@ from .core.device import resolve_device
 from .core.errors import ArtifactError, DatasetError, DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, partial_path
 from .core.io.images import IMAGE_SUFFIXES, read_image, write_palette_png
-from .core.predict.segmenter import COMBINE, TEST_SCALES, Segmenter, load_segmenter_checkpoint, predict_probs_batch
+from .core.predict.segmenter import (
+    COMBINE,
+    TEST_SCALES,
+    Segmenter,
+    load_segmenter_checkpoint,
+    predict_probs_batch,
+)
 from .core.stage import Progress, StageResult
 
 # Protocol keys that must match for --resume to continue a partial pred.h5.

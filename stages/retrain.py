@@ -25,7 +25,11 @@ from .core.datasets import WeakDataset
 from .core.device import resolve_device
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.maps import IGNORE, resize_labels
-from .core.predict.segmenter import TEST_SCALES, load_segmenter_checkpoint, predict_probs
+from .core.predict.segmenter import (
+    TEST_SCALES,
+    load_segmenter_checkpoint,
+    predict_probs,
+)
 from .core.stage import Progress, StageResult, wrote
 from .core.train.fit import OptimConfig, RunConfig, fit
 from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task

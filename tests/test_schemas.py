@@ -9,7 +9,8 @@ from typer.testing import CliRunner
 from dgcn_cli.app import app
 from stages.core.errors import ArtifactError, CheckpointError
 from stages.core.io.artifacts import SCHEMAS, ArtifactMeta, ArtifactReader, ArtifactWriter
-from stages.core.io.checkpoint import checkpoint_kind, load_checkpoint, require_kind, save_checkpoint
+from stages.core.io.checkpoint import checkpoint_kind, load_checkpoint, require_kind, save_checkpoint, weights_fingerprint
+from stages.core.nets import build_classifier
 from stages.core.predict.classifier import load_classifier
 from stages.core.predict.segmenter import load_segmenter_checkpoint
 
@@ -85,3 +86,23 @@ def test_checkpoints_record_their_kind(tmp_path, trained_checkpoint):
     require_kind(legacy, "segmenter", "legacy.pt")
     res = CliRunner().invoke(app, ["inspect", str(trained_checkpoint)])
     assert res.exit_code == 0 and "segmenter" in res.output and "graph_layers" in res.output
+
+
+def test_weights_fingerprint_follows_values_not_layout(tmp_path):
+    torch.manual_seed(0)
+    net = build_classifier("tiny", 3)
+    plain = {k: v.clone() for k, v in net.state_dict().items()}
+    placed = {k: v.clone() for k, v in net.to(memory_format=torch.channels_last).state_dict().items()}
+    assert any(not v.is_contiguous() for v in placed.values())  # the conv weights really are channels-last
+    assert weights_fingerprint(plain) == weights_fingerprint(placed)
+    nudged = dict(plain)
+    key = next(k for k, v in plain.items() if v.is_floating_point() and v.numel() > 1)
+    nudged[key] = plain[key].clone()
+    nudged[key].view(-1)[0] = torch.nextafter(nudged[key].view(-1)[0], torch.tensor(1e9))  # one ulp
+    assert weights_fingerprint(nudged) != weights_fingerprint(plain)
+    # what `dgcn inspect --brief` prints for a checkpoint is the fingerprint of its weights
+    path = tmp_path / "final.pt"
+    save_checkpoint(path, {"model": plain, "model_config": net.init_args, "kind": "classifier"})
+    res = CliRunner().invoke(app, ["inspect", "--brief", str(path)])
+    assert res.exit_code == 0, res.output
+    assert res.output.split() == [str(path), "classifier", weights_fingerprint(plain)]

@@ -24,7 +24,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from .base import EXPANDERS, IGNORE, Expander, ExpanderConfig, ExpanderOptionError, to_image_size, to_label_map
+from .base import (
+    EXPANDERS,
+    IGNORE,
+    Expander,
+    ExpanderConfig,
+    ExpanderOptionError,
+    to_image_size,
+    to_label_map,
+)
 from .dsrg import DSRGConfig, DSRGExpander
 from .graphcut import GraphCutConfig, GraphCutExpander
 from .labelprop import LabelPropConfig, LabelPropExpander

@@ -9,6 +9,7 @@ arbitrary objects is refused rather than unpickled.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -67,6 +68,23 @@ def require_kind(state: Mapping[str, Any], kind: str, path: Path | str) -> None:
         )
 
 
+def weights_fingerprint(weights: Mapping[str, Any]) -> str:
+    """A hash of a state dict's names, dtypes, shapes and values: equal for bit-identical
+    weights whatever their memory layout or device (as an artifact's ``fingerprint`` is for
+    its arrays), so two runs can be compared without loading them side by side."""
+    h = hashlib.sha256()
+    for key in sorted(weights):
+        value = weights[key]
+        h.update(key.encode())
+        if isinstance(value, torch.Tensor):
+            t = value.detach().cpu().contiguous()
+            h.update(f"{t.dtype} {tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        else:
+            h.update(repr(value).encode())
+    return h.hexdigest()[:16]
+
+
 def describe_checkpoint(path: Path) -> dict[str, Any]:
     """What ``dgcn inspect`` shows of a checkpoint: kind, architecture, progress and provenance."""
     state = load_checkpoint(path)
@@ -81,5 +99,6 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         "finished": Path(path).name == "final.pt",
         "weight_average": "train_model" in state,
         "parameters": int(sum(v.numel() for v in weights.values() if hasattr(v, "numel"))),
+        "fingerprint": weights_fingerprint(weights),
         "config": dict(config),
     }

@@ -26,7 +26,16 @@ from ..datasets import WeakDataset
 from ..device import autocast, place, resolve_device, seed_everything
 from ..errors import DgcnError
 from .batches import WeakTrainSet, epoch_loader
-from .loop import LoopConfig, RunFolder, Schedule, WeightEma, config_fingerprint, prepare_run, run_loop, warmup_length
+from .loop import (
+    LoopConfig,
+    RunFolder,
+    Schedule,
+    WeightEma,
+    config_fingerprint,
+    prepare_run,
+    run_loop,
+    warmup_length,
+)
 
 
 @dataclass(frozen=True)
