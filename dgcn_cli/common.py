@@ -58,6 +58,17 @@ def fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
+def worker_message(text: str) -> str:
+    """The error itself, from what a DataLoader worker re-raises in the main process: the same
+    exception type, but its message is "Caught X in DataLoader worker process N." followed by
+    the worker's traceback, whose last line is "pkg.module.X: <the message>"."""
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return text
+    last = text.rstrip().splitlines()[-1]
+    name, sep, message = last.partition(": ")
+    return message if sep and " " not in name else last
+
+
 # usage errors and exits that typer itself prints (its ClickException is click's, or a vendored copy)
 _CLI_EXITS = (typer.Exit, typer.Abort, next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"))
 
@@ -70,7 +81,7 @@ def handle_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except (DgcnError, UnknownNameError) as err:
-            fail(str(err))
+            fail(worker_message(str(err)))
         except OSError as err:
             if err.errno == errno.ENOSPC or "No space left" in str(err):
                 fail(f"disk full while writing ({err.filename or 'output'}); partial outputs are kept: free space and rerun with --resume")

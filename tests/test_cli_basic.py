@@ -160,3 +160,32 @@ def test_dataset_error_gives_one_line_error(demo_root: Path, cache_dir: Path) ->
                 "--split", "test"], cache_dir)
     line = _single_error_line(r)
     assert "available splits: train, trainval, val" in line
+
+
+def test_an_error_raised_in_a_loader_worker_is_one_line(tmp_path: Path, capsys) -> None:
+    # what torch re-raises in the main process: the worker's exception type, the traceback in its message
+    from torch.utils.data import DataLoader, Dataset
+
+    from dgcn_cli.common import handle_errors, worker_message
+    from stages.core.errors import DatasetError
+
+    class Broken(Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            raise DatasetError(f"cannot read image {tmp_path}/x.jpg: truncated")
+
+    def load():
+        for _ in DataLoader(Broken(), batch_size=1, num_workers=1):
+            pass
+
+    with pytest.raises(DatasetError) as caught:
+        load()
+    assert "Original Traceback" in str(caught.value)  # torch's re-raise, as it is
+    assert worker_message(str(caught.value)) == f"cannot read image {tmp_path}/x.jpg: truncated"
+    assert worker_message("plain message: with a colon") == "plain message: with a colon"
+    capsys.readouterr()
+    with pytest.raises(typer.Exit):
+        handle_errors(load)()
+    assert capsys.readouterr().err.splitlines() == [f"error: cannot read image {tmp_path}/x.jpg: truncated"]
