@@ -35,6 +35,8 @@ from stages.core.expanders.graphcut import _cut_jobs, tlink_capacities  # noqa: 
 from stages.core.expanders.knn import feature_nodes, knn  # noqa: E402
 from stages.core.maps import IGNORE  # noqa: E402
 
+from bench_timing import median_time  # noqa: E402  (benchmarks/, the script's own folder)
+
 BATCH, CLASSES, CHANNELS, K = 16, 20, 64, 9
 
 
@@ -55,23 +57,6 @@ def make_batch(side: int, device: str, seed: int = 0):
         pick = torch.rand(side, side, generator=g) < 0.1
         seeds[i][pick] = cls[torch.randint(len(cls), (int(pick.sum()),), generator=g)]
     return tuple(t.to(device) for t in (feats, probs, seeds, present))
-
-
-def median_time(fn, repeats: int, setup=None) -> float:
-    times = []
-    for _ in range(repeats):
-        arg = setup() if setup is not None else None
-        sync()
-        t0 = time.perf_counter()
-        fn(arg) if setup is not None else fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
-
-
-def sync() -> None:
-    if torch.cuda.is_available():
-        torch.cuda.synchronize()
 
 
 def jobs_of(present: torch.Tensor):
@@ -250,25 +235,30 @@ def run(side: int, device: str, repeats: int, loop_repeats: int, batch=None, wha
     n = side * side
     gc = build_expander("graphcut")
     gc(feats, probs, seeds, present)  # warm-up: first-call allocations, lazy imports
+    dev = torch.device(device)
 
-    t_module = median_time(lambda: gc(feats, probs, seeds, present), repeats)
+    def timed(fn, reps: int) -> float:
+        return median_time(lambda _: fn(), dev, reps)
+
+
+    t_module = timed(lambda: gc(feats, probs, seeds, present), repeats)
     x = feature_nodes(feats)
-    t_knn = median_time(lambda: knn(x, K), repeats)
+    t_knn = timed(lambda: knn(x, K), repeats)
     knns = knn(x, K)[1].to(torch.int32).cpu().numpy()
     seeds_np = seeds.reshape(-1, n).cpu().numpy().astype(np.int16)
     job_probs = probs.reshape(probs.shape[0], -1, n)[job_b, job_c].double().cpu().numpy()
-    t_host = median_time(lambda: _cut_jobs(knns, seeds_np, job_b, job_c, job_probs,
+    t_host = timed(lambda: _cut_jobs(knns, seeds_np, job_b, job_c, job_probs,
                                            (1.0, 10.0, math.e, 1e-5)), repeats)
     t_floor = statistics.median(bare_solve(knns, seeds_np, job_b, job_c, job_probs) for _ in range(repeats))
     # The published construction scans a dense N x N matrix row per node: at 81x81 that is
     # a 2.8 GB matrix and minutes per batch, so it is timed at 41x41 only.
     published = side <= 41
     if published:
-        t_pub = median_time(lambda: published_graphs(feats, probs, seeds, present), loop_repeats)
-        t_pub_knn = median_time(lambda: published_knn_matrix(feats), loop_repeats)
-    t_loop_knn = median_time(lambda: dense_knn_numpy(feats), loop_repeats)
+        t_pub = timed(lambda: published_graphs(feats, probs, seeds, present), loop_repeats)
+        t_pub_knn = timed(lambda: published_knn_matrix(feats), loop_repeats)
+    t_loop_knn = timed(lambda: dense_knn_numpy(feats), loop_repeats)
     nbrs = dense_knn_numpy(feats)
-    t_loop_graph = median_time(lambda: per_node_graphs(nbrs, probs, seeds, present), loop_repeats)
+    t_loop_graph = timed(lambda: per_node_graphs(nbrs, probs, seeds, present), loop_repeats)
 
     rows = [
         ("graphcut module (kNN + cut), workers=0", t_module),
@@ -289,7 +279,7 @@ def run(side: int, device: str, repeats: int, loop_repeats: int, batch=None, wha
     ]
     with build_expander("graphcut", workers=2) as gc2:
         gc2(feats, probs, seeds, present)  # starts the pool outside the timer
-        rows.insert(3, ("graphcut module, workers=2", median_time(
+        rows.insert(3, ("graphcut module, workers=2", timed(
             lambda: gc2(feats, probs, seeds, present), repeats)))
     table(f"graphcut, batch {BATCH} at {side}x{side}, {what} ({len(job_b)} graphs of {n} nodes, "
           f"{feats.shape[1]}-channel features, K={K}; device {device}; ratio vs module)", rows, t_module)
@@ -306,7 +296,7 @@ def run(side: int, device: str, repeats: int, loop_repeats: int, batch=None, wha
     for name in ("dsrg", "labelprop"):
         exp = build_expander(name)
         exp(feats, probs, seeds, present)
-        others.append((f"{name} module", median_time(lambda: exp(feats, probs, seeds, present), repeats)))
+        others.append((f"{name} module", timed(lambda: exp(feats, probs, seeds, present), repeats)))
     table(f"other expanders, batch {BATCH} at {side}x{side}, {what} (ratio vs graphcut module)",
           others, t_module)
 

@@ -63,28 +63,12 @@ from stages.core.train.fit import OptimConfig, RunConfig, make_optimizer, train_
 from stages.core.train.segmenter import ModelConfig  # noqa: E402
 from stages.train import TrainConfig, make_loss  # noqa: E402
 
+from bench_timing import median_time  # noqa: E402  (benchmarks/, the script's own folder)
+
 HEIGHT, WIDTH = 240, 320
 CROP = 225
 CLASS_NAMES = ("background", "horse")
 HORSE_CAM_SCALES = (1.0, 1.5)
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
-def median_time(fn, device: torch.device, warmup: int, repeats: int) -> float:
-    """Median seconds of ``fn(i)`` over ``repeats`` calls after ``warmup`` untimed ones."""
-    times = []
-    for i in range(warmup + repeats):
-        sync(device)
-        t0 = time.perf_counter()
-        fn(i)
-        sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def random_images(n: int, seed: int = 0) -> list[np.ndarray]:
@@ -147,7 +131,7 @@ def main() -> None:
         print(f"  {name + ':':42} {rate:7.2f} img/s = {rate / base[0]:5.2f}x plain forward", flush=True)
 
     def measure(name: str, fn, images: int) -> None:
-        report(name, images / median_time(fn, device, warm, reps))
+        report(name, images / median_time(fn, device, reps, warmup=warm))
 
     images = random_images(bs, seed=1)
     full = torch.stack([to_tensor(im) for im in images[:bs]]).to(device)
@@ -217,7 +201,7 @@ def main() -> None:
             net.zero_grad(set_to_none=True)
             net(x)[net.out_layer].float().sum().backward()
 
-        rates.append(bs / median_time(fwd_bwd, device, warm, reps))
+        rates.append(bs / median_time(fwd_bwd, device, reps, warmup=warm))
     print(f"backbone forward+backward, batch {bs} at {CROP}x{CROP}: channels-last {rates[1]:.2f} img/s, "
           f"contiguous {rates[0]:.2f} img/s: {rates[1] / rates[0]:.2f}x")
 

@@ -16,9 +16,7 @@ default the table isolates what the expander costs.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -30,6 +28,8 @@ from stages.core.expanders import build_expander  # noqa: E402
 from stages.core.train.fit import RunConfig, train_step  # noqa: E402
 from stages.core.train.segmenter import ModelConfig  # noqa: E402
 from stages.train import TrainConfig, make_loss  # noqa: E402
+
+from bench_timing import median_time  # noqa: E402  (benchmarks/, the script's own folder)
 
 NUM_CLASSES = 21
 
@@ -50,21 +50,9 @@ def make_batch(batch: int, crop: int, device: torch.device, seed: int = 0):
     return {"image": images.to(device), "map0": seeds.to(device), "labels": present[:, 1:].float(), "raw": raw}
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-
-
 def time_steps(model, opt, loss_fn, batch, device, steps: int) -> float:
-    times = []
-    for i in range(steps + 1):
-        sync(device)
-        t0 = time.perf_counter()
-        train_step(model, opt, loss_fn, batch, device, i)
-        sync(device)
-        if i > 0:  # the first step pays for allocations and pool start-up
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    # one untimed step first: it pays for allocations and pool start-up
+    return median_time(lambda i: train_step(model, opt, loss_fn, batch, device, i), device, steps, warmup=1)
 
 
 def main() -> None:

@@ -77,20 +77,8 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     return opts
 
 
-
-
-
-
-
-
 HeadOpt = typer.Option(DEFAULT_HEAD, "--head", help=f"Segmentation head: {', '.join(HEADS)} (largefov: one 3x3 conv at dilation 12, the published code's; aspp: DeepLab-v2's rates 6/12/18/24).")
 FreezeBnOpt = typer.Option(None, "--freeze-bn/--train-bn", help="Keep the backbone's BatchNorm scale/shift fixed (the published code). Default: frozen for pretrained weights, trained for --weights none.", show_default=False)
-
-
-
-
-
-
 
 
 def train(
@@ -157,9 +145,6 @@ def _train_config(p: dict[str, Any]) -> train_stage.TrainConfig:
         boundary_loss=p["boundary"], boundary_weight=p["boundary_weight"], boundary_clip=clip,
         seed_loss_per_image=p["seed_norm"] == "image", crf_workers=p["crf_workers"], expand_after=p["expand_after"],
     )
-
-
-
 
 
 def graphcut_label(

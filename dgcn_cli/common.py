@@ -35,17 +35,17 @@ F = TypeVar("F", bound=Callable)
 
 DatasetOpt = typer.Option("demo", "--dataset", help=f"Dataset: {', '.join(DATASETS.names())} (folder: your own images + labels CSV).")
 DataRootOpt = typer.Option(None, "--data-root", help="Dataset folder (VOCdevkit/VOC2012, the COCO root, or your folder). Not needed for demo.")
-def backbone_option(default: str, note: str = "") -> typer.models.OptionInfo:
-    """``--backbone`` with the registry's names in its help."""
-    return typer.Option(default, "--backbone", help=f"Backbone: {', '.join(BACKBONES.names())}{note}.")
-
-
 LabelsFileOpt = typer.Option(None, "--labels-file", help="Image-level labels from a file ('id cls cls ...' lines, or cls_labels.npy) instead of deriving them from masks.")
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="DGCN_CACHE", help="Where derived data (labels, rasterised masks, demo data) is cached. Default ~/.cache/dgcn.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
 SeedOpt = typer.Option(0, "--seed", help="Random seed.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
 ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run; images already done are skipped.")
+
+
+def backbone_option(default: str, note: str = "") -> typer.models.OptionInfo:
+    """``--backbone`` with the registry's names in its help."""
+    return typer.Option(default, "--backbone", help=f"Backbone: {', '.join(BACKBONES.names())}{note}.")
 
 
 def data_config(dataset: str, data_root: Optional[Path], split: str, labels_file: Optional[Path], cache_dir: Optional[Path]) -> DataConfig:
@@ -123,16 +123,16 @@ def progress_bar(description: str) -> Iterator[Callable[..., None]]:
         yield update
 
 
-# The parse_* helpers only turn an option's text into values; whether the values are in range
-# is for the stage's config to say (one place, the same line from the CLI and the Python API).
-
-
 def print_result(result: StageResult) -> None:
     """What a stage returned, for a person: its warnings, then its summary lines."""
     for message in result.warnings:
         console.print(f"[yellow]warning:[/] {escape(message)}", highlight=False, soft_wrap=True)
     if result.summary:
         out.print(result.summary, highlight=False, soft_wrap=True)
+
+
+# The parse_* helpers only turn an option's text into values; whether the values are in range
+# is for the stage's config to say (one place, the same line from the CLI and the Python API).
 
 
 def parse_scales(text: str, option: str = "--scales") -> tuple[float, ...]:

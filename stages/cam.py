@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -56,7 +56,7 @@ def cams_path(out: Path, split: str) -> Path:
     return Path(out) / f"cams_{split}.h5"
 
 
-def train_classifier(cfg: CamConfig, progress: Optional[Callable[..., None]] = None) -> Path:
+def train_classifier(cfg: CamConfig, progress: Optional[Progress] = None) -> Path:
     """Train on the training split's image-level labels; the final checkpoint's path."""
     return fit(
         run=replace(cfg.run, out=Path(cfg.run.out) / "classifier"), optim=cfg.optim, weak=cfg.data.build().weak(),
@@ -69,7 +69,7 @@ def train_classifier(cfg: CamConfig, progress: Optional[Callable[..., None]] = N
     )
 
 
-def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.device, progress=None) -> Path:
+def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.device, progress: Optional[Progress] = None) -> Path:
     ds = DataConfig(**{**cfg.data.__dict__, "split": split}).build()
     weak = ds.weak()
     meta = ArtifactMeta(

@@ -23,6 +23,7 @@ from .core.eval import render
 from .core.io.artifacts import ArtifactReader
 from .core.io.files import atomic_path
 from .core.io.images import resize_image, resize_label, resize_map
+from .core.maps import IGNORE
 from .core.stage import Progress, StageResult, wrote
 
 # (config field, artifact kind, column title) in column order
@@ -153,8 +154,8 @@ def build_grid(rows: list[_Row], cfg: ShowConfig, class_names: Sequence[str], la
     if n_cam or map_roles:
         entries.append(render.LegendEntry(HEAT_LEGEND))
     if label_roles:
-        entries += [render.LegendEntry(_class_name(class_names, c), c) for c in sorted(seen - {render.IGNORE})]
-        entries.append(render.LegendEntry(UNLABELLED_LEGEND, render.IGNORE))
+        entries += [render.LegendEntry(_class_name(class_names, c), c) for c in sorted(seen - {IGNORE})]
+        entries.append(render.LegendEntry(UNLABELLED_LEGEND, IGNORE))
     return render.compose_grid(headers, panels, cfg.tile, entries)
 
 

@@ -50,7 +50,7 @@ def scales(option: str, values: Sequence[float]) -> None:
 
 
 def schedule(o) -> None:
-    """The schedule's numbers (``OptimConfig`` and the classifier's ``CamConfig`` alike)."""
+    """The numbers of an ``OptimConfig`` (every training stage's schedule)."""
     number("--epochs", o.epochs, lo=1, integer=True)
     number("--batch-size", o.batch_size, lo=1, integer=True)
     number("--crop", o.crop, lo=16, integer=True)
@@ -66,15 +66,12 @@ def schedule(o) -> None:
     number("--rescale", hi, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
     if hi < lo:
         raise OptionError(f"--rescale must be LO,HI with LO <= HI, got {lo:g},{hi:g}")
-    if hasattr(o, "gamma"):
-        number("gamma", o.gamma, lo=0, hi=1, lo_open=True)
-    if hasattr(o, "ckpt_every"):
-        number("ckpt_every", o.ckpt_every, lo=1, integer=True)
-    if hasattr(o, "ema_decay"):
-        number("--ema", o.ema_decay, lo=0, hi=1, hi_open=True)
+    number("gamma", o.gamma, lo=0, hi=1, lo_open=True)
+    number("ckpt_every", o.ckpt_every, lo=1, integer=True)
+    number("--ema", o.ema_decay, lo=0, hi=1, hi_open=True)
 
 
 def seed_and_workers(o) -> None:
-    """A run's seed and loader processes (``RunConfig`` and ``CamConfig`` alike)."""
+    """A ``RunConfig``'s seed and loader processes."""
     number("--seed", o.seed, lo=0, integer=True)
     number("--workers", o.workers, lo=0, integer=True)

@@ -39,6 +39,7 @@ def to_jsonable(obj: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in obj.items()}
     return obj
 
+
 # keys that never change what a run computes: resuming or rerunning may change them
 RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc", "out", "cache_dir")
 

@@ -48,20 +48,21 @@ def fuse_seeds(cam: np.ndarray, classes: np.ndarray, saliency: Optional[np.ndarr
                         "or use --bg-source cam")
     if needs_saliency and saliency.shape != (h, w):
         raise DgcnError(f"saliency map is {saliency.shape}, CAMs are {(h, w)}: make both for the same images")
+    sal = saliency.astype(np.float32) if needs_saliency else None
     if len(classes):
         best = cam.argmax(axis=0)
         top = cam.max(axis=0)
         fires = top >= cfg.fg_thresh
         quiet = ~fires
         if cfg.fg_sal_thresh > 0:
-            fires &= saliency.astype(np.float32) >= cfg.fg_sal_thresh
+            fires &= sal >= cfg.fg_sal_thresh
         seeds[fires] = np.asarray(classes, dtype=np.uint8)[best[fires]]
         cam_max = top
     else:
         quiet = np.ones((h, w), dtype=bool)
         cam_max = np.zeros((h, w), dtype=np.float32)
     if cfg.bg_source == "saliency":
-        bg = saliency.astype(np.float32) < cfg.bg_sal_thresh
+        bg = sal < cfg.bg_sal_thresh
     else:
         bg = cam_max < cfg.bg_cam_thresh
     seeds[quiet & bg] = 0

@@ -24,8 +24,6 @@ from ..errors import DgcnError
 from ..maps import IGNORE, resize_scores, supervision_mask
 from ..registry import Registry
 
-#: Seed-map value of a position without supervision (PASCAL VOC's "void").
-
 #: name -> expander class; ``build_expander`` is the way in for callers.
 EXPANDERS: Registry[type["Expander"]] = Registry("expander")
 

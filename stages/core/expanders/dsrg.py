@@ -22,7 +22,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from .base import EXPANDERS, IGNORE, Expander, ExpanderConfig, _require
+from ..maps import IGNORE
+from .base import EXPANDERS, Expander, ExpanderConfig, _require
 
 _EIGHT = np.ones((3, 3), dtype=bool)
 

@@ -27,7 +27,8 @@ import maxflow
 import numpy as np
 import torch
 
-from .base import EXPANDERS, IGNORE, Expander, ExpanderConfig, _require
+from ..maps import IGNORE
+from .base import EXPANDERS, Expander, ExpanderConfig, _require
 from .knn import feature_nodes, knn
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .base import EXPANDERS, IGNORE, Expander, ExpanderConfig, _require
+from ..maps import IGNORE
+from .base import EXPANDERS, Expander, ExpanderConfig, _require
 from .knn import feature_nodes, knn
 
 _WEIGHTS = ("binary", "gaussian")

@@ -28,10 +28,10 @@ from ..errors import ArtifactError, DgcnError, OutputExistsError
 from ..version import __version__
 from .names import check_ids, check_name
 
-SCHEMA_VERSION = 1
+# KINDS, LABEL_KINDS and SCHEMAS re-exported: what each kind holds is declared in schemas.py
+from .schemas import KINDS, LABEL_KINDS, SCHEMAS, check_item  # noqa: F401
 
-# re-exported: what each kind holds is declared in schemas.py
-from .schemas import KINDS, LABEL_KINDS, SCHEMAS, check_item  # noqa: E402,F401
+SCHEMA_VERSION = 1
 
 
 @dataclass

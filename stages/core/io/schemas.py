@@ -1,7 +1,7 @@
 """What each artifact kind holds per image, declared once.
 
 The writer refuses an item that does not match its kind's schema, and the reader's typed
-accessors (``ArtifactReader.label``/``cam``/``saliency``/``prob``) read the arrays by these
+accessors (``ArtifactReader.label``/``cam``/``saliency``) read the arrays by these
 names, so a stage and the stage that reads its output cannot drift apart. ``dgcn inspect``
 prints the schema of the artifact it shows.
 

@@ -21,17 +21,17 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import checks
-from ..config import RUNTIME_KEYS, DataConfig, to_jsonable
+from ..config import RUNTIME_KEYS, DataConfig, config_fingerprint, to_jsonable
 from ..datasets import WeakDataset
 from ..device import autocast, place, resolve_device, seed_everything
 from ..errors import DgcnError
+from ..stage import Progress
 from .batches import WeakTrainSet, epoch_loader
 from .loop import (
     LoopConfig,
     RunFolder,
     Schedule,
     WeightEma,
-    config_fingerprint,
     prepare_run,
     run_loop,
     warmup_length,
@@ -164,7 +164,7 @@ def fit(
     task: Task,
     weak: WeakDataset,
     stage_config: Mapping[str, Any],
-    progress: Optional[Callable[..., None]] = None,
+    progress: Optional[Progress] = None,
     runtime_keys: Iterable[str] = (),
 ) -> Path:
     """Train and return the path of the final checkpoint (``final.pt`` in ``run.out``).

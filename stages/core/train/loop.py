@@ -20,7 +20,6 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 import torch
 
-from ..config import config_fingerprint  # noqa: F401  (re-exported for stages)
 from ..errors import CheckpointError, DgcnError, OutputExistsError
 from ..io.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..io.files import write_json_atomic

@@ -79,7 +79,7 @@ class LazyLabelMaps:
         with ArtifactReader(self.path, kind=self.kinds, class_names=self.class_names) as r:
             r.require_ids(ids)
             self.fingerprint = r.fingerprint
-            # the network that made these labels, if one did (see ``segment.run_provenance``)
+            # the network that made these labels, if one did (see ``predict.segmenter.run_provenance``)
             made_by = r.extra.get("model")
             self.made_by = dict(made_by) if isinstance(made_by, dict) else {}
         self._reader = None
