@@ -11,7 +11,14 @@
 # Steps (every one a file target under the output folder, its command printed by make):
 #   cams_<train>.h5 -> saliency_<train>.h5 -> seeds_<train>.h5 -> train/final.pt
 #   -> pred_<val>/pred.h5 -> eval_<val>.json; retrain/final.pt -> retrain_pred_<val>/pred.h5
-#   -> eval_retrain_<val>.json; eval_seeds_<train>.json; report.txt (one table of all three).
+#   -> eval_retrain_<val>.json; report.txt, one table with the rows WSSS papers report:
+#   pseudo-label quality on the report split (VOC: `train`, its 1,464 images with full masks,
+#   a subset of train_aug; COCO: train2014), each row named by its protocol:
+#     eval_cams_<r>.json    CAMs, background threshold chosen by a sweep (not with SEEDS=)
+#     eval_seeds_<r>.json   seeds (precision and coverage of the labelled pixels too)
+#     eval_labels_<r>.json  graph-cut proxy labels of the trained model (graphcut-label)
+#     eval_pseudo_<r>.json  the retraining masks: the trained model's multi-scale test + CRF
+#   and final quality on val: eval_<val>.json, eval_retrain_<val>.json.
 # Partial goals: voc-seeds, voc-train (up to eval_val.json), voc-retrain; coco-* likewise.
 #
 # Reruns redo only what changed: a step reruns when an input file is newer or when its options
@@ -31,7 +38,10 @@ $(PAPER_FORCE):
 # the paper's network family set PAPER_CAM_BACKBONE=vgg16.
 PAPER_CAM_BACKBONE ?= resnet50
 PAPER_CAM_WEIGHTS ?= imagenet
-PAPER_CAM_OPTS ?= --epochs 5 --batch-size 16 --crop 321 --lr 0.01 --scales 0.5,1,1.5,2
+# Size and schedule apart from the method, so a smaller run (the smoke test in
+# tests/test_voc_pipeline.py: tiny network, 1 epoch, small crops) overrides only these.
+PAPER_CAM_SCHEDULE ?= --epochs 5 --batch-size 16 --crop 321
+PAPER_CAM_OPTS ?= $(PAPER_CAM_SCHEDULE) --lr 0.01 --scales 0.5,1,1.5,2
 # Segmentation network init (imagenet, none, or a weights file on a machine without internet).
 PAPER_SEG_WEIGHTS ?= imagenet
 # The paper's training and test protocol, as the published code (hustvl/DGCN) runs it; these are
@@ -40,7 +50,9 @@ PAPER_SEG_WEIGHTS ?= imagenet
 # overriding seeds where H > theta), seeding loss normalised per image + CRF boundary loss with
 # DSRG's ratio clip, LargeFOV head (one 3x3 conv, dilation 12), BatchNorm scale/shift frozen,
 # crop + mirror without rescaling, SGD lr 5e-4 (x10 head, x0.3 every 3 epochs), 200 warm-up
-# iterations, batch 16, 321 crops, 7 epochs; test at scales 0.75, 1, 1.25 with flips and the CRF.
+# iterations, batch 16, 321 crops, 7 epochs; test as the published evaluate.py does: logits summed
+# over scales 0.75, 1, 1.25, no flip, bilinear upsampling, dense CRF (the paper itself names only
+# bilinear upsampling and the CRF: no scales, no flip).
 # Where this still trains differently from the published code (README, "Fidelity"):
 # - seeds: our CAMs + MB+ saliency, unless SEEDS= gives DSRG's localization_cues-sal.pickle,
 #   which is what the published code reads;
@@ -51,13 +63,13 @@ PAPER_SEG_WEIGHTS ?= imagenet
 # - one process of batch 16 instead of SyncBatchNorm over several GPUs (same batch statistics);
 # - the boundary-loss CRF sees the crop resized with PIL (bilinear, antialiased) instead of
 #   scipy's order-1 zoom; probabilities are exact log-softmax instead of softmax + 1e-7;
-# - test: flips as the paper says; the published evaluate.py sums the logits of the three scales
-#   without flipping (--no-flip to match).
-PAPER_TRAIN_OPTS ?= --expander graphcut --expander-opt log_base=10 --expander-opt cut_background=true \
+PAPER_EXPANDER_OPTS ?= --expander graphcut --expander-opt log_base=10 --expander-opt cut_background=true
+PAPER_SCHEDULE ?= --epochs 7 --batch-size 16 --crop 321 --warmup 200
+PAPER_TRAIN_OPTS ?= $(PAPER_EXPANDER_OPTS) \
 	--boundary-loss crf --boundary-clip 0.05,20 --seed-loss-norm image --head largefov --freeze-bn --rescale 1 \
-	--epochs 7 --batch-size 16 --crop 321 --lr 5e-4 --warmup 200
-PAPER_RETRAIN_OPTS ?= --head largefov --freeze-bn --rescale 1 --epochs 7 --batch-size 16 --crop 321 --lr 5e-4 --warmup 200
-PAPER_TEST_OPTS ?= --scales 0.75,1,1.25 --combine logits --flip --crf
+	$(PAPER_SCHEDULE) --lr 5e-4
+PAPER_RETRAIN_OPTS ?= --head largefov --freeze-bn --rescale 1 $(PAPER_SCHEDULE) --lr 5e-4
+PAPER_TEST_OPTS ?= --scales 0.75,1,1.25 --combine logits --no-flip --crf
 # Data-loader / CRF worker processes: a runtime choice, not part of a step's options.
 PAPER_WORKERS ?= 4
 
@@ -65,6 +77,7 @@ VOC_OUT ?= runs/voc
 VOC_TRAIN_SPLIT ?= train_aug
 VOC_VAL_SPLIT ?= val
 VOC_SEG_BACKBONE ?= resnet101
+VOC_REPORT_SPLIT ?= train
 VOC_SEEDS ?= $(SEEDS)
 VOC_SAL_DIR ?= $(SAL_DIR)
 VOC_ROOT_HINT := run `make voc VOC_ROOT=/path/to/VOCdevkit/VOC2012` (the folder with JPEGImages/, SegmentationClassAug/ and ImageSets/Segmentation/train_aug.txt)
@@ -74,6 +87,7 @@ COCO_TRAIN_SPLIT ?= train2014
 COCO_VAL_SPLIT ?= val2014
 # The paper's COCO setting (as DSRG's): a VGG16 DeepLab.
 COCO_SEG_BACKBONE ?= vgg16
+COCO_REPORT_SPLIT ?= $(COCO_TRAIN_SPLIT)
 COCO_SEEDS ?=
 COCO_SAL_DIR ?=
 COCO_ROOT_HINT := run `make coco COCO_ROOT=/path/to/coco` (the folder with train2014/, val2014/ and annotations/instances_train2014.json, instances_val2014.json)
@@ -89,12 +103,16 @@ paper_stamp = mkdir -p $(@D) && printf '%s\n' '$(1)' > $@.new && if cmp -s $@.ne
 # --resume or --overwrite: see `redo` in the Makefile
 paper_redo = $(call redo,$(1))
 
-# $(call paper_pipeline,NAME,OUT,TRAIN_SPLIT,VAL_SPLIT,SEG_BACKBONE,SEEDS_PICKLE,SAL_DIR,ROOT_VAR)
+# graph-cut labels for the report rows: the expander as trained
+PAPER_LABEL_OPTS ?= $(PAPER_EXPANDER_OPTS)
+
+# $(call paper_pipeline,NAME,OUT,TRAIN_SPLIT,VAL_SPLIT,SEG_BACKBONE,SEEDS_PICKLE,SAL_DIR,ROOT_VAR,REPORT_SPLIT)
 define paper_pipeline
 $(1)_data = --dataset $(1) --data-root $$(call paper_need,$(8))
 $(1)_cam = cam $$($(1)_data) --split $(3) --cam-split $(3) --backbone $$(PAPER_CAM_BACKBONE) --weights $$(PAPER_CAM_WEIGHTS) $$(PAPER_CAM_OPTS) --out $(2)
 $(1)_saliency = saliency-bg $$($(1)_data) --split $(3) $(if $(7),--from-dir $(7),--method mbd) --out $(2)/saliency_$(3).h5
 $(1)_seeds = seeds $$($(1)_data) --split $(3) $(if $(6),--from-dsrg $(6),--cams $(2)/cams_$(3).h5 --saliency $(2)/saliency_$(3).h5) --out $(2)/seeds_$(3).h5
+$(1)_labels = graphcut-label $$($(1)_data) --split $(9) --checkpoint $(2)/train/final.pt --seeds $(2)/seeds_$(3).h5 $$(PAPER_LABEL_OPTS) --out $(2)/labels_$(9).h5
 $(1)_train = train $$($(1)_data) --split $(3) --seeds $(2)/seeds_$(3).h5 --backbone $(5) --weights $$(PAPER_SEG_WEIGHTS) $$(PAPER_TRAIN_OPTS) --out $(2)/train
 $(1)_infer = infer $$($(1)_data) --split $(4) --checkpoint $(2)/train/final.pt $$(PAPER_TEST_OPTS) --out $(2)/pred_$(4)
 $(1)_retrain = retrain $$($(1)_data) --split $(3) --checkpoint $(2)/train/final.pt --backbone $(5) --weights $$(PAPER_SEG_WEIGHTS) $$(PAPER_RETRAIN_OPTS) --out $(2)/retrain
@@ -138,8 +156,20 @@ $(2)/retrain/final.pt: $(2)/.opts/retrain $(2)/train/final.pt
 $(2)/retrain_pred_$(4)/pred.h5: $(2)/.opts/retrain_infer $(2)/retrain/final.pt
 	$$(DGCN) $$($(1)_retrain_infer) --device $$(DEVICE) --workers $$(PAPER_WORKERS) --crf-workers $$(PAPER_WORKERS) $$(call paper_redo,$$@.partial)
 
-$(2)/eval_seeds_$(3).json: $(2)/seeds_$(3).h5
-	$$(DGCN) evaluate $$< $$($(1)_data) --split $(3) --json $$@
+$(2)/labels_$(9).h5: $(2)/.opts/labels $(2)/train/final.pt $(2)/seeds_$(3).h5
+	$$(DGCN) $$($(1)_labels) --device $$(DEVICE) $$(call paper_redo,$$@.partial)
+
+$(2)/eval_cams_$(9).json: $(2)/cams_$(3).h5
+	$$(DGCN) evaluate $$< $$($(1)_data) --split $(9) --sweep --json $$@
+
+$(2)/eval_seeds_$(9).json: $(2)/seeds_$(3).h5
+	$$(DGCN) evaluate $$< $$($(1)_data) --split $(9) --json $$@
+
+$(2)/eval_labels_$(9).json: $(2)/labels_$(9).h5
+	$$(DGCN) evaluate $$< $$($(1)_data) --split $(9) --json $$@
+
+$(2)/eval_pseudo_$(9).json: $(2)/retrain/final.pt
+	$$(DGCN) evaluate $(2)/retrain/pseudo_labels.h5 $$($(1)_data) --split $(9) --json $$@
 
 $(2)/eval_$(4).json: $(2)/pred_$(4)/pred.h5
 	$$(DGCN) evaluate $$< $$($(1)_data) --split $(4) --json $$@
@@ -147,9 +177,10 @@ $(2)/eval_$(4).json: $(2)/pred_$(4)/pred.h5
 $(2)/eval_retrain_$(4).json: $(2)/retrain_pred_$(4)/pred.h5
 	$$(DGCN) evaluate $$< $$($(1)_data) --split $(4) --json $$@
 
-$(2)/report.txt: $(2)/eval_seeds_$(3).json $(2)/eval_$(4).json $(2)/eval_retrain_$(4).json
+$(2)/report.txt: $(if $(6),,$(2)/eval_cams_$(9).json) $(2)/eval_seeds_$(9).json $(2)/eval_labels_$(9).json \
+		$(2)/eval_pseudo_$(9).json $(2)/eval_$(4).json $(2)/eval_retrain_$(4).json
 	$$(DGCN) report $$^ --out $$@
 endef
 
-$(eval $(call paper_pipeline,voc,$(VOC_OUT),$(VOC_TRAIN_SPLIT),$(VOC_VAL_SPLIT),$(VOC_SEG_BACKBONE),$(VOC_SEEDS),$(VOC_SAL_DIR),VOC_ROOT))
-$(eval $(call paper_pipeline,coco,$(COCO_OUT),$(COCO_TRAIN_SPLIT),$(COCO_VAL_SPLIT),$(COCO_SEG_BACKBONE),$(COCO_SEEDS),$(COCO_SAL_DIR),COCO_ROOT))
+$(eval $(call paper_pipeline,voc,$(VOC_OUT),$(VOC_TRAIN_SPLIT),$(VOC_VAL_SPLIT),$(VOC_SEG_BACKBONE),$(VOC_SEEDS),$(VOC_SAL_DIR),VOC_ROOT,$(VOC_REPORT_SPLIT)))
+$(eval $(call paper_pipeline,coco,$(COCO_OUT),$(COCO_TRAIN_SPLIT),$(COCO_VAL_SPLIT),$(COCO_SEG_BACKBONE),$(COCO_SEEDS),$(COCO_SAL_DIR),COCO_ROOT,$(COCO_REPORT_SPLIT)))
