@@ -6,17 +6,26 @@ without saliency), or imported from other tools: DSRG's
 on its 41x41 grid) and IRN-style per-image ``<id>.npy`` CAM dictionaries
 (``keys``: 0-based foreground classes, ``high_res``: (n, H, W) CAMs). Both are
 pickles, read with a restricted unpickler that runs no code.
+
+DSRG's ``generate_train_gt.py`` keys its cues by the image's *index*, the integer second
+column of the published code's ``input_list.txt`` (``2008_007028.jpg 0``): ``'0_labels'``
+(the image's classes) and ``'0_cues'`` (``np.where`` of its (21, 41, 41) cue volume).
+``dsrg_list`` gives that list; a pickle keyed by image id (``'2008_007028_labels'``) needs
+none. A pixel cued for two classes takes the higher class index, as the published loader
+gives it (``dsrg_overlap="unlabelled"`` leaves it 255 instead). Every image of the split
+must have cues: the missing ones are named before anything is written.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from .core.config import DataConfig, to_jsonable
-from .core.cues.seeding import FusionConfig, cues_to_seeds, fuse_seeds
+from .core.cues.seeding import CUE_OVERLAPS, FusionConfig, cues_to_seeds, fuse_seeds
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.io.safe_pickle import safe_load
@@ -31,24 +40,85 @@ class SeedsConfig:
     saliency: Optional[Path] = None
     fusion: FusionConfig = field(default_factory=FusionConfig)
     from_dsrg: Optional[Path] = None
+    dsrg_list: Optional[Path] = None  # DSRG's input_list.txt: 'IMAGE.jpg INDEX', for index-keyed cues
+    dsrg_overlap: str = "higher"  # a pixel cued for two classes: the higher class (published) or 255
     from_irn: Optional[Path] = None
     overwrite: bool = False
     resume: bool = False
 
+    def __post_init__(self) -> None:
+        if self.dsrg_overlap not in CUE_OVERLAPS:
+            raise DgcnError(f"--dsrg-overlap must be one of {', '.join(CUE_OVERLAPS)}, got {self.dsrg_overlap!r}")
 
-def _dsrg_source(path: Path, num_classes: int) -> Callable[[str], np.ndarray]:
+
+# the list's name in the published code, for the message that asks for it
+_DSRG_LIST_HINT = ("pass --dsrg-list with the published code's input_list.txt (the 'IMAGE.jpg INDEX' list "
+                   "DSRG's generate_train_gt.py numbered the images by; DSRG's training/experiment/seed_mc/list/input_list.txt)")
+_INDEX_KEY = re.compile(r"[0-9]+_labels")
+
+
+def read_dsrg_list(path: Path) -> dict[str, int]:
+    """DSRG's ``input_list.txt``: image id -> the index its cues are keyed by.
+
+    One image per line, ``2008_007028.jpg 0`` or ``/JPEGImages/2008_007028.jpg 0``: the id is the
+    file stem of the first column, the index the integer second column.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DgcnError(f"--dsrg-list {path} not found (the published code's input_list.txt)")
+    out: dict[str, int] = {}
+    seen: dict[int, str] = {}
+    for lineno, line in enumerate(path.read_text().splitlines(), 1):
+        parts = line.split()
+        if not parts or parts[0].startswith("#"):
+            continue
+        if len(parts) < 2 or not re.fullmatch(r"[0-9]+", parts[1]):
+            raise DgcnError(f"{path}:{lineno}: expected 'IMAGE.jpg INDEX' (DSRG's input_list.txt), got {line.strip()!r}")
+        image_id, index = Path(parts[0]).stem, int(parts[1])
+        if image_id in out:
+            raise DgcnError(f"{path}:{lineno}: image {image_id!r} is listed twice")
+        if index in seen:
+            raise DgcnError(f"{path}:{lineno}: index {index} is given to both {seen[index]} and {image_id}")
+        out[image_id], seen[index] = index, image_id
+    return out
+
+
+def _dsrg_seeds(path: Path, ids: Sequence[str], split: str, num_classes: int, list_path: Optional[Path],
+                overlap: str) -> dict[str, np.ndarray]:
+    """The 41x41 seed map of every image of the split, decoded before anything is written,
+    so a missing image or a bad entry stops the stage with no output."""
     cues = safe_load(path)
     if not isinstance(cues, dict):
-        raise DgcnError(f"{path}: expected a dict with '<id>_labels' and '<id>_cues' entries")
+        raise DgcnError(f"{path}: expected a dict with '<index>_labels' and '<index>_cues' entries (DSRG's cue pickle)")
+    keys = {k for k in cues if isinstance(k, str)}
+    index = read_dsrg_list(list_path) if list_path is not None else None
+    # DSRG's own pickles are keyed by index; one keyed by image id (e.g. re-keyed by hand) needs no list
+    by_index = index is not None and any(i in index and f"{index[i]}_labels" in keys for i in ids)
+    if not by_index and not any(f"{i}_labels" in keys for i in ids):
+        label_keys = sorted(k for k in keys if k.endswith("_labels"))
+        if index is None and label_keys and all(_INDEX_KEY.fullmatch(k) for k in label_keys):
+            raise DgcnError(f"{path} is keyed by image index ('{label_keys[0]}'), not by image id: {_DSRG_LIST_HINT}")
 
-    def compute(image_id: str) -> np.ndarray:
+    def key(image_id: str) -> Optional[str]:
+        if not by_index:
+            return image_id
+        return str(index[image_id]) if image_id in index else None  # type: ignore[index]
+
+    missing = [i for i in ids if key(i) is None or f"{key(i)}_labels" not in keys or f"{key(i)}_cues" not in keys]
+    if missing:
+        how = f"by their index in {list_path}" if by_index else "as '<id>_labels' / '<id>_cues'"
+        raise DgcnError(
+            f"{path} has no cues for {len(missing)} of {len(ids)} images of split {split!r} (looked up {how}): "
+            f"{', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
+        )
+    seeds = {}
+    for image_id in ids:
+        k = key(image_id)
         try:
-            labels, triplets = cues[f"{image_id}_labels"], cues[f"{image_id}_cues"]
-        except KeyError:
-            raise DgcnError(f"{path} has no cues for image {image_id} ('{image_id}_cues')") from None
-        return cues_to_seeds(np.asarray(triplets), np.asarray(labels), num_classes)
-
-    return compute
+            seeds[image_id] = cues_to_seeds(cues[f"{k}_cues"], np.asarray(cues[f"{k}_labels"]), num_classes, overlap=overlap)
+        except DgcnError as err:
+            raise DgcnError(f"{path}, image {image_id} ('{k}_cues'): {err}") from None
+    return seeds
 
 
 def _irn_cams(folder: Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
@@ -64,6 +134,8 @@ def run(cfg: SeedsConfig, progress: Optional[Progress] = None) -> StageResult:
         raise DgcnError(f"give one seed source, not {' and '.join(given)}")
     if cfg.from_dsrg is not None and cfg.saliency is not None:
         raise DgcnError("--from-dsrg imports finished seeds: --saliency would be ignored, leave it out")
+    if cfg.dsrg_list is not None and cfg.from_dsrg is None:
+        raise DgcnError("--dsrg-list names the images of a DSRG cue pickle: it goes with --from-dsrg")
     ds = cfg.data.build()
     names = ds.class_names
     readers: list[ArtifactReader] = []
@@ -79,9 +151,9 @@ def run(cfg: SeedsConfig, progress: Optional[Progress] = None) -> StageResult:
 
     try:
         if cfg.from_dsrg is not None:
-            dsrg = _dsrg_source(cfg.from_dsrg, len(names))
-            compute = lambda i: {"label": dsrg(i)}  # noqa: E731
-            source = f"DSRG cues {cfg.from_dsrg}"
+            dsrg = _dsrg_seeds(cfg.from_dsrg, ds.ids, ds.split, len(names), cfg.dsrg_list, cfg.dsrg_overlap)
+            compute = lambda i: {"label": dsrg[i]}  # noqa: E731
+            source = f"DSRG cues {cfg.from_dsrg}" + (f" (indices from {cfg.dsrg_list})" if cfg.dsrg_list else "")
         else:
             sal = None
             if cfg.fusion.bg_source == "saliency":

@@ -7,6 +7,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from fixtures_dsrg import write_dsrg_cues
 
 from stages import seeds as seeds_stage
 from stages.core.config import DataConfig
@@ -93,15 +94,23 @@ def test_fusion_with_cam_background():
         fuse_seeds(cam, np.array([3]), None, FusionConfig())  # saliency needed
 
 
-def test_dsrg_cues_conflicts_unlabelled_and_stray_classes_refused():
+def test_dsrg_cues_two_class_pixels_take_the_higher_class_and_stray_classes_refused():
     cues = np.array([[0, 7, 7, 0], [0, 1, 2, 1], [0, 1, 2, 1]])  # (class, row, col)
     seeds = cues_to_seeds(cues, np.array([0, 7]), 21)
     assert seeds.shape == (41, 41)
     assert seeds[0, 0] == 0 and seeds[2, 2] == 7
-    assert seeds[1, 1] == 255  # background and class 7 both cue it
-    assert (seeds == 255).sum() == 41 * 41 - 2
+    assert seeds[1, 1] == 7  # background and class 7 both cue it: the higher class, as the published loader
+    assert (seeds == 255).sum() == 41 * 41 - 3
+    # np.where's tuple (what DSRG stores) reads the same as the (3, n) array
+    np.testing.assert_array_equal(cues_to_seeds(tuple(cues), np.array([0, 7]), 21), seeds)
+    unl = cues_to_seeds(cues, np.array([0, 7]), 21, overlap="unlabelled")
+    assert unl[1, 1] == 255 and unl[0, 0] == 0 and unl[2, 2] == 7
     with pytest.raises(DgcnError, match="not among"):
         cues_to_seeds(np.array([[5], [0], [0]]), np.array([0, 7]), 21)
+    with pytest.raises(DgcnError, match="three index arrays"):
+        cues_to_seeds((np.array([0]), np.array([0])), np.array([0]), 21)
+    with pytest.raises(DgcnError, match="out of range"):
+        cues_to_seeds((np.array([0]), np.array([41]), np.array([0])), np.array([0]), 21)
 
 
 def _demo_ds(tmp_path):
@@ -163,3 +172,141 @@ def test_import_irn_cam_dicts(tmp_path):
             lab = r.label(image_id)
             assert (lab[:8, :8] == ds.labels(image_id)[0]).all()
             assert (lab[8:, 8:] == 0).all()
+
+
+# ------------------------------------------- DSRG's pickle as generate_train_gt.py writes it
+
+
+def _published_decode_from_pickle(pickle_path, list_path, num_classes):
+    """The published loader's reading of the files, written out here on its own: the id's
+    index from input_list.txt, then each class's cue pixels in increasing class order."""
+    with open(pickle_path, "rb") as fh:
+        cues = pickle.load(fh, encoding="latin1")  # the test's own file: a plain load is safe
+    index = {}
+    for line in list_path.read_text().splitlines():
+        name, idx = line.split()
+        index[os.path.splitext(os.path.basename(name))[0]] = int(idx)
+    out = {}
+    for image_id, idx in index.items():
+        cls, row, col = cues["%i_cues" % idx]
+        label = np.full((41, 41), 255, np.uint8)
+        for c in range(num_classes):
+            label[row[cls == c], col[cls == c]] = c
+        out[image_id] = label
+    return out
+
+
+@pytest.mark.parametrize("py2", [True, False], ids=["python2-pickle", "python3-protocol2"])
+def test_import_dsrg_pickle_keyed_by_index(tmp_path, py2):
+    data = _demo_ds(tmp_path)
+    ds = data.build()
+    k = len(ds.class_names)
+    pkl, lst = tmp_path / "localization_cues-sal.pickle", tmp_path / "input_list.txt"
+    expected = write_dsrg_cues(pkl, lst, ds.ids, num_classes=k, rng=np.random.default_rng(3),
+                               labels={i: ds.labels(i) for i in ds.ids}, py2=py2)
+    with open(pkl, "rb") as fh:
+        raw = pickle.load(fh, encoding="latin1")
+    assert all(isinstance(raw[key], tuple) and len(raw[key]) == 3 for key in raw if key.endswith("_cues"))
+    assert not any(f"{i}_labels" in raw for i in ds.ids)  # keyed by index only
+    independent = _published_decode_from_pickle(pkl, lst, k)
+    out = seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "seeds.h5", data=data, from_dsrg=pkl, dsrg_list=lst)).path
+    two_cue = 0
+    with ArtifactReader(out, kind="seeds", class_names=ds.class_names) as r:
+        for image_id in ds.ids:
+            got = r.label(image_id)
+            assert got.shape == (41, 41) and got.dtype == np.uint8  # stored on DSRG's grid, as before
+            np.testing.assert_array_equal(got, independent[image_id])
+            np.testing.assert_array_equal(got, expected[image_id])
+            # the pixels cued for two classes: the higher class wins
+            cls, row, col = raw["%i_cues" % int(next(ln.split()[1] for ln in lst.read_text().splitlines() if f"{image_id}.jpg" in ln))]
+            hits = np.zeros((k, 41, 41), bool)
+            hits[cls, row, col] = True
+            multi = hits.sum(0) > 1
+            two_cue += int(multi.sum())
+            top = k - 1 - hits[::-1].argmax(0)
+            np.testing.assert_array_equal(got[multi], top[multi])
+    assert two_cue >= len(ds.ids)  # every image has some: the rule was exercised
+
+
+def test_dsrg_two_cue_pixels_unlabelled_on_request(tmp_path):
+    data = _demo_ds(tmp_path)
+    ds = data.build()
+    pkl, lst = tmp_path / "cues.pickle", tmp_path / "input_list.txt"
+    expected = write_dsrg_cues(pkl, lst, ds.ids, num_classes=len(ds.class_names), labels={i: ds.labels(i) for i in ds.ids})
+    out = seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "s.h5", data=data, from_dsrg=pkl, dsrg_list=lst,
+                                                  dsrg_overlap="unlabelled")).path
+    with ArtifactReader(out, kind="seeds") as r:
+        changed = 0
+        for image_id in ds.ids:
+            got, exp = r.label(image_id), expected[image_id]
+            differ = got != exp
+            assert (got[differ] == 255).all()  # only two-cue pixels change, to unlabelled
+            changed += int(differ.sum())
+        assert changed > 0
+    with pytest.raises(DgcnError, match="--dsrg-overlap"):
+        seeds_stage.SeedsConfig(out=tmp_path / "x.h5", from_dsrg=pkl, dsrg_overlap="lower")
+
+
+def test_index_keyed_dsrg_pickle_without_the_list_says_to_pass_it(tmp_path):
+    data = _demo_ds(tmp_path)
+    ds = data.build()
+    pkl, lst = tmp_path / "cues.pickle", tmp_path / "input_list.txt"
+    write_dsrg_cues(pkl, lst, ds.ids, num_classes=len(ds.class_names))
+    with pytest.raises(DgcnError) as err:
+        seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "s.h5", data=data, from_dsrg=pkl))
+    msg = str(err.value)
+    assert "\n" not in msg and "--dsrg-list" in msg and "input_list.txt" in msg and "published code" in msg
+    assert not list(tmp_path.glob("s.h5*"))
+    with pytest.raises(DgcnError, match="goes with --from-dsrg"):
+        seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "s.h5", data=data, dsrg_list=lst, cams=tmp_path / "c.h5"))
+
+
+def test_dsrg_images_missing_are_named_before_anything_is_written(tmp_path):
+    data = _demo_ds(tmp_path)
+    ds = data.build()
+    pkl, lst = tmp_path / "cues.pickle", tmp_path / "input_list.txt"
+    write_dsrg_cues(pkl, lst, ds.ids[1:], num_classes=len(ds.class_names))  # the first image has no cues
+    with pytest.raises(DgcnError) as err:
+        seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "s.h5", data=data, from_dsrg=pkl, dsrg_list=lst))
+    msg = str(err.value)
+    assert "\n" not in msg and f"1 of {len(ds.ids)} images" in msg and ds.ids[0] in msg
+    assert not list(tmp_path.glob("s.h5*"))
+    # listed, but the pickle lacks its entry: the same line
+    lines = lst.read_text().splitlines()
+    lst.write_text("\n".join(lines + [f"{ds.ids[0]}.jpg 999"]) + "\n")
+    with pytest.raises(DgcnError, match=f"no cues for 1 of {len(ds.ids)} images.*{ds.ids[0]}"):
+        seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "s.h5", data=data, from_dsrg=pkl, dsrg_list=lst))
+    assert not list(tmp_path.glob("s.h5*"))
+
+
+@pytest.mark.parametrize("text, fragment", [
+    ("a.jpg\n", "expected 'IMAGE.jpg INDEX'"),
+    ("a.jpg x\n", "expected 'IMAGE.jpg INDEX'"),
+    ("a.jpg 0\n/JPEGImages/a.jpg 1\n", "listed twice"),
+    ("a.jpg 0\nb.jpg 0\n", "index 0"),
+])
+def test_dsrg_list_errors(tmp_path, text, fragment):
+    lst = tmp_path / "input_list.txt"
+    lst.write_text(text)
+    with pytest.raises(DgcnError, match=fragment) as err:
+        seeds_stage.read_dsrg_list(lst)
+    assert "input_list.txt:" in str(err.value)
+
+
+def test_cli_seeds_from_dsrg_with_list(tmp_path):
+    from typer.testing import CliRunner
+
+    from dgcn_cli.app import app
+    data = _demo_ds(tmp_path)
+    ds = data.build()
+    pkl, lst = tmp_path / "cues.pickle", tmp_path / "input_list.txt"
+    expected = write_dsrg_cues(pkl, lst, ds.ids, num_classes=len(ds.class_names), labels={i: ds.labels(i) for i in ds.ids})
+    base = ["seeds", "--dataset", "demo", "--data-root", str(data.data_root), "--split", "train",
+            "--cache-dir", str(tmp_path / "cache"), "--from-dsrg", str(pkl), "--out", str(tmp_path / "s.h5")]
+    r = CliRunner().invoke(app, base)
+    assert r.exit_code != 0 and "--dsrg-list" in r.output
+    r = CliRunner().invoke(app, [*base, "--dsrg-list", str(lst)])
+    assert r.exit_code == 0, r.output
+    with ArtifactReader(tmp_path / "s.h5", kind="seeds") as reader:
+        for image_id in ds.ids:
+            np.testing.assert_array_equal(reader.label(image_id), expected[image_id])

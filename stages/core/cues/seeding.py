@@ -69,18 +69,26 @@ def fuse_seeds(cam: np.ndarray, classes: np.ndarray, saliency: Optional[np.ndarr
     return seeds
 
 
-def cues_to_seeds(cues: np.ndarray, labels: np.ndarray, num_classes: int, grid: int = 41) -> np.ndarray:
-    """DSRG/SEC localisation cues -> a seed map on their ``grid`` x ``grid`` grid.
+#: what a pixel cued for two classes becomes: "higher", the higher class index, as the published
+#: loader gives it (hustvl/DGCN ``dataset.py`` writes each class's cue pixels in turn, in
+#: increasing class index, so the last write wins); "unlabelled": 255, no guess
+CUE_OVERLAPS = ("higher", "unlabelled")
 
-    ``cues`` is (3, n): class, row, column of each cue (class 0 = background).
-    A pixel with cues of two classes is left unlabelled rather than guessed.
-    ``labels`` (the image's classes, background included) bounds which classes may appear.
+
+def cues_to_seeds(cues, labels: np.ndarray, num_classes: int, grid: int = 41, overlap: str = "higher") -> np.ndarray:
+    """DSRG/SEC localisation cues -> a uint8 seed map on their ``grid`` x ``grid`` grid.
+
+    ``cues`` is what DSRG's ``generate_train_gt.py`` stores: ``np.where`` of a (classes, grid,
+    grid) cue volume, i.e. a tuple of three index arrays (class, row, column), class 0 the
+    background; a (3, n) array of the same triplets is accepted too. ``labels`` (the image's
+    classes; background may or may not be listed) bounds which classes may appear. A pixel
+    with cues of several classes takes the highest of them by default (``overlap="higher"``,
+    the published loader's result), or is left unlabelled (``overlap="unlabelled"``).
     """
-    cues = np.asarray(cues)
-    if cues.ndim != 2 or cues.shape[0] != 3:
-        raise DgcnError(f"cues must be a (3, n) array of class/row/column triplets, got shape {cues.shape}")
-    cls, row, col = (cues[i].astype(np.int64) for i in range(3))
-    if cues.shape[1] and (cls.max() >= num_classes or row.max() >= grid or col.max() >= grid or min(cls.min(), row.min(), col.min()) < 0):
+    if overlap not in CUE_OVERLAPS:
+        raise DgcnError(f"unknown cue overlap rule {overlap!r}; use {' or '.join(CUE_OVERLAPS)}")
+    cls, row, col = _cue_triplets(cues)
+    if cls.size and (cls.max() >= num_classes or row.max() >= grid or col.max() >= grid or min(cls.min(), row.min(), col.min()) < 0):
         raise DgcnError(f"cue out of range (classes < {num_classes}, rows/columns < {grid})")
     allowed = set(int(c) for c in np.asarray(labels).reshape(-1)) | {0}
     stray = sorted(set(cls.tolist()) - allowed)
@@ -90,6 +98,32 @@ def cues_to_seeds(cues: np.ndarray, labels: np.ndarray, num_classes: int, grid: 
     hits[cls, row, col] = True
     count = hits.sum(axis=0)
     seeds = np.full((grid, grid), IGNORE, dtype=np.uint8)
-    single = count == 1
-    seeds[single] = hits.argmax(axis=0)[single].astype(np.uint8)
+    if overlap == "higher":
+        # the highest cued class: the first hit scanning the classes downwards
+        top = num_classes - 1 - hits[::-1].argmax(axis=0)
+        seeds[count > 0] = top[count > 0].astype(np.uint8)
+    else:
+        single = count == 1
+        seeds[single] = hits.argmax(axis=0)[single].astype(np.uint8)
     return seeds
+
+
+def _cue_triplets(cues) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class, row, column) int64 arrays from np.where's tuple or a (3, n) array."""
+    if isinstance(cues, (tuple, list)):
+        parts = [np.asarray(c) for c in cues]
+        if len(parts) != 3 or any(p.ndim != 1 for p in parts) or len({p.shape[0] for p in parts}) != 1:
+            shapes = ", ".join(str(p.shape) for p in parts)
+            raise DgcnError(f"cues must be three index arrays (class, row, column) of one length, got {len(parts)} of shapes {shapes}")
+    else:
+        arr = np.asarray(cues)
+        if arr.ndim != 2 or arr.shape[0] != 3:
+            raise DgcnError(f"cues must be (class, row, column) index arrays or a (3, n) array, got shape {arr.shape}")
+        parts = list(arr)
+    out = []
+    for p in parts:
+        # np.where gives integers; a float copy of them is accepted, a fraction is not an index
+        if p.size and not (np.issubdtype(p.dtype, np.integer) or (np.issubdtype(p.dtype, np.floating) and np.all(p == np.round(p)))):
+            raise DgcnError(f"cue indices must be integers, got {p.dtype}")
+        out.append(p.astype(np.int64))
+    return out[0], out[1], out[2]
