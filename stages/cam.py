@@ -17,7 +17,9 @@ import torch
 
 from .core import checks
 from .core.config import DataConfig, to_jsonable
+from .core.datasets import SegDataset, WeakDataset
 from .core.device import resolve_device
+from .core.errors import DatasetError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.io.names import check_name
 from .core.nets import Classifier
@@ -69,9 +71,18 @@ def train_classifier(cfg: CamConfig, progress: Optional[Progress] = None) -> Pat
     )
 
 
+def _cam_split(cfg: CamConfig, split: str) -> tuple[SegDataset, WeakDataset]:
+    """The split to write CAMs for, with its image-level labels: a CAM is made for each of
+    the image's classes, so a split without masks (VOC's test) needs ``--labels-file``."""
+    ds = replace(cfg.data, split=split).build()
+    try:
+        return ds, ds.weak()
+    except DatasetError as err:
+        raise DatasetError(f"CAMs are made for each image's classes, so --cam-split {split} needs image-level labels: {err}") from None
+
+
 def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.device, progress: Optional[Progress] = None) -> Path:
-    ds = DataConfig(**{**cfg.data.__dict__, "split": split}).build()
-    weak = ds.weak()
+    ds, weak = _cam_split(cfg, split)
     meta = ArtifactMeta(
         kind="cams", dataset=ds.name, split=split, class_names=ds.class_names,
         config=to_jsonable(cfg),
@@ -90,6 +101,9 @@ def write_cams(cfg: CamConfig, model: Classifier, split: str, device: torch.devi
 def run(cfg: CamConfig, progress: Optional[Progress] = None) -> StageResult:
     """Train (or load) the classifier, then write ``cams_<split>.h5`` for each CAM split
     (the result's ``paths``)."""
+    for split in cfg.cam_splits:
+        if split != cfg.data.split:
+            _cam_split(cfg, split)  # a split without labels fails now, not after training
     checkpoint = cfg.checkpoint if cfg.checkpoint is not None else train_classifier(cfg, progress)
     if not is_main_process():  # under torchrun, rank 0 alone writes the CAMs
         return StageResult((), "")

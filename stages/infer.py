@@ -6,6 +6,10 @@ upsampled bilinearly to the image size, then (by default) a dense CRF at full
 image size with the DeepLab parameters. Writes ``<out>/pred.h5`` (kind
 ``predictions``: per image a uint8 ``label`` map and, optionally, float16
 ``prob`` (C, H, W)) and VOC-coloured palette PNGs in ``<out>/png/<id>.png``.
+With ``voc_results`` (``--voc-results DIR``) each prediction is also written where the VOC
+evaluation server wants it, ``DIR/results/VOC2012/Segmentation/comp6_<split>_cls/<id>.png``
+(comp6: trained with data from outside VOC, ImageNet weights): a tar of ``DIR/results``
+is the upload that scores VOC's test split, whose masks are not public.
 
 Images are decoded in DataLoader worker processes. An image that cannot be
 read is reported, skipped and counted; it never ends the run.
@@ -29,7 +33,7 @@ from .core.config import DataConfig, to_jsonable
 from .core.cues.crf import CrfConfig, CrfPool
 from .core.device import resolve_device
 from .core.errors import ArtifactError, DatasetError, DgcnError
-from .core.io.artifacts import ArtifactMeta, ArtifactWriter, partial_path
+from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, partial_path
 from .core.io.images import IMAGE_SUFFIXES, read_image, write_palette_png
 from .core.predict.segmenter import (
     COMBINE,
@@ -56,6 +60,7 @@ class InferConfig:
     crf: bool = True
     save_probs: bool = False
     png: bool = True
+    voc_results: Optional[Path] = None  # also the VOC evaluation server's layout under this folder
     batch_size: int = 1  # images per loader batch; same-size images share forward passes
     workers: int = 0  # image-decoding processes
     crf_workers: int = 0  # CRF processes (0: in this process)
@@ -72,6 +77,8 @@ class InferConfig:
         checks.number("--batch-size", self.batch_size, lo=1, integer=True)
         checks.number("--workers", self.workers, lo=0, integer=True)
         checks.number("--crf-workers", self.crf_workers, lo=0, integer=True)
+        if self.voc_results is not None and (self.data is None or self.data.dataset != "voc"):
+            raise DgcnError("--voc-results writes the VOC evaluation server's layout: it needs --dataset voc and a --split")
 
 
 @dataclass(frozen=True)
@@ -82,6 +89,8 @@ class InferSummary:
     done: int  # predicted by this run
     skipped: int  # already in pred.h5 (--resume)
     failed: tuple[tuple[str, str], ...] = field(default_factory=tuple)  # (image id, reason)
+    voc_dir: Optional[Path] = None  # the evaluation server's folder of PNGs (--voc-results)
+    voc_root: Optional[Path] = None  # --voc-results: the folder whose results/ is uploaded
 
     def lines(self) -> list[str]:
         """What a person reads after the run: the counts, what was not retried, what failed, where it went."""
@@ -92,11 +101,20 @@ class InferSummary:
         if self.failed:
             out.append("failed (unreadable): " + ", ".join(i for i, _ in self.failed))
         out.append(f"wrote {self.path}" + (f" and {self.png_dir}/" if self.png_dir else ""))
+        if self.voc_dir is not None:
+            out.append(f"wrote {self.voc_dir}/: upload a tar of it (tar -C {self.voc_root} -czf results.tgz results) "
+                       "to the VOC evaluation server")
         return out
 
 
 def pred_path(out: Path) -> Path:
     return Path(out) / "pred.h5"
+
+
+def voc_results_dir(root: Path, split: str) -> Path:
+    """Where the VOC evaluation server takes segmentation results: competition 6 (outside
+    training data: ImageNet), ``<split>`` the image set (``test``)."""
+    return Path(root) / "results" / "VOC2012" / "Segmentation" / f"comp6_{split}_cls"
 
 
 def folder_images(folder: Path) -> list[tuple[str, Path]]:
@@ -198,7 +216,7 @@ def run(cfg: InferConfig, progress: Optional[Progress] = None) -> StageResult:
     """Predict every image of the split or folder not yet in ``<out>/pred.h5``; ``details`` is
     the ``InferSummary`` (the counts), ``warnings`` name each image that could not be read."""
     summary = _infer(cfg, progress)
-    written = (summary.path,) if summary.png_dir is None else (summary.path, summary.png_dir)
+    written = (summary.path, *(d for d in (summary.png_dir, summary.voc_dir) if d is not None))
     return StageResult(written, "\n".join(summary.lines()), tuple(f"skipped {i}: {e}" for i, e in summary.failed), summary)
 
 
@@ -212,28 +230,45 @@ def _infer(cfg: InferConfig, progress: Optional[Progress]) -> InferSummary:
     _check_partial(path, extra, cfg)
     meta = ArtifactMeta(
         kind="predictions", dataset=dataset, split=split, class_names=class_names,
-        config=to_jsonable(cfg),
+        # --voc-results only says where copies of the PNGs go (like --out): left out, so it may be
+        # added when resuming or to a finished run
+        config={k: v for k, v in to_jsonable(cfg).items() if k != "voc_results"},
         inputs={"checkpoint": file_fingerprint(cfg.checkpoint)},
         extra=extra,
     )
     png_dir = out / "png" if cfg.png else None
+    voc_dir = voc_results_dir(cfg.voc_results, split) if cfg.voc_results is not None else None
+    png_dirs = tuple(d for d in (png_dir, voc_dir) if d is not None)
     with ArtifactWriter(path, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(items)) as writer:
         done_before = writer.done
         todo = [(i, p) for i, p in items if i not in done_before]
         skipped = len(items) - len(todo)
-        if writer.finished:
-            return InferSummary(path, png_dir, len(items), 0, skipped)
-        if png_dir is not None:
-            png_dir.mkdir(parents=True, exist_ok=True)
-        with CrfPool(cfg.crf_workers if cfg.crf else 0) as pool:
-            done, failed = _predict_all(cfg, seg, writer, todo, skipped, len(items), png_dir, pool, device, progress)
-        if done + skipped == 0:
-            raise DatasetError(
-                f"none of the {len(items)} images could be read (e.g. {failed[0][1]}); nothing written"
-            )
-        # the file is complete for every readable image; which ones were not is recorded
-        writer.finish(unreadable=[image_id for image_id, _ in failed])
-    return InferSummary(path, png_dir, len(items), done, skipped, tuple(failed))
+        if not writer.finished:
+            for d in png_dirs:
+                d.mkdir(parents=True, exist_ok=True)
+            with CrfPool(cfg.crf_workers if cfg.crf else 0) as pool:
+                done, failed = _predict_all(cfg, seg, writer, todo, skipped, len(items), png_dirs, pool, device, progress)
+            if done + skipped == 0:
+                raise DatasetError(
+                    f"none of the {len(items)} images could be read (e.g. {failed[0][1]}); nothing written"
+                )
+            # the file is complete for every readable image; which ones were not is recorded
+            writer.finish(unreadable=[image_id for image_id, _ in failed])
+        else:
+            done, failed = 0, []
+    if voc_dir is not None:
+        # images predicted before this run (--resume, or --voc-results added to a finished run)
+        _complete_voc_results(path, voc_dir, class_names)
+    return InferSummary(path, png_dir, len(items), done, skipped, tuple(failed), voc_dir, cfg.voc_results)
+
+
+def _complete_voc_results(path: Path, voc_dir: Path, class_names: Sequence[str]) -> None:
+    """Write the server PNG of every prediction in ``path`` that has none yet."""
+    voc_dir.mkdir(parents=True, exist_ok=True)
+    with ArtifactReader(path, kind="predictions", class_names=class_names) as reader:
+        for image_id in reader.ids:
+            if not (voc_dir / f"{image_id}.png").is_file():
+                write_palette_png(voc_dir / f"{image_id}.png", reader.label(image_id))
 
 
 def _predict_all(
@@ -243,7 +278,7 @@ def _predict_all(
     todo: list[tuple[str, Path]],
     skipped: int,
     total: int,
-    png_dir: Optional[Path],
+    png_dirs: Sequence[Path],
     pool: CrfPool,
     device: torch.device,
     progress: Optional[Progress],
@@ -263,8 +298,8 @@ def _predict_all(
     def write_one(image_id: str, probs: np.ndarray) -> None:
         nonlocal done
         label = probs.argmax(axis=0).astype(np.uint8)
-        if png_dir is not None:
-            # the PNG first: the pred.h5 entry is what marks the image done for --resume
+        for png_dir in png_dirs:
+            # the PNGs first: the pred.h5 entry is what marks the image done for --resume
             write_palette_png(png_dir / f"{image_id}.png", label)
         arrays = {"label": label}
         if cfg.save_probs:

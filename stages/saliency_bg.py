@@ -33,7 +33,7 @@ class SaliencyConfig:
 
 def run(cfg: SaliencyConfig, progress: Optional[Progress] = None) -> StageResult:
     ds = cfg.data.build()
-    weak = ds.weak()
+    weak = ds.weak(labels=False)  # images only: saliency needs no labels (VOC's test split has none)
     if cfg.from_dir is None:
         method = SALIENCY.get(cfg.method)
     elif not Path(cfg.from_dir).is_dir():

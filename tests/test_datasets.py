@@ -200,6 +200,8 @@ def test_voc_on_coco128(coco128_voc: Path, cache_dir: Path) -> None:
     for split, n in (("train", 73), ("val", 24), ("trainval", 97)):
         ds = DataConfig(dataset="voc", data_root=coco128_voc, split=split, cache_dir=cache_dir).build()
         assert len(ds.ids) == n and ds.class_names == VOC_CLASSES and ds.num_classes == 21
+        assert not list(cache_dir.rglob(f"{split}.json")), "labels are derived when first asked for"
+        ds.labels(ds.ids[0])
         sizes[split] = set(ds.ids)
     assert sizes["train"] | sizes["val"] == sizes["trainval"] and not sizes["train"] & sizes["val"]
 
@@ -229,6 +231,7 @@ def test_voc_on_coco128(coco128_voc: Path, cache_dir: Path) -> None:
 
 def test_voc_label_cache_is_rebuilt_when_damaged(demo_root: Path, cache_dir: Path) -> None:
     ds = build_dataset("voc", demo_root, "val", cache_dir=cache_dir)
+    ds.weak()  # derives the labels, writing the cache
     (cache,) = (cache_dir / "labels" / "voc").rglob("val.json")
     cache.write_text("{not json")
     again = build_dataset("voc", demo_root, "val", cache_dir=cache_dir)
@@ -277,8 +280,9 @@ def test_voc_mask_with_out_of_range_class(tmp_path: Path, cache_dir: Path) -> No
     masks.mkdir()
     write_palette_png(masks / "a.png", np.full((12, 16), 30, np.uint8))
     root = make_voc_tree(tmp_path / "voc", ["a"], masks={"a": masks / "a.png"})
+    ds = build_dataset("voc", root, "train", cache_dir=cache_dir)
     with pytest.raises(DatasetError) as err:
-        build_dataset("voc", root, "train", cache_dir=cache_dir)
+        ds.labels("a")
     assert "30" in one_line(err)
 
 
@@ -290,8 +294,10 @@ def test_voc_text_labels_file_without_masks(tmp_path: Path, cache_dir: Path) -> 
     root = make_voc_tree(tmp_path / "VOC2012", ids)
     assert not (root / "SegmentationClass").exists()
 
+    ds = build_dataset("voc", root, "train", cache_dir=cache_dir)  # opens without masks or labels
+    assert not ds.has_masks() and ds.ids == ids
     with pytest.raises(DatasetError) as err:
-        build_dataset("voc", root, "train", cache_dir=cache_dir)
+        ds.labels(ids[0])
     assert "--labels-file" in one_line(err)
 
     lf = tmp_path / "labels.txt"
@@ -330,8 +336,12 @@ def test_text_labels_file_errors(tmp_path: Path, cache_dir: Path) -> None:
 
     short = tmp_path / "short.txt"
     short.write_text("a person\n")
+    ds = build_dataset("voc", root, "train", labels_file=short, cache_dir=cache_dir)  # opens: labels are read when asked for
     with pytest.raises(DatasetError) as err:
-        build_dataset("voc", root, "train", labels_file=short, cache_dir=cache_dir)
+        ds.labels("a")
+    assert one_line(err).endswith("e.g. b")
+    with pytest.raises(DatasetError) as err:
+        ds.weak()
     assert one_line(err).endswith("e.g. b")
 
     with pytest.raises(DatasetError) as err:

@@ -49,6 +49,7 @@ class WeakDataset:
     ids: tuple[str, ...]
     image_paths: Mapping[str, Path]
     image_labels: Mapping[str, tuple[int, ...]]
+    has_labels: bool = True  # False: opened for its images only (``SegDataset.weak(labels=False)``)
 
     @property
     def num_classes(self) -> int:
@@ -61,10 +62,12 @@ class WeakDataset:
         return read_image(self.image_paths[image_id])
 
     def labels(self, image_id: str) -> tuple[int, ...]:
+        if not self.has_labels:
+            raise DatasetError(f"{self.name}/{self.split} was opened for its images only: no image-level labels")
         return self.image_labels[image_id]
 
     def label_vector(self, image_id: str) -> np.ndarray:
-        return labels_to_vector(self.image_labels[image_id], self.num_classes)
+        return labels_to_vector(self.labels(image_id), self.num_classes)
 
 
 class SegDataset(ABC):
@@ -98,7 +101,8 @@ class SegDataset(ABC):
 
     @abstractmethod
     def labels(self, image_id: str) -> tuple[int, ...]:
-        """Foreground class ids (1..K) present in the image, sorted."""
+        """Foreground class ids (1..K) present in the image, sorted. May read them on first
+        use (from masks or a label file) and fail there: a split without labels still opens."""
 
     def has_masks(self) -> bool:
         return False
@@ -113,14 +117,17 @@ class SegDataset(ABC):
     def label_vector(self, image_id: str) -> np.ndarray:
         return labels_to_vector(self.labels(image_id), self.num_classes)
 
-    def weak(self) -> WeakDataset:
+    def weak(self, *, labels: bool = True) -> WeakDataset:
+        """Images and image-level labels; with ``labels=False`` images only, so a stage that
+        needs no labels (``saliency-bg``) works on a split that has none (VOC's test split)."""
         return WeakDataset(
             name=self.name,
             split=self.split,
             class_names=tuple(self.class_names),
             ids=tuple(self.ids),
             image_paths={i: self.image_path(i) for i in self.ids},
-            image_labels={i: tuple(self.labels(i)) for i in self.ids},
+            image_labels={i: tuple(self.labels(i)) for i in self.ids} if labels else {},
+            has_labels=labels,
         )
 
     def describe(self) -> dict:

@@ -6,13 +6,17 @@ augmentation) is available when ``SegmentationClassAug/`` and a
 ``train_aug.txt`` list exist. Image-level labels are derived from the masks
 once and cached under the cache folder, never inside the dataset (it may be
 read-only); ``labels_file`` supplies them instead, so a split needs no masks.
+
+Labels are read when a stage first asks for them (``labels``, ``weak``), not when
+the split opens: VOC's ``test`` split has no masks, and the stages that need only
+images (``infer``, ``saliency-bg``, ``show``) work on it without a labels file.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import NoReturn, Optional, Sequence
 
 import numpy as np
 
@@ -61,16 +65,11 @@ class VocDataset(SegDataset):
         self._mask_dir = self._find_mask_dir(split)
         self.ids = self._read_split(split)
         self._cache_dir = cache_dir
-        if labels_file is not None:
-            labels = read_label_file(labels_file, self.class_names)
-            missing = [i for i in self.ids if i not in labels]
-            if missing:
-                raise DatasetError(
-                    f"{labels_file} has no labels for {len(missing)} image(s) of split {split!r}, e.g. {missing[0]}"
-                )
-            self._labels = {i: labels[i] for i in self.ids}
-        else:
-            self._labels = self._labels_from_masks()
+        self._labels_file = labels_file
+        # a label file's own errors show at once; whether it covers the split, when labels are asked for
+        self._file_labels = read_label_file(labels_file, self.class_names) if labels_file is not None else None
+        self._labels: Optional[dict[str, tuple[int, ...]]] = None
+        self._missing_masks: Optional[list[str]] = None
 
     # -- layout ---------------------------------------------------------
     def _find_mask_dir(self, split: str) -> Optional[Path]:
@@ -97,8 +96,18 @@ class VocDataset(SegDataset):
     def image_path(self, image_id: str) -> Path:
         return self.root / "JPEGImages" / f"{image_id}.jpg"
 
+    def missing_masks(self) -> list[str]:
+        """Ids of the split without a mask file: all of them without a mask folder, and the
+        test ids of a tree where VOC's test images were unpacked beside trainval's masks."""
+        if self._missing_masks is None:
+            if self._mask_dir is None:
+                self._missing_masks = list(self.ids)
+            else:
+                self._missing_masks = [i for i in self.ids if not (self._mask_dir / f"{i}.png").is_file()]
+        return self._missing_masks
+
     def has_masks(self) -> bool:
-        return self._mask_dir is not None
+        return not self.missing_masks()
 
     def load_mask(self, image_id: str) -> np.ndarray:
         if self._mask_dir is None:
@@ -109,7 +118,19 @@ class VocDataset(SegDataset):
         return read_mask(self._mask_dir / f"{image_id}.png")
 
     def labels(self, image_id: str) -> tuple[int, ...]:
+        if self._labels is None:
+            self._labels = self._labels_from_file() if self._file_labels is not None else self._labels_from_masks()
         return self._labels[image_id]
+
+    def _labels_from_file(self) -> dict[str, tuple[int, ...]]:
+        labels = self._file_labels
+        assert labels is not None
+        missing = [i for i in self.ids if i not in labels]
+        if missing:
+            raise DatasetError(
+                f"{self._labels_file} has no labels for {len(missing)} image(s) of split {self.split!r}, e.g. {missing[0]}"
+            )
+        return {i: labels[i] for i in self.ids}
 
     # -- image-level labels from masks, cached -----------------------------
     def _labels_cache_path(self) -> Path:
@@ -118,10 +139,7 @@ class VocDataset(SegDataset):
 
     def _labels_from_masks(self) -> dict[str, tuple[int, ...]]:
         if self._mask_dir is None:
-            raise DatasetError(
-                f"split {self.split!r} has no masks to derive image-level labels from; "
-                "pass --labels-file (an 'id cls cls ...' text file or cls_labels.npy)"
-            )
+            self._no_masks_for_labels(self.ids)
         cache = self._labels_cache_path()
         if cache.is_file():
             try:
@@ -130,6 +148,8 @@ class VocDataset(SegDataset):
                     return {i: tuple(data[i]) for i in self.ids}
             except (json.JSONDecodeError, OSError):
                 pass  # a damaged cache is rebuilt below
+        if self.missing_masks():
+            self._no_masks_for_labels(self.missing_masks())
         labels = {}
         k = len(self.class_names)
         for image_id in self.ids:
@@ -144,6 +164,13 @@ class VocDataset(SegDataset):
             labels[image_id] = tuple(int(c) for c in present if 0 < c < k)
         write_json_atomic(cache, labels)
         return labels
+
+    def _no_masks_for_labels(self, missing: Sequence[str]) -> NoReturn:
+        which = "" if len(missing) == len(self.ids) else f" for {len(missing)} of its {len(self.ids)} images (e.g. {missing[0]})"
+        raise DatasetError(
+            f"split {self.split!r} of {self.root} has no masks{which} to derive image-level labels from; "
+            "pass --labels-file (an 'id cls cls ...' text file or cls_labels.npy)"
+        )
 
 
 @DATASETS.register("voc")
