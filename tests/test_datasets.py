@@ -108,6 +108,56 @@ def test_read_image_and_mask(tmp_path: Path) -> None:
     assert "bad.jpg" in one_line(err)
 
 
+def test_a_16_bit_mask_whose_values_do_not_fit_8_bits_is_refused(tmp_path: Path, cache_dir: Path) -> None:
+    wide = np.array([[0, 1, 258], [2, 255, 0]], np.uint16)  # 258 would wrap to class 2
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    with Image.open(tmp_path / "wide.png") as im:
+        assert im.mode == "I;16"  # what the test is about: a real 16-bit PNG
+    with pytest.raises(DatasetError) as err:
+        read_mask(tmp_path / "wide.png")
+    msg = one_line(err)
+    assert "wide.png" in msg and "258" in msg and "16-bit" in msg
+    # a 16-bit PNG whose values are class ids reads as they are
+    Image.fromarray(np.array([[0, 1, 20], [2, 255, 0]], np.uint16)).save(tmp_path / "ok.png")
+    np.testing.assert_array_equal(read_mask(tmp_path / "ok.png"), [[0, 1, 20], [2, 255, 0]])
+    # through a dataset: the labels derived from it fail on the same line, naming the file
+    root = make_voc_tree(tmp_path / "voc", ["a"], masks={"a": tmp_path / "wide.png"})
+    ds = build_dataset("voc", root, "train", cache_dir=cache_dir)
+    with pytest.raises(DatasetError, match="258"):
+        ds.labels("a")
+
+
+def _exif_jpeg(path: Path, array: np.ndarray, orientation: int) -> None:
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    Image.fromarray(array).save(path, quality=95, exif=exif.tobytes())
+
+
+def test_read_image_applies_the_exif_orientation(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    stored = rng.integers(0, 256, size=(40, 100, 3), dtype=np.uint8)
+    _exif_jpeg(tmp_path / "phone.jpg", stored, 6)  # 6: the camera was turned, show it rotated 90 degrees clockwise
+    raw = read_image(tmp_path / "phone.jpg", exif=False)
+    upright = read_image(tmp_path / "phone.jpg")
+    assert raw.shape == (40, 100, 3) and upright.shape == (100, 40, 3)
+    np.testing.assert_array_equal(upright, np.rot90(raw, k=-1))
+    # without a tag (VOC's JPEGs) nothing changes
+    Image.fromarray(stored).save(tmp_path / "plain.jpg", quality=95)
+    np.testing.assert_array_equal(read_image(tmp_path / "plain.jpg"), read_image(tmp_path / "plain.jpg", exif=False))
+
+
+def test_datasets_read_images_as_their_annotations_were_made(tmp_path: Path, cache_dir: Path) -> None:
+    from stages.core.datasets.coco import CocoDataset
+
+    root = make_folder(tmp_path / "mine")
+    _exif_jpeg(root / "images" / "cat1.jpg", np.zeros((12, 16, 3), np.uint8), 6)
+    ds = build_dataset("folder", root, "train", cache_dir=cache_dir)
+    assert ds.load_image("cat1").shape == (16, 12, 3)  # a user's photo: upright, as the labelling tool showed it
+    assert ds.weak().load_image("cat1").shape == (16, 12, 3)  # training reads the same pixels
+    # COCO's masks are rasterised at the annotation file's height x width: the stored grid
+    assert CocoDataset.exif is False and ds.exif is True
+
+
 def test_voc_palette_known_colours() -> None:
     pal = voc_palette()
     assert pal.shape == (256, 3)
@@ -189,6 +239,36 @@ def test_demo_rejects_foreign_folder(tmp_path: Path, cache_dir: Path) -> None:
     with pytest.raises(DatasetError) as err:
         build_dataset("demo", tmp_path, "train", cache_dir=cache_dir)
     assert "demo-data" in one_line(err)
+    with pytest.raises(DatasetError) as err:
+        build_dataset("demo", tmp_path / "new", "train", cache_dir=cache_dir)
+    assert f"dgcn demo-data --out {tmp_path / 'new'}" in one_line(err)
+
+
+def test_forgotten_dataset_option_names_the_layout_found(tmp_path: Path, cache_dir: Path) -> None:
+    """--dataset defaults to demo: a --data-root in another dataset's layout says which to pass,
+    not how to write a demo dataset there."""
+    voc = make_voc_tree(tmp_path / "VOCdevkit" / "VOC2012", ["a"])
+    for root in (voc, tmp_path / "VOCdevkit", tmp_path):
+        with pytest.raises(DatasetError) as err:
+            build_dataset("demo", root, "train", cache_dir=cache_dir)
+        msg = one_line(err)
+        assert "this looks like a VOC dataset: pass --dataset voc" in msg and "demo-data" not in msg
+    coco = tmp_path / "coco"
+    (coco / "annotations").mkdir(parents=True)
+    (coco / "annotations" / "instances_train2014.json").write_text("{}")
+    with pytest.raises(DatasetError, match="this looks like a COCO dataset: pass --dataset coco"):
+        build_dataset("demo", coco, "train", cache_dir=cache_dir)
+    with pytest.raises(DatasetError, match="this looks like a folder dataset: pass --dataset folder"):
+        build_dataset("demo", make_folder(tmp_path / "mine"), "train", cache_dir=cache_dir)
+
+    from typer.testing import CliRunner
+
+    from dgcn_cli.app import app
+
+    r = CliRunner().invoke(app, ["saliency-bg", "--data-root", str(voc), "--out", str(tmp_path / "sal.h5")])
+    errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
+    assert r.exit_code != 0 and len(errors) == 1 and "pass --dataset voc" in errors[0], r.output
+    assert "Traceback" not in r.output
 
 
 # -- VOC on the real photos -----------------------------------------------------------------

@@ -234,3 +234,21 @@ def test_infer_demo_split_is_evaluable(tmp_path, cache_dir):
             assert r.get(image_id, "label").shape == ds.load_mask(image_id).shape
     report = evaluate_stage.run(evaluate_stage.EvaluateConfig(source=summary.path, data=data)).details
     assert report.protocol["images"] == 4 and 0.0 <= report.metrics.pixel_acc <= 1.0
+
+
+def test_infer_images_reads_photos_upright(tmp_path):
+    """A phone photo stored sideways with an EXIF Orientation tag is predicted upright: the
+    prediction has the size people see (the tag applied), not the stored one."""
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "phone"
+    folder.mkdir()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to show
+    Image.fromarray(_rgb(rng, 30, 50)).save(folder / "portrait.jpg", quality=90, exif=exif.tobytes())
+    ckpt = _checkpoint(tmp_path / "seg.pt")
+    summary = infer_stage.run(infer_stage.InferConfig(checkpoint=ckpt, out=tmp_path / "out", images=folder,
+                                                      scales=(1.0,), crf=False)).details
+    with ArtifactReader(summary.path, kind="predictions") as r:
+        assert r.label("portrait").shape == (50, 30)
+    with Image.open(tmp_path / "out" / "png" / "portrait.png") as im:
+        assert im.size == (30, 50)

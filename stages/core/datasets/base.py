@@ -50,6 +50,7 @@ class WeakDataset:
     image_paths: Mapping[str, Path]
     image_labels: Mapping[str, tuple[int, ...]]
     has_labels: bool = True  # False: opened for its images only (``SegDataset.weak(labels=False)``)
+    exif: bool = True  # apply EXIF orientation (the dataset's ``exif``: its images read the same here)
 
     @property
     def num_classes(self) -> int:
@@ -59,7 +60,7 @@ class WeakDataset:
         return len(self.ids)
 
     def load_image(self, image_id: str) -> np.ndarray:
-        return read_image(self.image_paths[image_id])
+        return read_image(self.image_paths[image_id], exif=self.exif)
 
     def labels(self, image_id: str) -> tuple[int, ...]:
         if not self.has_labels:
@@ -79,6 +80,9 @@ class SegDataset(ABC):
     name: str
     split: str
     class_names: tuple[str, ...]
+    # apply an image's EXIF Orientation tag (see ``read_image``); a dataset whose annotations
+    # are on the stored pixel grid turns it off
+    exif: bool = True
 
     @property
     def ids(self) -> list[str]:
@@ -112,7 +116,7 @@ class SegDataset(ABC):
         raise DatasetError(f"dataset {self.name!r} split {self.split!r} has no ground-truth masks")
 
     def load_image(self, image_id: str) -> np.ndarray:
-        return read_image(self.image_path(image_id))
+        return read_image(self.image_path(image_id), exif=self.exif)
 
     def label_vector(self, image_id: str) -> np.ndarray:
         return labels_to_vector(self.labels(image_id), self.num_classes)
@@ -128,6 +132,7 @@ class SegDataset(ABC):
             image_paths={i: self.image_path(i) for i in self.ids},
             image_labels={i: tuple(self.labels(i)) for i in self.ids} if labels else {},
             has_labels=labels,
+            exif=self.exif,
         )
 
     def describe(self) -> dict:

@@ -29,6 +29,8 @@ Documented choices:
   hashes the annotation file's path, mtime and size and the rasterisation rule's version, so an
   edited annotation file or a changed rule never reuses stale masks. Writes are atomic (temporary
   name + ``os.replace``); caching is best effort, a read-only cache only costs speed.
+- Images are read on their stored pixel grid, ignoring an EXIF Orientation tag: the masks
+  are rasterised at the annotation file's height and width, which are that grid's.
 - ``--labels-file`` is refused: labels come from the annotation file, and a second source
   would silently disagree with the masks.
 
@@ -172,6 +174,9 @@ class CocoDataset(SegDataset):
     """One split of a COCO-format dataset; see the module docstring for the choices made."""
 
     name = "coco"
+    # masks are rasterised at the annotation file's height x width, the stored pixel grid
+    # (COCO-era tools ignored EXIF): images are read on that grid too, tag or no tag
+    exif = False
 
     def __init__(
         self,

@@ -26,7 +26,7 @@ from ..checks import number
 from ..errors import DatasetError
 from ..io.images import resize_map, voc_palette
 from . import DATASETS
-from .voc import VocDataset
+from .voc import VocDataset, resolve_voc_root
 
 DEMO_CLASSES = ("background", "apple", "bell", "coin", "drum", "egg")
 GENERATOR_VERSION = 1
@@ -186,10 +186,39 @@ def ensure_demo_dataset(cache_dir: Path, cfg: DemoConfig = DemoConfig()) -> Path
     return root
 
 
+def _not_a_demo(root: Path) -> str:
+    """What to do about a --data-root that is not a demo dataset: --dataset is easily
+    forgotten (demo is its default), so a folder in another dataset's layout says which."""
+    looks = looks_like(root)
+    if looks is not None:
+        shown = {"voc": "VOC", "coco": "COCO", "folder": "folder"}[looks]
+        return f"{root} is not a demo dataset (no demo.json), and this looks like a {shown} dataset: pass --dataset {looks}"
+    if not root.exists() or (root.is_dir() and not any(root.iterdir())):
+        return f"{root} is not a demo dataset (no demo.json); make one with: dgcn demo-data --out {root}"
+    return (f"{root} is not a demo dataset (no demo.json), nor in a layout dgcn knows (VOC: JPEGImages/ and "
+            "ImageSets/Segmentation/; COCO: annotations/instances_<split>.json; folder: classes.txt and images/); "
+            "pass --dataset voc, coco or folder for a folder in that layout, or make a demo dataset in a new "
+            "folder with: dgcn demo-data --out DIR")
+
+
+def looks_like(root: Path) -> Optional[str]:
+    """The dataset whose layout ``root`` has (voc, coco, folder), or None."""
+    try:
+        resolve_voc_root(root)
+        return "voc"
+    except DatasetError:
+        pass
+    if any((root / "annotations").glob("instances_*.json")):
+        return "coco"
+    if (root / "classes.txt").is_file() and (root / "images").is_dir():
+        return "folder"
+    return None
+
+
 @DATASETS.register("demo")
 def build_demo(data_root: Optional[Path], split: str, *, labels_file: Optional[Path] = None, cache_dir: Path) -> VocDataset:
     """``data_root`` may point at a folder written by ``dgcn demo-data``; else the cached default."""
     root = data_root if data_root is not None else ensure_demo_dataset(cache_dir)
     if not (root / "demo.json").is_file():
-        raise DatasetError(f"{root} is not a demo dataset (no demo.json); make one with: dgcn demo-data --out {root}")
+        raise DatasetError(_not_a_demo(root))
     return VocDataset(root, split, class_names=DEMO_CLASSES, name="demo", labels_file=labels_file, cache_dir=cache_dir)

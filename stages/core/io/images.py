@@ -4,15 +4,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DatasetError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
 
-def read_image(path: Path) -> np.ndarray:
+def read_image(path: Path, *, exif: bool = True) -> np.ndarray:
     """RGB uint8 (H, W, 3) from any PIL-readable file; grey and RGBA are converted.
+
+    With ``exif`` (the default) an EXIF Orientation tag is applied, so a phone photo stored
+    sideways is read upright, as viewers and most labelling tools show it (and a mask drawn
+    on it fits); VOC's JPEGs carry no such tag, so for them it changes nothing. A dataset
+    whose annotations are on the stored pixel grid reads with ``exif=False`` (COCO: its
+    masks are rasterised at the height and width its annotation file gives).
 
     The one image reader of every stage, with one policy: a missing, unreadable or
     oversized file (PIL's decompression-bomb limit, ``Image.MAX_IMAGE_PIXELS``) raises
@@ -22,7 +28,8 @@ def read_image(path: Path) -> np.ndarray:
     try:
         with Image.open(path) as im:
             im.load()
-            return np.asarray(im.convert("RGB"), dtype=np.uint8)
+            upright = ImageOps.exif_transpose(im) if exif else im
+            return np.asarray(upright.convert("RGB"), dtype=np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"image not found: {path}") from None
     except Image.DecompressionBombError:
@@ -36,16 +43,34 @@ def _too_large(what: str, path: Path) -> str:
             "refusing it as a possible decompression bomb (shrink it, or raise PIL.Image.MAX_IMAGE_PIXELS in your own code)")
 
 
+# modes whose pixel values are class ids: palette and 8-bit grey, and the wider integer modes
+# some tools write masks in (accepted only when every value fits a class id)
+_MASK_MODES = ("P", "L", "I", "I;16", "I;16L", "I;16B", "I;16N")
+
+
 def read_mask(path: Path) -> np.ndarray:
-    """Class-index mask (H, W) uint8 from a palette or greyscale PNG (values are indices)."""
+    """Class-index mask (H, W) uint8 from a palette or greyscale PNG (values are indices).
+
+    A 16- or 32-bit mask is read only when all its values fit 8 bits (0-255): a value such
+    as 258 would otherwise wrap to another class (2), silently.
+    """
     try:
         with Image.open(path) as im:
             im.load()
-            if im.mode not in ("P", "L", "I", "I;16"):
+            if im.mode not in _MASK_MODES:
                 raise DatasetError(
                     f"mask {path} has mode {im.mode}; expected a palette or greyscale PNG of class ids"
                 )
-            return np.asarray(im, dtype=np.uint8) if im.mode in ("P", "L") else np.asarray(im).astype(np.uint8)
+            if im.mode in ("P", "L"):
+                return np.asarray(im, dtype=np.uint8)
+            values = np.asarray(im)
+            if values.size and (values.min() < 0 or values.max() > 255):
+                bad = values.max() if values.max() > 255 else values.min()
+                raise DatasetError(
+                    f"mask {path} is a {values.dtype.itemsize * 8}-bit image holding {int(bad)}, which does not fit "
+                    "an 8-bit class id (0-255, 255 = ignore); save it as a palette or 8-bit greyscale PNG"
+                )
+            return values.astype(np.uint8)
     except FileNotFoundError:
         raise DatasetError(f"mask not found: {path}") from None
     except Image.DecompressionBombError:
