@@ -36,12 +36,13 @@ from . import (  # noqa: E402  (each registers its commands on `app`)
     cmd_data,
     cmd_evaluate,
     cmd_infer,
+    cmd_prepare,
     cmd_seeds,
     cmd_show,
     cmd_train,
 )
 
-for _mod in (cmd_data, cmd_evaluate, cmd_cam, cmd_seeds, cmd_show, cmd_curves, cmd_infer, cmd_train):
+for _mod in (cmd_data, cmd_evaluate, cmd_cam, cmd_seeds, cmd_show, cmd_curves, cmd_infer, cmd_train, cmd_prepare):
     _mod.register(app)
 
 
