@@ -9,7 +9,7 @@ import typer
 
 from stages import prepare as prepare_stage
 
-from .common import CacheDirOpt, handle_errors, print_result, progress_bar
+from .common import CacheDirOpt, fail, handle_errors, print_result, progress_bar
 
 prepare_app = typer.Typer(
     help="Put VOC 2012 + SBD or COCO 2014 into the layout --dataset voc / coco read, from their archives, and check it.",
@@ -82,9 +82,7 @@ def voc(
     cfg = prepare_stage.PrepareConfig(
         dataset="voc", root=root, archives=archives, download=download, verify=not no_verify, md5=parse_md5(md5),
     )
-    with progress_bar("prepare voc") as update:
-        result = prepare_stage.run(cfg, progress=update)
-    print_result(result)
+    _run(cfg, "prepare voc")
 
 
 def coco(
@@ -101,8 +99,16 @@ def coco(
         dataset="coco", root=root, archives=archives, download=download, verify=not no_verify,
         md5=parse_md5(md5), cache_masks=cache_masks, cache_dir=cache_dir,
     )
-    with progress_bar("prepare coco") as update:
-        result = prepare_stage.run(cfg, progress=update)
+    _run(cfg, "prepare coco")
+
+
+def _run(cfg: prepare_stage.PrepareConfig, title: str) -> None:
+    try:
+        with progress_bar(title) as update:
+            result = prepare_stage.run(cfg, progress=update)
+    except KeyboardInterrupt:
+        # handle_errors' own line points at --resume, which prepare does not need
+        fail("interrupted; run the same command again to continue where it stopped", code=130)
     print_result(result)
 
 

@@ -456,3 +456,12 @@ def test_cli_prepare_coco(coco_built: dict, tmp_path: Path, cache_dir: Path) -> 
     r = runner.invoke(app, args, env={"DGCN_CACHE": str(cache_dir), "COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert "train2014 12 images" in r.stdout and "warning:" in r.output
+
+
+def test_cli_interrupt_says_to_run_the_same_command_again(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(cfg, progress=None):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepare, "run", interrupted)
+    r = runner.invoke(app, ["prepare", "voc", "--root", str(tmp_path)])
+    assert r.exit_code == 130 and "run the same command again" in r.output and "--resume" not in r.output
