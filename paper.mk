@@ -2,7 +2,10 @@
 # semantic segmentation"), included by the Makefile:
 #
 #   make voc  VOC_ROOT=/path/to/VOCdevkit/VOC2012 [DEVICE=cuda] [VOC_OUT=runs/voc]
-#             [SEEDS=localization_cues-sal.pickle]   import DSRG's cues instead of cam + saliency
+#             [SEEDS=localization_cues-sal.pickle SEEDS_LIST=input_list.txt]
+#                                 import DSRG's cues instead of cam + saliency; the list (DSRG's
+#                                 training/experiment/seed_mc/list/input_list.txt) maps the
+#                                 pickle's index keys to image ids
 #             [SAL_DIR=drfi_pngs/]                   import saliency PNGs (e.g. DRFI) instead of MB+
 #   make coco COCO_ROOT=/path/to/coco [DEVICE=cuda] [COCO_OUT=runs/coco]
 #             (COCO_ROOT holds train2014/, val2014/ and annotations/instances_{train,val}2014.json;
@@ -79,8 +82,9 @@ VOC_VAL_SPLIT ?= val
 VOC_SEG_BACKBONE ?= resnet101
 VOC_REPORT_SPLIT ?= train
 VOC_SEEDS ?= $(SEEDS)
+VOC_SEEDS_LIST ?= $(SEEDS_LIST)
 VOC_SAL_DIR ?= $(SAL_DIR)
-VOC_ROOT_HINT := run `make voc VOC_ROOT=/path/to/VOCdevkit/VOC2012` (the folder with JPEGImages/, SegmentationClassAug/ and ImageSets/Segmentation/train_aug.txt)
+VOC_ROOT_HINT := run `make voc VOC_ROOT=/path/to/VOCdevkit/VOC2012` (the folder with JPEGImages/, SegmentationClassAug/ and ImageSets/Segmentation/train_aug.txt; `dgcn prepare voc --root DIR --download` makes it)
 
 COCO_OUT ?= runs/coco
 COCO_TRAIN_SPLIT ?= train2014
@@ -89,8 +93,9 @@ COCO_VAL_SPLIT ?= val2014
 COCO_SEG_BACKBONE ?= vgg16
 COCO_REPORT_SPLIT ?= $(COCO_TRAIN_SPLIT)
 COCO_SEEDS ?=
+COCO_SEEDS_LIST ?=
 COCO_SAL_DIR ?=
-COCO_ROOT_HINT := run `make coco COCO_ROOT=/path/to/coco` (the folder with train2014/, val2014/ and annotations/instances_train2014.json, instances_val2014.json)
+COCO_ROOT_HINT := run `make coco COCO_ROOT=/path/to/coco` (the folder with train2014/, val2014/ and annotations/instances_train2014.json, instances_val2014.json; `dgcn prepare coco --root DIR --download` makes it)
 
 # $(call paper_need,VAR): the value of VAR, or stop with a message saying how to set it.
 # Expanded only in recipes, so only the pipeline that needs VAR asks for it.
@@ -106,12 +111,12 @@ paper_redo = $(call redo,$(1))
 # graph-cut labels for the report rows: the expander as trained
 PAPER_LABEL_OPTS ?= $(PAPER_EXPANDER_OPTS)
 
-# $(call paper_pipeline,NAME,OUT,TRAIN_SPLIT,VAL_SPLIT,SEG_BACKBONE,SEEDS_PICKLE,SAL_DIR,ROOT_VAR,REPORT_SPLIT)
+# $(call paper_pipeline,NAME,OUT,TRAIN_SPLIT,VAL_SPLIT,SEG_BACKBONE,SEEDS_PICKLE,SAL_DIR,ROOT_VAR,REPORT_SPLIT,SEEDS_LIST)
 define paper_pipeline
 $(1)_data = --dataset $(1) --data-root $$(call paper_need,$(8))
 $(1)_cam = cam $$($(1)_data) --split $(3) --cam-split $(3) --backbone $$(PAPER_CAM_BACKBONE) --weights $$(PAPER_CAM_WEIGHTS) $$(PAPER_CAM_OPTS) --out $(2)
 $(1)_saliency = saliency-bg $$($(1)_data) --split $(3) $(if $(7),--from-dir $(7),--method mbd) --out $(2)/saliency_$(3).h5
-$(1)_seeds = seeds $$($(1)_data) --split $(3) $(if $(6),--from-dsrg $(6),--cams $(2)/cams_$(3).h5 --saliency $(2)/saliency_$(3).h5) --out $(2)/seeds_$(3).h5
+$(1)_seeds = seeds $$($(1)_data) --split $(3) $(if $(6),--from-dsrg $(6)$(if $(10), --dsrg-list $(10)),--cams $(2)/cams_$(3).h5 --saliency $(2)/saliency_$(3).h5) --out $(2)/seeds_$(3).h5
 $(1)_labels = graphcut-label $$($(1)_data) --split $(9) --checkpoint $(2)/train/final.pt --seeds $(2)/seeds_$(3).h5 $$(PAPER_LABEL_OPTS) --out $(2)/labels_$(9).h5
 $(1)_train = train $$($(1)_data) --split $(3) --seeds $(2)/seeds_$(3).h5 --backbone $(5) --weights $$(PAPER_SEG_WEIGHTS) $$(PAPER_TRAIN_OPTS) --out $(2)/train
 $(1)_infer = infer $$($(1)_data) --split $(4) --checkpoint $(2)/train/final.pt $$(PAPER_TEST_OPTS) --out $(2)/pred_$(4)
@@ -141,7 +146,7 @@ $(2)/cams_$(3).h5: $(2)/.opts/cam
 $(2)/saliency_$(3).h5: $(2)/.opts/saliency $(7)
 	$$(DGCN) $$($(1)_saliency) $$(call paper_redo,$$@.partial)
 
-$(2)/seeds_$(3).h5: $(2)/.opts/seeds $(if $(6),$(6),$(2)/cams_$(3).h5 $(2)/saliency_$(3).h5)
+$(2)/seeds_$(3).h5: $(2)/.opts/seeds $(if $(6),$(6) $(10),$(2)/cams_$(3).h5 $(2)/saliency_$(3).h5)
 	$$(DGCN) $$($(1)_seeds) $$(call paper_redo,$$@.partial)
 
 $(2)/train/final.pt: $(2)/.opts/train $(2)/seeds_$(3).h5
@@ -182,5 +187,5 @@ $(2)/report.txt: $(if $(6),,$(2)/eval_cams_$(9).json) $(2)/eval_seeds_$(9).json 
 	$$(DGCN) report $$^ --out $$@
 endef
 
-$(eval $(call paper_pipeline,voc,$(VOC_OUT),$(VOC_TRAIN_SPLIT),$(VOC_VAL_SPLIT),$(VOC_SEG_BACKBONE),$(VOC_SEEDS),$(VOC_SAL_DIR),VOC_ROOT,$(VOC_REPORT_SPLIT)))
-$(eval $(call paper_pipeline,coco,$(COCO_OUT),$(COCO_TRAIN_SPLIT),$(COCO_VAL_SPLIT),$(COCO_SEG_BACKBONE),$(COCO_SEEDS),$(COCO_SAL_DIR),COCO_ROOT,$(COCO_REPORT_SPLIT)))
+$(eval $(call paper_pipeline,voc,$(VOC_OUT),$(VOC_TRAIN_SPLIT),$(VOC_VAL_SPLIT),$(VOC_SEG_BACKBONE),$(VOC_SEEDS),$(VOC_SAL_DIR),VOC_ROOT,$(VOC_REPORT_SPLIT),$(VOC_SEEDS_LIST)))
+$(eval $(call paper_pipeline,coco,$(COCO_OUT),$(COCO_TRAIN_SPLIT),$(COCO_VAL_SPLIT),$(COCO_SEG_BACKBONE),$(COCO_SEEDS),$(COCO_SAL_DIR),COCO_ROOT,$(COCO_REPORT_SPLIT),$(COCO_SEEDS_LIST)))

@@ -61,7 +61,7 @@ def seeds(
     bg_sal_thresh: float = typer.Option(FusionConfig.bg_sal_thresh, "--bg-sal-thresh", help="Background where saliency is below this."),
     bg_cam_thresh: float = typer.Option(FusionConfig.bg_cam_thresh, "--bg-cam-thresh", help="With --bg-source cam: background where every CAM is below this."),
     fg_sal_thresh: float = typer.Option(FusionConfig.fg_sal_thresh, "--fg-sal-thresh", help="A class seeds only where saliency also reaches this (0: off); where the CAM fires on non-salient pixels they stay unlabelled."),
-    from_dsrg: Optional[Path] = typer.Option(None, "--from-dsrg", help="Import DSRG's localization_cues-sal.pickle (41x41 cues, stored on that grid), as the published code reads it: a pixel cued for two classes takes the higher class index."),
+    from_dsrg: Optional[Path] = typer.Option(None, "--from-dsrg", help="Import DSRG's localization_cues-sal.pickle (its 41x41 cues over the whole image, stored at the image's size), as the published code reads it: a pixel cued for two classes takes the higher class index."),
     dsrg_list: Optional[Path] = typer.Option(None, "--dsrg-list", help="With --from-dsrg: the published code's input_list.txt ('IMAGE.jpg INDEX' lines), whose indices key DSRG's cues ('0_labels', '0_cues'). Not needed for a pickle keyed by image id."),
     dsrg_overlap: str = typer.Option("higher", "--dsrg-overlap", help="With --from-dsrg, a pixel cued for two classes: higher (its higher class index, the published loader's result) or unlabelled (255)."),
     from_irn: Optional[Path] = typer.Option(None, "--from-irn", help="Use IRN-style <id>.npy CAM dictionaries from this folder instead of --cams."),

@@ -2,8 +2,7 @@
 
 Made from ``cams.h5`` and ``saliency.h5`` (or ``--bg-source cam`` for users
 without saliency), or imported from other tools: DSRG's
-``localization_cues-sal.pickle`` (what the published DGCN code reads; stored
-on its 41x41 grid) and IRN-style per-image ``<id>.npy`` CAM dictionaries
+``localization_cues-sal.pickle`` (what the published DGCN code reads) and IRN-style per-image ``<id>.npy`` CAM dictionaries
 (``keys``: 0-based foreground classes, ``high_res``: (n, H, W) CAMs). Both are
 pickles, read with a restricted unpickler that runs no code.
 
@@ -14,6 +13,11 @@ column of the published code's ``input_list.txt`` (``2008_007028.jpg 0``): ``'0_
 none. A pixel cued for two classes takes the higher class index, as the published loader
 gives it (``dsrg_overlap="unlabelled"`` leaves it 255 instead). Every image of the split
 must have cues: the missing ones are named before anything is written.
+
+DSRG's cues lie on a 41x41 grid over the whole image (its ``preprocess`` squashes every
+image to 321x321, aspect ratio not kept). They are stored at the image's own size, each cell
+spread over the image region it covers (nearest neighbour), like every other label artifact:
+training crops them with the image, and ``evaluate`` scores them against the masks as they are.
 """
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ from .core.config import DataConfig, to_jsonable
 from .core.cues.seeding import CUE_OVERLAPS, FusionConfig, cues_to_seeds, fuse_seeds
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
+from .core.io.images import resize_label
 from .core.io.safe_pickle import safe_load
 from .core.stage import Progress, StageResult, wrote
 
@@ -152,7 +157,7 @@ def run(cfg: SeedsConfig, progress: Optional[Progress] = None) -> StageResult:
     try:
         if cfg.from_dsrg is not None:
             dsrg = _dsrg_seeds(cfg.from_dsrg, ds.ids, ds.split, len(names), cfg.dsrg_list, cfg.dsrg_overlap)
-            compute = lambda i: {"label": dsrg[i]}  # noqa: E731
+            compute = lambda i: {"label": resize_label(dsrg[i], ds.load_image(i).shape[:2])}  # noqa: E731
             source = f"DSRG cues {cfg.from_dsrg}" + (f" (indices from {cfg.dsrg_list})" if cfg.dsrg_list else "")
         else:
             sal = None

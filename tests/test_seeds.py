@@ -113,6 +113,17 @@ def test_dsrg_cues_two_class_pixels_take_the_higher_class_and_stray_classes_refu
         cues_to_seeds((np.array([0]), np.array([41]), np.array([0])), np.array([0]), 21)
 
 
+def _on_dsrg_grid(reader, ds, image_id):
+    """An imported DSRG seed map, stored at the image's size, sampled back at the centre of
+    each of DSRG's 41x41 cells (which cover the whole image)."""
+    label = reader.label(image_id)
+    h, w = ds.load_image(image_id).shape[:2]
+    assert label.shape == (h, w) and label.dtype == np.uint8
+    ys = ((np.arange(41) + 0.5) * h / 41).astype(int)
+    xs = ((np.arange(41) + 0.5) * w / 41).astype(int)
+    return label[np.ix_(ys, xs)]
+
+
 def _demo_ds(tmp_path):
     from stages.core.datasets.demo import DemoConfig, write_demo_dataset
 
@@ -133,8 +144,7 @@ def test_import_hand_made_dsrg_pickle(tmp_path):
     out = seeds_stage.run(seeds_stage.SeedsConfig(out=tmp_path / "seeds.h5", data=data, from_dsrg=path)).path
     with ArtifactReader(out, kind="seeds", class_names=ds.class_names) as r:
         for k, image_id in enumerate(ds.ids):
-            lab = r.label(image_id)
-            assert lab.shape == (41, 41)
+            lab = _on_dsrg_grid(r, ds, image_id)
             assert lab[0, 0] == 0 and lab[10 + k, 20] == ds.labels(image_id)[0]
             assert (lab != 255).sum() == 2
 
@@ -213,8 +223,7 @@ def test_import_dsrg_pickle_keyed_by_index(tmp_path, py2):
     two_cue = 0
     with ArtifactReader(out, kind="seeds", class_names=ds.class_names) as r:
         for image_id in ds.ids:
-            got = r.label(image_id)
-            assert got.shape == (41, 41) and got.dtype == np.uint8  # stored on DSRG's grid, as before
+            got = _on_dsrg_grid(r, ds, image_id)  # at the image's size: DSRG's grid sampled back
             np.testing.assert_array_equal(got, independent[image_id])
             np.testing.assert_array_equal(got, expected[image_id])
             # the pixels cued for two classes: the higher class wins
@@ -238,7 +247,7 @@ def test_dsrg_two_cue_pixels_unlabelled_on_request(tmp_path):
     with ArtifactReader(out, kind="seeds") as r:
         changed = 0
         for image_id in ds.ids:
-            got, exp = r.label(image_id), expected[image_id]
+            got, exp = _on_dsrg_grid(r, ds, image_id), expected[image_id]
             differ = got != exp
             assert (got[differ] == 255).all()  # only two-cue pixels change, to unlabelled
             changed += int(differ.sum())
@@ -309,4 +318,4 @@ def test_cli_seeds_from_dsrg_with_list(tmp_path):
     assert r.exit_code == 0, r.output
     with ArtifactReader(tmp_path / "s.h5", kind="seeds") as reader:
         for image_id in ds.ids:
-            np.testing.assert_array_equal(reader.label(image_id), expected[image_id])
+            np.testing.assert_array_equal(_on_dsrg_grid(reader, ds, image_id), expected[image_id])
