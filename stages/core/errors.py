@@ -23,3 +23,8 @@ class CheckpointError(DgcnError):
 
 class OutputExistsError(DgcnError):
     """A stage was asked to write over an existing output without --overwrite."""
+
+
+class DiskFullError(DgcnError):
+    """The disk filled (or was about to) while a stage wrote its output; what was written is
+    kept for ``--resume``."""

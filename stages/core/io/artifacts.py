@@ -10,6 +10,12 @@ an interrupted stage never leaves a file that looks finished; an interrupted
 ``.partial`` is continued with ``resume=True`` (images already done are
 skipped: an item counts as done once its ``complete`` attribute is set, which
 is the last thing written for it).
+
+Every file also records the ``environment`` it was made in (dgcn version and commit, Python,
+torch, CUDA, device: ``provenance.environment``), outside every fingerprint. A disk that
+fills ends the stage with one line before HDF5 meets it (``DiskFullError``): the free space
+is checked before each item against what the items so far took, and the ``.partial`` stays
+resumable.
 """
 from __future__ import annotations
 
@@ -23,15 +29,22 @@ from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequenc
 import h5py
 import numpy as np
 
+from .. import provenance
 from ..config import RUNTIME_KEYS, config_fingerprint
-from ..errors import ArtifactError, DgcnError, OutputExistsError
+from ..errors import ArtifactError, DgcnError, DiskFullError, OutputExistsError
+from ..units import size_text
 from ..version import __version__
+from . import files
 from .names import check_ids, check_name
 
 # KINDS, LABEL_KINDS and SCHEMAS re-exported: what each kind holds is declared in schemas.py
 from .schemas import KINDS, LABEL_KINDS, SCHEMAS, check_item  # noqa: F401
 
 SCHEMA_VERSION = 1
+
+# free space kept in hand beyond the next items' estimate: HDF5 metadata (B-tree nodes, the
+# root attributes finish() writes) grows in steps that no per-item average sees
+DISK_RESERVE = 16 * 2**20
 
 
 @dataclass
@@ -86,8 +99,13 @@ class ArtifactWriter:
         self.path = Path(path)
         self.meta = meta
         self.partial = partial_path(self.path)
+        self.expected = expected
         self._finished = False
+        self._broken = False  # a write met a full disk: only the file id is closed
         self._done: set[str] = set()
+        # bytes the items of this session took on disk, for the free-space estimate
+        self._written_items = 0
+        self._size_at_open = 0
         # what must match for --resume to continue (or keep) a file: the options
         # that define its content and the fingerprints of its inputs
         self.config_fingerprint = config_fingerprint({"config": meta.config, "inputs": dict(meta.inputs)}, RUNTIME_KEYS)
@@ -109,11 +127,18 @@ class ArtifactWriter:
                 "pass --resume to continue it or --overwrite to start again"
             )
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and self.partial.exists():
-            self._file = self._reopen_partial()
-        else:
-            self._file = h5py.File(self.partial, "w")
-            self._write_root_attrs()
+        try:
+            if resume and self.partial.exists():
+                self._file = self._reopen_partial()
+            else:
+                self._file = h5py.File(self.partial, "w")
+                self._write_root_attrs()
+            self._file.flush()
+        except (OSError, RuntimeError) as err:
+            if files.is_disk_full(err):
+                raise self._disk_full(None) from None
+            raise
+        self._size_at_open = self._size()
 
     def _reopen_partial(self) -> h5py.File:
         try:
@@ -139,6 +164,7 @@ class ArtifactWriter:
         except ArtifactError:
             f.close()
             raise
+        _record_resumed_environment(f)
         items = f.require_group("items")
         for image_id in list(items.keys()):
             if items[image_id].attrs.get("complete", False):
@@ -166,6 +192,8 @@ class ArtifactWriter:
         a["inputs"] = _json(dict(m.inputs))
         a["extra"] = _json(dict(m.extra))
         a["config_fingerprint"] = self.config_fingerprint
+        # where and with what it was made; in no fingerprint (see provenance.py)
+        a["environment"] = _json(provenance.environment())
         a["complete"] = False
         self._file.require_group("items")
 
@@ -182,36 +210,107 @@ class ArtifactWriter:
             raise ArtifactError(f"{self.path} is already complete")
         check_name(image_id, "image id", f"the items written to {self.path}")
         check_item(self.meta.kind, arrays, len(self.meta.class_names), f"{self.path} item {image_id}")
-        items = self._file["items"]
-        if image_id in items:
-            del items[image_id]
-        g = items.create_group(image_id)
-        for name, arr in arrays.items():
-            arr = np.asarray(arr)
-            kw = dict(compression="gzip", compression_opts=4, shuffle=True) if arr.size > 64 else {}
-            g.create_dataset(name, data=arr, **kw)
-        for key, val in (attrs or {}).items():
-            g.attrs[key] = val
-        g.attrs["digest"] = _digest(image_id, arrays)
-        g.attrs["complete"] = True
-        self._file.flush()
+        self._check_free_space(sum(np.asarray(a).nbytes for a in arrays.values()))
+        try:
+            items = self._file["items"]
+            if image_id in items:
+                del items[image_id]
+            g = items.create_group(image_id)
+            # the datasets stay referenced until the flush: a write that fails while h5py frees
+            # one is only printed (and the next HDF5 call may crash); in flush() it raises
+            datasets = []
+            for name, arr in arrays.items():
+                arr = np.asarray(arr)
+                kw = dict(compression="gzip", compression_opts=4, shuffle=True) if arr.size > 64 else {}
+                datasets.append(g.create_dataset(name, data=arr, **kw))
+            for key, val in (attrs or {}).items():
+                g.attrs[key] = val
+            g.attrs["digest"] = _digest(image_id, arrays)
+            self._file.flush()
+            # marked complete only once its data is written: a flush that fails on a full disk
+            # can leave the attributes set with it on disk but not the data
+            g.attrs["complete"] = True
+            self._file.flush()
+            del datasets
+        except (OSError, RuntimeError) as err:
+            # the free-space check came too late (another process filled the disk): the item
+            # stays without its ``complete`` mark, so --resume drops and rewrites it
+            if files.is_disk_full(err):
+                self._broken = True
+                raise self._disk_full(None) from None
+            raise
         self._done.add(image_id)
+        self._written_items += 1
+
+    def _size(self) -> int:
+        try:
+            return self.partial.stat().st_size
+        except OSError:
+            return 0
+
+    def _average_item(self) -> Optional[float]:
+        """Bytes one item takes on disk, on average: over this session's items, or, before the
+        first of them, over the items a resumed file already holds; None for a new file."""
+        if self._written_items:
+            return max(0, self._size() - self._size_at_open) / self._written_items
+        if self._done:
+            return self._size() / len(self._done)
+        return None
+
+    def _check_free_space(self, item_bytes: int) -> None:
+        """Stop before the disk fills: HDF5 meeting a full disk can leave a file it cannot
+        reopen, and has crashed the process. The next item needs, generously, twice the
+        average so far (its uncompressed size before there is one), plus the reserve."""
+        avg = self._average_item()
+        need = 2 * (avg if avg is not None else item_bytes) + DISK_RESERVE
+        free = files.free_space(self.partial.parent)
+        if free < need:
+            raise self._disk_full(free, need)
+
+    def _disk_full(self, free: Optional[int], need: Optional[float] = None) -> DiskFullError:
+        """The one line: which file, how much the rest will take, and how much is free."""
+        if free is None:
+            try:
+                free = files.free_space(self.partial.parent)
+            except OSError:
+                free = None
+        done = len(self._done)
+        avg = self._average_item()
+        left = self.expected - done if self.expected is not None else None
+        if avg is not None and left is not None and left > 0:
+            needs = (f"needs about {size_text(avg * left + DISK_RESERVE)} more for its {left} images left "
+                     f"({size_text(avg)} each, and {size_text(DISK_RESERVE)} in hand)")
+        elif need is not None:
+            needs = f"needs at least {size_text(need)} more for its next image (with {size_text(DISK_RESERVE)} in hand)"
+        else:
+            needs = f"holds {size_text(self._size())} so far"
+        has = f"{size_text(free)} free" if free is not None else "the disk is full"
+        return DiskFullError(
+            f"disk full: {self.partial} {needs}, {has} there; free space and rerun with --resume "
+            f"(the {done} images done are kept)"
+        )
 
     def finish(self, **attrs: Any) -> Path:
         """Seal the file; ``attrs`` are extra root attributes (JSON-encoded), e.g. what was skipped."""
         if self._finished:
             return self.path
-        for key, val in attrs.items():
-            self._file.attrs[key] = _json(val)
-        items = self._file["items"]
-        h = hashlib.sha256(self.meta.kind.encode())
-        for image_id in sorted(items.keys()):
-            h.update(image_id.encode())
-            h.update(items[image_id].attrs["digest"].encode())
-        self._file.attrs["fingerprint"] = h.hexdigest()[:16]
-        self._file.attrs["count"] = len(items)
-        self._file.attrs["complete"] = True
-        self._file.close()
+        try:
+            for key, val in attrs.items():
+                self._file.attrs[key] = _json(val)
+            items = self._file["items"]
+            h = hashlib.sha256(self.meta.kind.encode())
+            for image_id in sorted(items.keys()):
+                h.update(image_id.encode())
+                h.update(items[image_id].attrs["digest"].encode())
+            self._file.attrs["fingerprint"] = h.hexdigest()[:16]
+            self._file.attrs["count"] = len(items)
+            self._file.attrs["complete"] = True
+            self._file.close()
+        except (OSError, RuntimeError) as err:
+            if files.is_disk_full(err):
+                self._broken = True
+                raise self._disk_full(None) from None
+            raise
         os.replace(self.partial, self.path)
         self._finished = True
         return self.path
@@ -220,7 +319,13 @@ class ArtifactWriter:
         """Close without finishing: the ``.partial`` stays for ``--resume``."""
         if self._file is not None and not self._finished:
             try:
-                self._file.close()
+                if self._broken:
+                    # after a write failed on a full disk, h5py's File.close (which closes every
+                    # object of the file first) crashed the process (h5py 3.16, HDF5 2.0);
+                    # closing the file's id alone did not
+                    self._file.id.close()
+                else:
+                    self._file.close()
             except Exception:  # noqa: BLE001 - closing a file whose disk is full can fail again
                 pass
 
@@ -287,6 +392,9 @@ class ArtifactReader:
         self.extra = json.loads(a.get("extra", "{}"))
         self.fingerprint = str(a.get("fingerprint", ""))
         self.toolkit_version = str(a.get("toolkit_version", ""))
+        # None for files made before environments were recorded
+        self.environment = json.loads(a["environment"]) if "environment" in a else None
+        self.earlier_environments = json.loads(a.get("earlier_environments", "[]"))
         self.unreadable = json.loads(a.get("unreadable", "[]"))  # ids a stage could not read
         self._items = self._file["items"]
         try:
@@ -410,6 +518,8 @@ class ArtifactReader:
             "inputs": self.inputs,
             "extra": self.extra,
             "unreadable": self.unreadable,
+            "environment": self.environment,
+            "earlier_environments": self.earlier_environments,
         }
 
     def iter_items(self) -> Iterator[tuple[str, dict[str, np.ndarray]]]:
@@ -424,6 +534,21 @@ class ArtifactReader:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _record_resumed_environment(f: h5py.File) -> None:
+    """A resumed file records the environment that continues it; an earlier, different one
+    (another machine, another torch) moves to ``earlier_environments``, so a file written by
+    two environments says so."""
+    now = provenance.environment()
+    a = f.attrs
+    before = json.loads(a["environment"]) if "environment" in a else None
+    if before == now:
+        return
+    if before is not None:
+        earlier = json.loads(a.get("earlier_environments", "[]"))
+        a["earlier_environments"] = _json([*earlier, before])
+    a["environment"] = _json(now)
 
 
 def short_class_list(names: Sequence[str]) -> str:

@@ -3,7 +3,8 @@
 A checkpoint is a dict of tensors and plain Python data: ``kind`` (``classifier``
 from ``cam``, ``segmenter`` from ``train``/``retrain``), ``model`` (state
 dict), ``model_config`` (the architecture: what rebuilds the network), ``optimizer``,
-``scheduler``, ``epoch``, ``iteration``, ``rng`` and the run's ``config``.
+``scheduler``, ``epoch``, ``iteration``, ``rng``, the run's ``config``, and (since they
+were recorded) the ``environment`` it was trained in and the ``precision`` of its steps.
 Loading uses ``torch.load(weights_only=True)``, so a file that needs
 arbitrary objects is refused rather than unpickled.
 """
@@ -16,13 +17,61 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DiskFullError
+from ..units import size_text
+from . import files
 from .files import atomic_path
+
+# free space kept in hand beyond the checkpoint's own size (zip headers, the pickled rest)
+CHECKPOINT_RESERVE = 16 * 2**20
 
 
 def save_checkpoint(path: Path, state: Mapping[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(dict(state), tmp)
+    """Write ``state`` to a temporary file and rename it over ``path``: the previous
+    checkpoint stays whole until the new one is. A disk too full for it is one line, checked
+    before writing (the tensors' bytes) and caught from the write itself."""
+    path = Path(path)
+    need = _tensor_bytes(state) + CHECKPOINT_RESERVE
+    free = files.free_space(path.parent) if path.parent.is_dir() else None
+    if free is not None and free < need:
+        raise _disk_full(path, need, free)
+    try:
+        with atomic_path(path) as tmp:
+            torch.save(dict(state), tmp)
+    except (OSError, RuntimeError) as err:  # torch.save reports a failed write as RuntimeError
+        if files.is_disk_full(err) or _now_too_full(path, need):
+            raise _disk_full(path, need, None) from None
+        raise
+
+
+def _tensor_bytes(value: Any) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, Mapping):
+        return sum(_tensor_bytes(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return sum(_tensor_bytes(v) for v in value)
+    return 0
+
+
+def _now_too_full(path: Path, need: int) -> bool:
+    # torch's message for a failed write does not always carry ENOSPC: ask the disk
+    try:
+        return files.free_space(path.parent) < need
+    except OSError:
+        return False
+
+
+def _disk_full(path: Path, need: int, free: int | None) -> DiskFullError:
+    if free is None:
+        try:
+            free = files.free_space(path.parent)
+        except OSError:
+            free = None
+    has = f", {size_text(free)} free" if free is not None else ""
+    kept = f"{path} keeps the previous checkpoint" if path.exists() else "no checkpoint was written"
+    return DiskFullError(f"disk full: saving {path} needs about {size_text(need)}{has} ({kept}); "
+                         "free space and rerun with --resume")
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -100,5 +149,8 @@ def describe_checkpoint(path: Path) -> dict[str, Any]:
         "weight_average": "train_model" in state,
         "parameters": int(sum(v.numel() for v in weights.values() if hasattr(v, "numel"))),
         "fingerprint": weights_fingerprint(weights),
+        "precision": state.get("precision"),  # None: made before it was recorded
+        "environment": state.get("environment"),
+        "earlier_environments": list(state.get("earlier_environments") or []),
         "config": dict(config),
     }
