@@ -41,7 +41,7 @@ def to_jsonable(obj: Any) -> Any:
 
 
 # keys that never change what a run computes: resuming or rerunning may change them
-RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc", "out", "cache_dir")
+RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc", "out", "cache_dir", "tensorboard")
 
 
 def config_fingerprint(config: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:

@@ -25,9 +25,38 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def precision(device: torch.device, enabled: bool = True) -> str:
+    """What ``autocast`` computes in on ``device``: "bf16" on a CUDA device that has it
+    (Ampere and later), "fp16" on an older one (training then needs a gradient scaler:
+    ``grad_scaler``), "fp32" on the CPU or with ``enabled`` false (``--no-amp``).
+
+    Emulated bf16 does not count: torch reports bf16 as supported on pre-Ampere GPUs that
+    can only emulate it, many times slower than their fp16. The check is of the current CUDA
+    device, which is the one trained on (one GPU, or each DDP process pinned to its own)."""
+    if not enabled or device.type != "cuda":
+        return "fp32"
+    try:
+        native = torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # torch before 2.4 had no emulation to exclude
+        native = torch.cuda.is_bf16_supported()
+    return "bf16" if native else "fp16"
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 def autocast(device: torch.device, enabled: bool = True):
-    """bf16 autocast on CUDA (no grad scaler needed), a no-op context on the CPU."""
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled and device.type == "cuda")
+    """Mixed-precision autocast on CUDA in ``precision``'s dtype; a no-op context on the CPU."""
+    dtype = _DTYPES.get(precision(device, enabled))
+    return torch.autocast(device_type=device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
+def grad_scaler(device: torch.device, enabled: bool = True) -> "torch.amp.GradScaler | None":
+    """A gradient scaler where training runs in fp16 (small gradients would underflow to
+    zero without one); None for bf16 (fp32's exponent range) and fp32."""
+    if precision(device, enabled) != "fp16":
+        return None
+    return torch.amp.GradScaler(device.type)
 
 
 def place(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:

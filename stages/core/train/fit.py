@@ -2,7 +2,8 @@
 (the classifier on image-level labels), ``train`` (seeds + expander) and ``retrain`` (proxy
 masks + cross-entropy). A ``Task`` says what differs (the network, its loss, what each batch
 carries, how it is validated); ``fit`` owns the rest: optimiser, schedule, run folder,
-resume, mixed precision, weight average, validation and the optional DDP wrapping.
+resume, mixed precision, weight average, validation, the run's logs (``train.log``, optional
+TensorBoard) and the optional DDP wrapping.
 
 Distributed: when launched by torchrun (``WORLD_SIZE`` > 1) each process takes
 a disjoint shard of every epoch's order, BatchNorm becomes SyncBatchNorm (on CUDA) and
@@ -20,10 +21,10 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import checks
+from .. import checks, provenance
 from ..config import RUNTIME_KEYS, DataConfig, config_fingerprint, to_jsonable
 from ..datasets import WeakDataset
-from ..device import autocast, place, resolve_device, seed_everything
+from ..device import autocast, grad_scaler, place, precision, resolve_device, seed_everything
 from ..errors import DgcnError
 from ..stage import Progress
 from .batches import WeakTrainSet, epoch_loader
@@ -33,6 +34,7 @@ from .loop import (
     Schedule,
     WeightEma,
     prepare_run,
+    require_tensorboard,
     run_loop,
     warmup_length,
 )
@@ -72,6 +74,9 @@ class RunConfig:
     val: Optional[DataConfig] = None  # validated after each epoch (best.pt kept)
     resume: bool = False
     overwrite: bool = False
+    # TensorBoard scalars in <out>/tb/ (needs the optional tensorboard package); how the run
+    # is watched, not what it trains: a runtime key, in no fingerprint
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         checks.seed_and_workers(self)
@@ -98,13 +103,21 @@ class Task:
 
 
 def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: LossFn, batch: dict,
-               device: torch.device, iteration: int = 0, amp: bool = True) -> dict[str, float]:
-    """One optimisation step: the loss under autocast (bf16 on CUDA), backward, SGD step."""
+               device: torch.device, iteration: int = 0, amp: bool = True,
+               scaler: Optional[torch.amp.GradScaler] = None) -> dict[str, float]:
+    """One optimisation step: the loss under autocast (bf16 on CUDA, fp16 on GPUs without
+    bf16), backward, SGD step. ``scaler`` (fp16): the loss is scaled before backward and the
+    step skipped where the scaled gradients overflowed (``device.grad_scaler``)."""
     with autocast(device, amp):
         value, stats = loss(model, batch, device, iteration)
     optimizer.zero_grad(set_to_none=True)
-    value.backward()
-    optimizer.step()
+    if scaler is None:
+        value.backward()
+        optimizer.step()
+    else:
+        scaler.scale(value).backward()
+        scaler.step(optimizer)
+        scaler.update()
     return {"loss": float(value.detach()), **stats}
 
 
@@ -176,6 +189,8 @@ def fit(
         raise DgcnError(f"--val-split {weak.split} is the training split: validation must score other images")
     if run.val is not None and task.validate is None:
         raise DgcnError(f"a {task.kind} has no validation score; drop --val-split")
+    if run.tensorboard:
+        require_tensorboard()  # before anything is trained or written
     device = resolve_device(run.device)
     rank, world, device = _distributed(device)
     per_rank = len(weak) // world
@@ -208,8 +223,10 @@ def fit(
         return epoch_loader(train_set, batch_size=optim.batch_size, seed=run.seed, epoch=epoch, start_batch=start,
                             workers=run.workers, shard=(rank, world))
 
+    scaler = grad_scaler(device, run.amp)
+
     def step(batch: dict, iteration: int) -> dict[str, float]:
-        return train_step(model, opt, task.loss, batch, device, iteration, run.amp)
+        return train_step(model, opt, task.loss, batch, device, iteration, run.amp, scaler)
 
     def on_epoch_end(epoch: int) -> Optional[float]:
         if run.val is None:
@@ -228,6 +245,9 @@ def fit(
         model_config=model_config, run_config=run_cfg, kind=task.kind, on_epoch_end=on_epoch_end,
         val_name=task.val_name,
         progress=progress if rank == 0 else None, is_main=rank == 0, resume_from=resume_state, ema=ema,
+        scaler=scaler, precision=precision(device, run.amp), environment=provenance.environment(device),
+        tensorboard=run.tensorboard,
+        batches=f"batch {optim.batch_size}" + (f" per process x {world}" if world > 1 else ""),
     )
     if world > 1:
         dist.barrier()

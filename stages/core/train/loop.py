@@ -5,6 +5,11 @@ Resume means the same run continues: model, optimizer, iteration and RNG
 states are restored, and data order and augmentation depend only on (seed,
 epoch, index), so an interrupted-then-resumed run on the CPU ends with the
 same weights as an uninterrupted one.
+
+A run folder is also readable while the run goes on: ``metrics.jsonl`` (numbers, for
+``dgcn curves``), ``train.log`` (the same in lines for a person, with the precision, device
+and environment the run started with, each validation and how the run ended; appended to by
+``--resume``) and, with ``tensorboard``, TensorBoard event files in ``tb/``.
 """
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import copy
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +26,13 @@ from typing import Any, Callable, Iterable, Mapping, Optional
 import numpy as np
 import torch
 
+from .. import provenance
 from ..errors import CheckpointError, DgcnError, OutputExistsError
 from ..io.checkpoint import load_checkpoint, load_model_state, save_checkpoint
 from ..io.files import write_json_atomic
+from ..units import duration
+
+TENSORBOARD_HINT = "pip install 'dgcn[tensorboard]'"
 
 
 @dataclass(frozen=True)
@@ -120,7 +130,8 @@ class WeightEma:
 
 
 class RunFolder:
-    """``config.json``, ``metrics.jsonl``, ``last.pt`` and ``best.pt`` of one run."""
+    """``config.json``, ``metrics.jsonl``, ``train.log``, ``last.pt``, ``best.pt`` and
+    ``final.pt`` of one run (and ``tb/`` with TensorBoard)."""
 
     def __init__(self, path: Path, *, resume: bool, overwrite: bool) -> None:
         self.path = Path(path)
@@ -128,12 +139,16 @@ class RunFolder:
         self.best = self.path / "best.pt"
         self.final = self.path / "final.pt"
         self.metrics = self.path / "metrics.jsonl"
+        self.train_log = self.path / "train.log"
+        self.tensorboard = self.path / "tb"
         if self.last.exists() and not (resume or overwrite):
             done = "finished" if self.final.exists() else f"stopped at iteration {_saved_iteration(self)}"
             raise OutputExistsError(f"{self.path} already holds a run ({done}); pass --resume to continue it or --overwrite to start again")
         if overwrite and not resume:
-            for p in (self.last, self.best, self.final, self.metrics):
+            for p in (self.last, self.best, self.final, self.metrics, self.train_log):
                 p.unlink(missing_ok=True)
+            if self.tensorboard.is_dir():  # the old run's curves would mix with the new one's
+                shutil.rmtree(self.tensorboard)
         self.path.mkdir(parents=True, exist_ok=True)
 
     def write_config(self, config: Mapping[str, Any]) -> None:
@@ -143,8 +158,94 @@ class RunFolder:
         with open(self.metrics, "a") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
 
+    def say(self, line: str) -> None:
+        """One line for a person in ``train.log``, with the local time; appended, so a resumed
+        run continues the file."""
+        with open(self.train_log, "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {line}\n")
+
     def resume_state(self) -> Optional[dict[str, Any]]:
         return load_checkpoint(self.last) if self.last.exists() else None
+
+
+def require_tensorboard() -> None:
+    """Fail before a run starts, not after its first hours, when TensorBoard logging was
+    asked for without the package (an optional extra: ``dgcn[tensorboard]``)."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter  # noqa: F401
+    except ImportError:
+        raise DgcnError(f"--tensorboard needs the tensorboard package: {TENSORBOARD_HINT}") from None
+
+
+class TrainLog:
+    """What the main process reports of a run as it trains: records in ``metrics.jsonl``, lines
+    in ``train.log`` and, optionally, TensorBoard scalars (``train/<stat>``, ``val/<score>``)."""
+
+    def __init__(self, folder: RunFolder, total: int, iters_per_epoch: int, epochs: int, *, tensorboard: bool = False,
+                 start_iteration: int = 0) -> None:
+        self.folder = folder
+        self.total = total
+        self.ipe = iters_per_epoch
+        self.epochs = epochs
+        self.writer = None
+        if tensorboard:
+            require_tensorboard()
+            from torch.utils.tensorboard import SummaryWriter
+
+            # purge_step: events a stopped attempt logged after the checkpoint this run
+            # resumes from are dropped, as ``dgcn curves`` drops them
+            self.writer = SummaryWriter(str(folder.tensorboard), purge_step=start_iteration or None)
+
+    def start(self, kind: str, iteration: int, precision: str, environment: Mapping[str, Any], batches: str = "") -> None:
+        """The attempt's first lines: what runs, in which precision, where."""
+        batch = f", {batches}" if batches else ""
+        what = (f"resumed at iteration {iteration} of {self.total}" if iteration
+                else f"started: {kind}, {self.total} iterations ({self.epochs} epochs of {self.ipe}{batch})")
+        self.folder.say(f"{what}; precision {precision} on {environment.get('device', '?')}")
+        self.folder.say(f"environment: {provenance.one_line(environment)}")
+
+    def step(self, iteration: int, epoch: int, lr: float, stats: Mapping[str, float], rate: float) -> None:
+        self.folder.log({"iteration": iteration, "epoch": epoch, "lr": lr, **stats})
+        terms = " ".join(f"{k} {_num(v)}" for k, v in stats.items())
+        self.folder.say(f"it {iteration}/{self.total} epoch {epoch + 1}/{self.epochs} {terms} lr {lr:.2e} {rate:.2f} it/s")
+        if self.writer is not None:
+            for key, value in stats.items():
+                self.writer.add_scalar(f"train/{key}", value, iteration)
+            self.writer.add_scalar("train/lr", lr, iteration)
+            self.writer.add_scalar("train/it_per_s", rate, iteration)
+
+    def validation(self, iteration: int, epoch: int, name: str, score: float, best: bool) -> None:
+        self.folder.log({"iteration": iteration, "epoch": epoch, name: score})
+        self.folder.say(f"epoch {epoch + 1}/{self.epochs} (it {iteration}): {name} {_num(score)}"
+                        + (" (best so far: best.pt)" if best else ""))
+        if self.writer is not None:
+            self.writer.add_scalar(f"val/{name}", score, iteration)
+            self.writer.flush()
+
+    def end(self, iteration: int, seconds: float, error: Optional[BaseException] = None, saved: Optional[int] = None) -> None:
+        """The attempt's last line: finished, interrupted or stopped by an error, and (``saved``:
+        the iteration of the last ``last.pt``) where ``--resume`` will continue."""
+        if error is None:
+            self.folder.say(f"finished: {iteration} iterations (this attempt {duration(seconds)}); {self.folder.final.name}")
+            self.close()
+            return
+        resume = (f"--resume continues from {self.folder.last.name} at iteration {saved}" if saved is not None
+                  else "no checkpoint of this attempt was written")
+        if isinstance(error, KeyboardInterrupt):
+            self.folder.say(f"interrupted at iteration {iteration}; {resume}")
+        else:
+            message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            self.folder.say(f"stopped at iteration {iteration}: {message} ({resume})")
+        self.close()
+
+    def close(self) -> None:
+        """Flush and close the TensorBoard files."""
+        if self.writer is not None:
+            self.writer.close()
+
+
+def _num(value: float) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def prepare_run(folder: RunFolder, run_config: Mapping[str, Any], resume: bool) -> tuple[Optional[dict], Optional[dict]]:
@@ -201,18 +302,29 @@ def run_loop(
     is_main: bool = True,
     resume_from: Optional[dict[str, Any]] = None,
     ema: Optional[WeightEma] = None,
+    scaler: Optional[torch.amp.GradScaler] = None,
+    precision: str = "fp32",
+    environment: Optional[Mapping[str, Any]] = None,
+    tensorboard: bool = False,
+    batches: str = "",
 ) -> dict[str, Any]:
     """Train for ``loop.epochs`` epochs; returns the final checkpoint state.
 
     ``on_epoch_end(epoch)`` may return a validation score (logged as ``val_name``): the best one
     is kept in ``best.pt``.
     With ``ema``, a checkpoint's ``model`` is the averaged weights (what inference
-    uses) and ``train_model`` the weights SGD is training.
+    uses) and ``train_model`` the weights SGD is training. ``scaler``: the fp16 gradient
+    scaler ``step`` uses, saved and restored with the rest. ``precision`` and ``environment``
+    (``provenance.environment``) are recorded in every checkpoint and in ``train.log``;
+    ``tensorboard`` also writes TensorBoard scalars to ``tb/``.
     """
     iteration, best = 0, -math.inf
+    env = dict(environment) if environment is not None else provenance.environment()
+    earlier: list = []
     if resume_from is not None:
         check_resumable(resume_from, run_config, folder.last)
-        iteration, best = _restore(resume_from, model, optimizer, ema, folder.last)
+        iteration, best = _restore(resume_from, model, optimizer, ema, folder.last, scaler)
+        earlier = _earlier_environments(resume_from, env)
     total = loop.epochs * loop.iters_per_epoch
 
     def state() -> dict[str, Any]:
@@ -232,50 +344,87 @@ def run_loop(
             "rng": rng_state(),
             "config": dict(run_config),
             "config_fingerprint": run_config.get("fingerprint"),
+            # provenance, in no fingerprint: a run resumed elsewhere is the same run
+            "precision": precision,
+            "environment": env,
+            **({"earlier_environments": earlier} if earlier else {}),
+            **({"grad_scaler": scaler.state_dict()} if scaler is not None else {}),
         }
 
+    log = TrainLog(folder, total, loop.iters_per_epoch, loop.epochs, tensorboard=tensorboard,
+                   start_iteration=iteration) if is_main else None
+    saved: Optional[int] = iteration if resume_from is not None else None  # last.pt's iteration
+
+    def save_last() -> None:
+        nonlocal saved
+        save_checkpoint(folder.last, state())
+        saved = iteration
+
+    if log is not None:
+        log.start(kind, iteration, precision, env, batches)
     model.train()
     t0, seen = time.perf_counter(), 0
-    while iteration < total:
-        epoch, start = divmod(iteration, loop.iters_per_epoch)
-        for batch in make_loader(epoch, start):
-            lr = schedule.lr(iteration)
-            apply_lr(optimizer, lr)
-            stats = step(batch, iteration)
-            _stop_unless_finite(stats, folder, iteration, epoch)
-            if ema is not None:
-                ema.update(_unwrap(model))
-            iteration += 1
-            seen += 1
-            rate = seen / (time.perf_counter() - t0)
-            if is_main and (iteration % loop.log_every == 0 or iteration == total):
-                folder.log({"iteration": iteration, "epoch": epoch, "lr": lr, **stats})
-            if progress:
-                progress(iteration, total, info=f"loss {stats.get('loss', float('nan')):.3f} lr {lr:.2e} {rate:.2f} it/s")
-            if iteration % loop.iters_per_epoch == 0:
-                break
-            if is_main and iteration % loop.ckpt_every == 0:
-                save_checkpoint(folder.last, state())
-        # a loader that yields fewer batches than planned still ends the epoch
-        iteration = max(iteration, (epoch + 1) * loop.iters_per_epoch)
-        score = on_epoch_end(epoch) if on_epoch_end else None
+    try:
+        while iteration < total:
+            epoch, start = divmod(iteration, loop.iters_per_epoch)
+            for batch in make_loader(epoch, start):
+                lr = schedule.lr(iteration)
+                apply_lr(optimizer, lr)
+                stats = step(batch, iteration)
+                _stop_unless_finite(stats, folder, iteration, epoch)
+                if ema is not None:
+                    ema.update(_unwrap(model))
+                iteration += 1
+                seen += 1
+                if log is not None and (iteration % loop.log_every == 0 or iteration == total):
+                    log.step(iteration, epoch, lr, stats, seen / (time.perf_counter() - t0))
+                if progress:
+                    progress(iteration, total, info=f"epoch {epoch + 1}/{loop.epochs}, loss {stats.get('loss', float('nan')):.3f}, lr {lr:.1e}")
+                if iteration % loop.iters_per_epoch == 0:
+                    break
+                if is_main and iteration % loop.ckpt_every == 0:
+                    save_last()
+            # a loader that yields fewer batches than planned still ends the epoch
+            iteration = max(iteration, (epoch + 1) * loop.iters_per_epoch)
+            score = on_epoch_end(epoch) if on_epoch_end else None
+            if is_main:
+                if score is not None:
+                    improved = score > best
+                    log.validation(iteration, epoch, val_name, score, improved)
+                    if improved:
+                        best = score
+                        save_checkpoint(folder.best, state())
+                save_last()
+            model.train()
+        final = state()
         if is_main:
-            if score is not None:
-                folder.log({"iteration": iteration, "epoch": epoch, val_name: score})
-                if score > best:
-                    best = score
-                    save_checkpoint(folder.best, state())
-            save_checkpoint(folder.last, state())
-        model.train()
-    final = state()
-    if is_main:
-        save_checkpoint(folder.final, final)
+            save_checkpoint(folder.final, final)
+    except BaseException as err:  # noqa: BLE001 - recorded in train.log, then raised as it was
+        if log is not None:
+            try:
+                log.end(iteration, time.perf_counter() - t0, err, saved)
+            except OSError:  # a full disk takes train.log too: the error itself matters more
+                pass
+        raise
+    if log is not None:
+        log.end(iteration, time.perf_counter() - t0)
     return final
 
 
+def _earlier_environments(state: Mapping[str, Any], env: Mapping[str, Any]) -> list:
+    """The environments of a run's earlier attempts, when the checkpoint resumed from was made
+    in another one than this (another machine, another torch)."""
+    earlier = list(state.get("earlier_environments") or [])
+    before = state.get("environment")
+    if before and dict(before) != dict(env):
+        earlier.append(dict(before))
+    return earlier
+
+
 def _restore(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-             ema: Optional[WeightEma], source: Path) -> tuple[int, float]:
-    """Load a checkpoint's weights, optimiser and RNG states; its (iteration, best score)."""
+             ema: Optional[WeightEma], source: Path, scaler: Optional[torch.amp.GradScaler] = None) -> tuple[int, float]:
+    """Load a checkpoint's weights, optimiser, gradient-scaler and RNG states; its (iteration,
+    best score)."""
     if ema is not None:
         load_model_state(_unwrap(model), state["train_model"], source)
         load_model_state(ema.model, state["model"], source)
@@ -283,6 +432,8 @@ def _restore(state: Mapping[str, Any], model: torch.nn.Module, optimizer: torch.
     else:
         load_model_state(_unwrap(model), state["model"], source)
     optimizer.load_state_dict(state["optimizer"])
+    if scaler is not None and state.get("grad_scaler"):  # absent: the run was in bf16 until now
+        scaler.load_state_dict(state["grad_scaler"])
     set_rng_state(state["rng"])
     return int(state["iteration"]), float(state.get("best", -math.inf))
 
