@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from stages.core import provenance
 from stages.core.datasets.demo import DemoConfig, write_demo_dataset
 from stages.core.io.artifacts import SCHEMAS, ArtifactReader
 from stages.core.io.checkpoint import describe_checkpoint
@@ -71,6 +72,7 @@ def _inspect_artifact(path: Path, as_json: bool) -> None:
         if info["unreadable"]:
             table.add_row("unreadable", f"{len(info['unreadable'])}: {', '.join(info['unreadable'][:8])}")
         table.add_row("config", json.dumps(info["config"]))
+        _environment_rows(table, info)
         for n, line in enumerate(SCHEMAS[r.kind].describe()):
             table.add_row("schema" if n == 0 else "", line)
         if shapes:
@@ -89,5 +91,16 @@ def _inspect_checkpoint(path: Path, as_json: bool) -> None:
     table.add_row("architecture", json.dumps(info["architecture"]))
     cfg = info["config"]
     table.add_row("made by", ", ".join(f"{k} {cfg[k]}" for k in ("stage", "expander", "backbone") if cfg.get(k)) or "-")
+    table.add_row("precision", info["precision"] or "not recorded")
     table.add_row("config", json.dumps(cfg, default=str))
+    _environment_rows(table, info)
     out.print(table)
+
+
+def _environment_rows(table: Table, info: dict) -> None:
+    """Where the file was made: one row per item of its environment ("not recorded" for files
+    older than the record), then the earlier environments of a run or file resumed elsewhere."""
+    for n, (key, value) in enumerate(provenance.describe(info.get("environment"))):
+        table.add_row("environment" if n == 0 else "", f"{key}: {value}" if key != "environment" else value)
+    for env in info.get("earlier_environments") or ():
+        table.add_row("  before resume", provenance.one_line(env))

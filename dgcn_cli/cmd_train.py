@@ -21,6 +21,7 @@ from .common import (
     LabelsFileOpt,
     OverwriteOpt,
     ResumeOpt,
+    TrainResumeOpt,
     SeedOpt,
     backbone_option,
     data_config,
@@ -42,6 +43,7 @@ from .training_options import (
     LrOpt,
     LrStepOpt,
     NprocOpt,
+    TensorboardOpt,
     RescaleOpt,
     ValSplitOpt,
     WarmupOpt,
@@ -115,11 +117,12 @@ def train(
     head_mult: float = HeadMultOpt,
     ema: float = EmaOpt,
     amp: bool = AmpOpt,
+    tensorboard: bool = TensorboardOpt,
     workers: int = WorkersOpt,
     nproc: int = NprocOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,
-    resume: bool = ResumeOpt,
+    resume: bool = TrainResumeOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Train the segmentation network on seeds expanded every iteration (DGCN)."""
@@ -203,10 +206,11 @@ def retrain(
     head_mult: float = HeadMultOpt,
     ema: float = EmaOpt,
     amp: bool = AmpOpt,
+    tensorboard: bool = TensorboardOpt,
     workers: int = WorkersOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,
-    resume: bool = ResumeOpt,
+    resume: bool = TrainResumeOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Train a fresh network on proxy masks (from a trained model or labels.h5) with cross-entropy."""

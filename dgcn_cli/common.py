@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import errno
 import functools
+import math
 import os
 import sys
+import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TypeVar
+from typing import Callable, Iterator, Optional, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,10 +18,12 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from stages.core.config import DataConfig
 from stages.core.datasets import DATASETS
@@ -27,6 +31,7 @@ from stages.core.errors import DgcnError
 from stages.core.nets import BACKBONES
 from stages.core.registry import UnknownNameError
 from stages.core.stage import StageResult
+from stages.core.units import duration, rate_text
 
 console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get full tables
@@ -41,6 +46,10 @@ DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu
 SeedOpt = typer.Option(0, "--seed", help="Random seed.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
 ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run; images already done are skipped.")
+# cam, train and retrain continue their training from the last checkpoint, not image by image
+TrainResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint (same options); "
+                                                      "a finished training is kept, and a partly written output "
+                                                      "(CAMs, pseudo labels) continues where it stopped.")
 
 
 def backbone_option(default: str, note: str = "") -> typer.models.OptionInfo:
@@ -101,18 +110,128 @@ def handle_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+#: seconds between two progress lines when stderr is not a terminal (a log file, a pipe)
+PROGRESS_INTERVAL_ENV = "DGCN_PROGRESS_INTERVAL"
+DEFAULT_PROGRESS_INTERVAL = 30.0
+
+
+def progress_interval() -> float:
+    raw = os.environ.get(PROGRESS_INTERVAL_ENV, "").strip()
+    if not raw:
+        return DEFAULT_PROGRESS_INTERVAL
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not value >= 0:
+        raise DgcnError(f"{PROGRESS_INTERVAL_ENV} must be a number of seconds (0 or more), got {raw!r}")
+    return value
+
+
+class PlainProgress:
+    """Progress for a log: a line on ``stream`` at the first update, at most one every
+    ``interval`` seconds, and one at the end, each whole (stage, done/total, percent, rate,
+    time left, the stage's info), so that a batch job, ``dgcn train ... | cat`` or
+    ``make voc > log`` shows a run of hours moving. A stage that runs several loops one after the other (``cam``: training
+    iterations, then the images' CAMs) starts a new count; a new count is seen where ``total``
+    changes or ``done`` goes back, and the old one gets its last line first. Nothing is printed
+    before the first update: a stage that fails while it sets up says so in its one error line."""
+
+    def __init__(self, description: str, stream: TextIO, interval: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self.description = description
+        self.stream = stream
+        self.interval = interval
+        self.clock = clock
+        self._first: Optional[tuple[int, float]] = None  # (done, time) of this count's first update
+        self._last: Optional[tuple[int, int, str]] = None  # (done, total, info) of the latest update
+        self._printed_at = -math.inf
+        self._pending = False  # the latest update has no line yet
+
+    def update(self, done: int, total: int, info: str = "") -> None:
+        now = self.clock()
+        if self._last is not None and (total != self._last[1] or done < self._last[0]):
+            self._flush()  # the previous count's last line, then a new count
+            self._first = None
+        self._last = (done, total, info)
+        self._pending = True
+        if self._first is None:
+            self._first = (done, now)
+            self._print(now)
+        elif now - self._printed_at >= self.interval:
+            self._print(now)
+
+    def close(self, failed: bool = False) -> None:
+        """The last line: the final count (done == total) unless it was just printed; with
+        ``failed``, where the run stopped."""
+        if self._last is not None and (self._pending or failed):
+            self._print(self.clock(), stopped=failed)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._print(self.clock())
+
+    def _print(self, now: float, stopped: bool = False) -> None:
+        done, total, info = self._last  # type: ignore[misc]
+        parts = [f"{done}/{total}" + (f" ({100 * done // total}%)" if total > 0 else "")]
+        first_done, first_t = self._first  # type: ignore[misc]
+        elapsed = now - first_t
+        rate = (done - first_done) / elapsed if elapsed > 0 and done > first_done else None
+        if rate is not None:
+            parts[0] += f" {rate_text(rate)}"
+        if stopped:
+            parts.append(f"stopped after {duration(elapsed)}")
+        elif total > 0 and done >= total:
+            parts.append(f"took {duration(elapsed)}" if elapsed > 0 else "done")
+        elif rate is not None and total > 0:
+            parts.append(f"{duration((total - done) / rate)} left")
+        if info:
+            parts.append(info)
+        self._write(f"{self.description}: {', '.join(parts)}")
+        self._printed_at = now
+        self._pending = False
+
+    def _write(self, line: str) -> None:
+        try:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a closed pipe (| head) must not stop the run
+            pass
+
+
+class _RateColumn(ProgressColumn):
+    """Items (or iterations) per second, as the plain lines write it."""
+
+    def render(self, task) -> Text:
+        speed = task.speed
+        return Text(rate_text(speed) if speed and speed > 0 else "", style="progress.data.speed")
+
+
 @contextmanager
 def progress_bar(description: str) -> Iterator[Callable[..., None]]:
-    """Yields ``update(done, total, **fields)``; quiet when stderr is not a terminal."""
+    """Yields ``update(done, total, info="")``. On a terminal, a rich progress bar; otherwise
+    plain lines every ``DGCN_PROGRESS_INTERVAL`` seconds (default 30; see ``PlainProgress``).
+    Under torchrun only rank 0 reports: the other processes' training is the same run."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        yield lambda done, total, info="": None
+        return
+    if not sys.stderr.isatty():
+        plain = PlainProgress(description, sys.stderr, progress_interval())
+        try:
+            yield plain.update
+        except BaseException:
+            plain.close(failed=True)
+            raise
+        plain.close()
+        return
     prog = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        _RateColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         TextColumn("{task.fields[info]}"),
         console=console,
-        disable=not sys.stderr.isatty(),
     )
     with prog:
         task = prog.add_task(description, total=None, info="")

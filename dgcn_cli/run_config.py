@@ -65,6 +65,7 @@ _COMMON: dict[str, Field] = {
     "head_mult": ("optim.head_lr_mult", _same),
     "ema": ("optim.ema_decay", _same),
     "amp": ("run.amp", _same),
+    "tensorboard": ("run.tensorboard", _same),
     "workers": ("run.workers", _same),
     "device": ("run.device", _same),
     "seed": ("run.seed", _same),

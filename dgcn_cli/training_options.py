@@ -24,13 +24,15 @@ BatchOpt = typer.Option(16, "--batch-size", help="Images per batch (per process 
 CropOpt = typer.Option(321, "--crop", help="Training crop size (paper: 321).")
 LrOpt = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets --head-lr-mult times it).")
 WarmupOpt = typer.Option("200", "--warmup", help="Warm-up: iterations (paper: 200, about 4% of its VOC run), or a share of this run's iterations such as 5%.")
-AmpOpt = typer.Option(True, "--amp/--no-amp", help="bf16 autocast on CUDA.")
+AmpOpt = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA: bf16 autocast, fp16 with a gradient scaler on GPUs without bf16.")
 WorkersOpt = typer.Option(0, "--workers", help="Data-loader worker processes.")
 ValSplitOpt = typer.Option(None, "--val-split", help="Validate after each epoch on this split and keep the best in best.pt: single-scale mIoU for a segmenter, mAP of the image labels for the classifier.")
 LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
 EmaOpt = typer.Option(0.0, "--ema",
                       help="Keep an exponential moving average of the weights with this decay (e.g. 0.99) and use it for "
                            "validation and the saved model; 0 (the paper) keeps the last weights.")
+TensorboardOpt = typer.Option(False, "--tensorboard", help="Also log the training's scalars for TensorBoard in the run folder's tb/ "
+                                                             "(needs the tensorboard package: pip install 'dgcn[tensorboard]').")
 NprocOpt = typer.Option(1, "--nproc", min=1, help="Processes for distributed (DDP) training, launched with torchrun.")
 
 
@@ -63,4 +65,4 @@ def split_data(p: dict[str, Any], split: str):
 def run_config(p: dict[str, Any]) -> RunConfig:
     val = split_data(p, p["val_split"]) if p["val_split"] else None
     return RunConfig(out=p["out_dir"], device=p["device"], seed=p["seed"], workers=p["workers"], amp=p["amp"], val=val,
-                     resume=p["resume"], overwrite=p["overwrite"])
+                     resume=p["resume"], overwrite=p["overwrite"], tensorboard=p["tensorboard"])
