@@ -7,6 +7,10 @@ of such images is recorded); ground-truth 255 is ignored; a class
 absent from both ground truth and prediction over the whole split is left out
 of the mean. CAMs become labels by argmax over (background threshold, CAM of
 each present class).
+
+The JSON also records the ``environment`` the evaluation ran in and the one the evaluated
+artifact was made in (``source_environment``; absent for PNG folders and files made before
+environments were recorded).
 """
 from __future__ import annotations
 
@@ -16,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from .core import checks
+from .core import checks, provenance
 from .core.config import DataConfig, to_jsonable
 from .core.errors import DatasetError, DgcnError
 from .core.eval.metrics import ConfusionMatrix, SegMetrics
@@ -47,11 +51,17 @@ class EvalReport:
     metrics: SegMetrics
     protocol: dict
     sweep: list[tuple[float, float]] = field(default_factory=list)
+    environment: Optional[dict] = None  # where this evaluation ran
+    source_environment: Optional[dict] = None  # where the evaluated artifact was made
 
     def to_dict(self) -> dict:
         out = {"protocol": self.protocol, **self.metrics.to_dict()}
         if self.sweep:
             out["sweep"] = [{"cam_bg_thresh": t, "miou": round(m, 6)} for t, m in self.sweep]
+        if self.environment is not None:
+            out["environment"] = self.environment
+        if self.source_environment is not None:
+            out["source_environment"] = self.source_environment
         return out
 
 
@@ -124,11 +134,13 @@ def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult
     if Path(cfg.source).is_dir():
         png = _PngSource(Path(cfg.source))
         kind, fingerprint, made_with = png.kind, "", {}
+        source_environment = None
     else:
         reader = ArtifactReader(cfg.source, kind=(*LABEL_KINDS, "cams"), class_names=names)
         reader.require_ids(ds.ids)
         kind, fingerprint = reader.kind, reader.fingerprint
         made_with = reader.extra
+        source_environment = reader.environment
     thresholds = SWEEP_THRESHOLDS if (cfg.sweep and kind == "cams") else (cfg.cam_bg_thresh,)
     mats = [ConfusionMatrix(len(names)) for _ in thresholds]
     resized = 0
@@ -162,6 +174,8 @@ def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult
         metrics=results[best],
         protocol=protocol,
         sweep=[(t, r.miou) for t, r in zip(thresholds, results)] if len(thresholds) > 1 else [],
+        environment=provenance.environment("cpu"),  # counting pixels: no network, no GPU
+        source_environment=source_environment,
     )
     if cfg.json_out is None:
         return StageResult((), "", details=report)

@@ -5,7 +5,9 @@ the evaluation's protocol: the artifact's kind and, for network-made artifacts, 
 training run's stage, expander, seed and teacher), not from where the files lie: a table
 reads the same whatever folder layout a pipeline uses. Results written before artifacts
 recorded this fall back to a name from the file path. With ``by_seed``, rows that differ
-only in their training seed merge into one (mean and sample standard deviation).
+only in their training seed merge into one (mean and sample standard deviation). Results whose
+artifacts were made in different environments (another dgcn commit, torch or device; see
+``provenance``) get a warning: a table is comparable only where the code that made it is.
 """
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from .core import provenance
 from .core.errors import DgcnError
 from .core.io.files import write_text_atomic
 from .core.stage import Progress, StageResult, wrote
@@ -179,14 +182,31 @@ def table(report: Report):
     return t
 
 
+def mixed_environments(files: Sequence[Path]) -> Optional[str]:
+    """A warning when the evaluated artifacts record more than one environment (results made
+    before environments were recorded say nothing and are left out)."""
+    seen: dict[str, None] = {}
+    for f in files:
+        env = read_result(f).get("source_environment")
+        if isinstance(env, Mapping) and env:
+            seen[provenance.one_line(env)] = None
+    if len(seen) < 2:
+        return None
+    shown = list(seen)[:3]
+    more = f"; and {len(seen) - 3} more" if len(seen) > 3 else ""
+    return f"the evaluated files were made in {len(seen)} environments: {'; '.join(shown)}{more}"
+
+
 def run(cfg: ReportConfig, progress: Optional[Progress] = None) -> StageResult:
     """One table over ``evaluate --json`` results; ``details`` is the ``Report``."""
     rows = tuple(build_rows(cfg.files, cfg.by_seed))
     title = "dgcn results (%)" + (", mean ± std over seeds" if cfg.by_seed else "")
     report = Report(title, rows)
+    mixed = mixed_environments(cfg.files)
+    warnings = (mixed,) if mixed else ()
     if progress:
         progress(len(cfg.files), len(cfg.files))
     if cfg.out is None:
-        return StageResult((), "", details=report)
+        return StageResult((), "", warnings, details=report)
     write_text_atomic(Path(cfg.out), render(report))
-    return wrote(Path(cfg.out), details=report)
+    return wrote(Path(cfg.out), warnings=warnings, details=report)
