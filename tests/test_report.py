@@ -100,3 +100,17 @@ def test_expander_options_are_part_of_the_name(tmp_path):
     b.write_text(json.dumps(json_b))
     names = [r.name for r in report.run(report.ReportConfig(files=(a, b))).details.rows]
     assert names == ["train graphcut (cut_background=false) s0", "proxy labels: graphcut (cut_background=false) s0"]
+
+
+def test_results_from_different_environments_are_warned_about(tmp_path):
+    a = _result(tmp_path / "a.json", "seeds", 0.5)
+    b = _result(tmp_path / "b.json", "seeds", 0.6, split="train")
+    old = _result(tmp_path / "old.json", "seeds", 0.6, split="trainval")  # made before environments were recorded
+    for path, torch_version in ((a, "2.5.1"), (b, "2.14.1")):
+        data = json.loads(path.read_text())
+        data["source_environment"] = {"dgcn": "0.1.0", "python": "3.11.7", "torch": torch_version, "device": "cpu"}
+        path.write_text(json.dumps(data))
+    result = report.run(report.ReportConfig(files=(a, b, old)))
+    assert len(result.warnings) == 1 and "2 environments" in result.warnings[0]
+    assert "torch 2.5.1" in result.warnings[0] and "torch 2.14.1" in result.warnings[0]
+    assert report.run(report.ReportConfig(files=(a, old))).warnings == ()
