@@ -39,6 +39,7 @@ from .training_options import (
     WorkersOpt,
     launch_distributed,
     optim_config,
+    print_precision,
     run_config,
     split_data,
 )
@@ -97,6 +98,8 @@ def cam(
     with progress_bar("cam") as update:
         result = cam_stage.run(cfg, progress=update)
     print_result(result)
+    if cfg.checkpoint is None:
+        print_precision(Path(cfg.run.out) / "classifier")
 
 
 def register(app: typer.Typer) -> None:

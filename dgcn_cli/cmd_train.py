@@ -50,6 +50,7 @@ from .training_options import (
     WorkersOpt,
     launch_distributed,
     optim_config,
+    print_precision,
     run_config,
     split_data,
 )
@@ -132,6 +133,7 @@ def train(
     with progress_bar("train") as update:
         result = train_stage.run(cfg, progress=update)
     print_result(result)
+    print_precision(cfg.run.out)
 
 
 def _train_config(p: dict[str, Any]) -> train_stage.TrainConfig:
@@ -225,6 +227,7 @@ def retrain(
     with progress_bar("retrain") as update:
         result = retrain_stage.run(cfg, progress=update)
     print_result(result)
+    print_precision(cfg.run.out)
 
 
 def register(app: typer.Typer) -> None:

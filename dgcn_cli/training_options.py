@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
 
 from stages.core.train.fit import OptimConfig, RunConfig
+from stages.core.train.loop import logged_precision
 
 from .common import data_config, out, parse_range, parse_warmup
 
@@ -66,3 +68,13 @@ def run_config(p: dict[str, Any]) -> RunConfig:
     val = split_data(p, p["val_split"]) if p["val_split"] else None
     return RunConfig(out=p["out_dir"], device=p["device"], seed=p["seed"], workers=p["workers"], amp=p["amp"], val=val,
                      resume=p["resume"], overwrite=p["overwrite"], tensorboard=p["tensorboard"])
+
+
+def print_precision(run_dir: Path) -> None:
+    """After the summary: the precision the run trained in and where its log is (rank 0 alone
+    under torchrun: the others write no log)."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return
+    said = logged_precision(run_dir)
+    if said is not None:
+        out.print(f"trained in {said} (log: {Path(run_dir) / 'train.log'})", highlight=False, soft_wrap=True)

@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from dgcn_cli.app import app
 from dgcn_cli.common import PlainProgress, progress_interval
 from stages.core.errors import DgcnError
+from stages.core.provenance import cpu_name
 from stages.core.units import duration, rate_text
 
 runner = CliRunner()
@@ -131,6 +132,7 @@ def test_cli_training_prints_loss_and_time_left(tmp_path: Path, train_data, trai
     assert [d for d, _, _ in got] == list(range(1, 9)) and {t for _, t, _ in got} == {8}
     assert re.search(r"(/s| each), \d+s left, epoch 1/2, loss \d\.\d{3}, lr \d\.\de-\d\d$", got[1][2]), got[1][2]
     assert "took" in got[-1][2] and "epoch 2/2" in got[-1][2]
+    assert f"trained in fp32 on {cpu_name()} (log: {tmp_path / 'run' / 'train.log'})" in r.stdout
 
 
 def test_a_bad_interval_is_one_line(demo_root: Path, cache_dir: Path) -> None:

@@ -201,7 +201,7 @@ class TrainLog:
         batch = f", {batches}" if batches else ""
         what = (f"resumed at iteration {iteration} of {self.total}" if iteration
                 else f"started: {kind}, {self.total} iterations ({self.epochs} epochs of {self.ipe}{batch})")
-        self.folder.say(f"{what}; precision {precision} on {environment.get('device', '?')}")
+        self.folder.say(f"{what}{_PRECISION}{precision} on {environment.get('device', '?')}")
         self.folder.say(f"environment: {provenance.one_line(environment)}")
 
     def step(self, iteration: int, epoch: int, lr: float, stats: Mapping[str, float], rate: float) -> None:
@@ -242,6 +242,20 @@ class TrainLog:
         """Flush and close the TensorBoard files."""
         if self.writer is not None:
             self.writer.close()
+
+
+def logged_precision(run_dir: Path) -> Optional[str]:
+    """'bf16 on NVIDIA H100 80GB HBM3': the precision and device of the run's latest attempt, as
+    its ``train.log`` says (None without one), for the stage's summary."""
+    try:
+        lines = (Path(run_dir) / "train.log").read_text().splitlines()
+    except OSError:
+        return None
+    said = [ln.rpartition(_PRECISION)[2] for ln in lines if _PRECISION in ln]
+    return said[-1] if said else None
+
+
+_PRECISION = "; precision "  # how TrainLog.start introduces it
 
 
 def _num(value: float) -> str:
