@@ -189,7 +189,9 @@ def mixed_environments(files: Sequence[Path]) -> Optional[str]:
     for f in files:
         env = read_result(f).get("source_environment")
         if isinstance(env, Mapping) and env:
-            seen[provenance.one_line(env)] = None
+            # not the dirty flag: it says a tree had uncommitted changes, not which (a tree
+            # being edited flips it between two steps of one pipeline without telling more)
+            seen[provenance.one_line({k: v for k, v in env.items() if k != "git_dirty"})] = None
     if len(seen) < 2:
         return None
     shown = list(seen)[:3]

@@ -114,3 +114,9 @@ def test_results_from_different_environments_are_warned_about(tmp_path):
     assert len(result.warnings) == 1 and "2 environments" in result.warnings[0]
     assert "torch 2.5.1" in result.warnings[0] and "torch 2.14.1" in result.warnings[0]
     assert report.run(report.ReportConfig(files=(a, old))).warnings == ()
+    # the same commit with and without uncommitted changes: the flag alone tells nothing
+    for path, dirty in ((a, False), (b, True)):
+        data = json.loads(path.read_text())
+        data["source_environment"] = {"dgcn": "0.1.0", "git_commit": "abc", "git_dirty": dirty, "torch": "2.5.1"}
+        path.write_text(json.dumps(data))
+    assert report.run(report.ReportConfig(files=(a, b))).warnings == ()
