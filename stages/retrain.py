@@ -1,18 +1,22 @@
 """``retrain``: a segmentation network trained on proxy masks as if they were ground truth.
 
-The masks come from ``--labels`` (any labels artifact) or are made here from a
-trained checkpoint: multi-scale + flip probabilities, restricted to the
-image's labelled classes (the training split's image-level labels are known),
-refined by the dense CRF, argmax. They are written to ``pseudo_labels.h5`` in
-the run folder (resumable), then a fresh network trains with cross-entropy
-(255 ignored) under the same schedule, run folder and resume machinery as
-``train``.
+The paper follows DSRG's second step (speedinghzl/DSRG ``training/experiment/seed_mc``), and
+so do the defaults here. The masks come from ``--labels`` (any labels artifact) or are made
+here from the trained checkpoint (the teacher): its multi-scale test, logits summed over the
+scales without flips (``combine="logits"``, ``flip=False``), restricted to the image's
+labelled classes (the training split's image-level labels are known), refined by the dense
+CRF, argmax. They are written to ``pseudo_labels.h5`` in the run folder (resumable). Then a
+network trains on them with cross-entropy (255 ignored) under the same run folder and resume
+machinery as ``train``, starting from the teacher's own weights (``init="teacher"``, as
+DSRG's retraining starts from its stage-one model) or, with ``init="weights"``, from the
+``--weights`` the model options name (ImageNet: the earlier dgcn behaviour).
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import numpy as np
 import torch
@@ -23,9 +27,12 @@ from .core.config import DataConfig, to_jsonable
 from .core.cues.crf import CrfConfig, dense_crf
 from .core.datasets import WeakDataset
 from .core.device import resolve_device
+from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
+from .core.io.checkpoint import load_checkpoint, load_model_state, require_kind, weights_fingerprint
 from .core.maps import IGNORE, resize_labels
 from .core.predict.segmenter import (
+    COMBINE,
     TEST_SCALES,
     load_segmenter_checkpoint,
     predict_probs,
@@ -44,11 +51,25 @@ class RetrainConfig:
     checkpoint: Optional[Path] = None  # label the split with this model ...
     labels: Optional[Path] = None  # ... or train on these proxy labels
     scales: tuple[float, ...] = TEST_SCALES
-    flip: bool = True
+    # DSRG's labelling: the published multi-scale test (logits summed, no flip), then the CRF
+    combine: str = "logits"
+    flip: bool = False
     crf: bool = True
+    # "teacher": start from the checkpoint's weights (DSRG); "weights": from --weights (ImageNet)
+    init: str = "teacher"
 
     def __post_init__(self) -> None:
         checks.scales("--scales", self.scales)
+        if self.combine not in COMBINE:
+            raise DgcnError(f"--combine must be {' or '.join(COMBINE)}, got {self.combine!r}")
+        if self.init not in INITS:
+            raise DgcnError(f"--init must be {' or '.join(INITS)}, got {self.init!r}")
+        if self.init == "teacher" and self.checkpoint is None:
+            raise DgcnError("--init teacher starts from the checkpoint that labels the split: with --labels, "
+                            "give --checkpoint too or use --init weights")
+
+
+INITS = ("teacher", "weights")
 
 
 def pseudo_labels_path(cfg: RetrainConfig) -> Path:
@@ -62,7 +83,7 @@ def make_pseudo_labels(cfg: RetrainConfig, weak: WeakDataset, progress=None) -> 
 
     def compute(image_id: str) -> dict[str, np.ndarray]:
         image = weak.load_image(image_id)
-        probs = predict_probs(seg.model, image, cfg.scales, cfg.flip, device)
+        probs = predict_probs(seg.model, image, cfg.scales, cfg.flip, device, combine=cfg.combine)
         absent = np.ones(len(weak.class_names), dtype=bool)
         absent[[0, *weak.labels(image_id)]] = False
         probs[absent] = 0.0
@@ -74,7 +95,7 @@ def make_pseudo_labels(cfg: RetrainConfig, weak: WeakDataset, progress=None) -> 
     meta = ArtifactMeta(
         kind="labels", dataset=weak.name, split=weak.split, class_names=weak.class_names,
         config=to_jsonable(cfg),
-        extra={"source": f"predicted by {cfg.checkpoint}", "scales": list(cfg.scales), "flip": cfg.flip, "crf": cfg.crf,
+        extra={"source": f"predicted by {cfg.checkpoint}", "scales": list(cfg.scales), "combine": cfg.combine, "flip": cfg.flip, "crf": cfg.crf,
                "restricted_to_image_labels": True, "model": seg.provenance},
     )
     with ArtifactWriter(pseudo_labels_path(cfg), meta, overwrite=cfg.run.overwrite and not cfg.run.resume, resume=cfg.run.resume, expected=len(weak.ids)) as w:
@@ -91,18 +112,52 @@ def _ce_loss(model, batch: dict, device: torch.device, iteration: int = 0):
     return loss, {}
 
 
-def run(cfg: RetrainConfig, progress: Optional[Progress] = None) -> StageResult:
-    from .core.errors import DgcnError
+def teacher_start(cfg: RetrainConfig) -> tuple[ModelConfig, Callable[[int], torch.nn.Module], str]:
+    """(the network's config, its builder, the starting weights' fingerprint) for ``init="teacher"``:
+    the teacher's architecture, BatchNorm freezing as the teacher trained, its weights (the
+    averaged ones where it kept an average: what labelled the split)."""
+    state = load_checkpoint(cfg.checkpoint)
+    require_kind(state, "segmenter", cfg.checkpoint)
+    arch = state["model_config"]
+    mismatch = [f"{name} {getattr(cfg.model, name)} (teacher: {arch.get(name)})" for name in ("backbone", "head")
+                if arch.get(name) is not None and getattr(cfg.model, name) != arch.get(name)]
+    if mismatch:
+        raise DgcnError(f"--init teacher continues the teacher's network, but this run asks for {', '.join(mismatch)}: "
+                        "give the teacher's options or use --init weights")
+    taught = (state.get("config") or {}).get("model") or {}
+    frozen = cfg.model.freeze_bn if cfg.model.freeze_bn is not None else ModelConfig(
+        backbone=str(arch["backbone"]), weights=str(taught.get("weights", "imagenet")), freeze_bn=taught.get("freeze_bn")).bn_frozen
+    model = ModelConfig(backbone=str(arch["backbone"]), weights="none", graph_layers=tuple(arch["graph_layers"]),
+                        head=str(arch.get("head", cfg.model.head)), freeze_bn=frozen)
 
-    if (cfg.checkpoint is None) == (cfg.labels is None):
-        raise DgcnError("retrain needs exactly one of --checkpoint (label the split with it) or --labels (a labels.h5)")
+    def build(num_classes: int) -> torch.nn.Module:
+        net = model.build(num_classes)
+        load_model_state(net, state["model"], cfg.checkpoint)
+        return net
+
+    return model, build, weights_fingerprint(state["model"])
+
+
+def run(cfg: RetrainConfig, progress: Optional[Progress] = None) -> StageResult:
+    if (cfg.checkpoint is None) and (cfg.labels is None):
+        raise DgcnError("retrain needs --checkpoint (label the split with it) or --labels (a labels.h5)")
+    if cfg.checkpoint is not None and cfg.labels is not None and cfg.init != "teacher":
+        raise DgcnError("--labels with --checkpoint: the checkpoint is only the starting point (--init teacher)")
     weak = cfg.data.build().weak()
+    start = teacher_start(cfg) if cfg.init == "teacher" else None
     labels = cfg.labels if cfg.labels is not None else make_pseudo_labels(cfg, weak, progress)
     maps = LazyLabelMaps(labels, ("labels", "predictions", "seeds"), weak.class_names, weak.ids)
+    task = segmenter_task(cfg.model, _ce_loss, maps)
+    started = {}
+    if start is not None:
+        model, build, fingerprint = start
+        task = dataclasses.replace(task, build=build)
+        # the network the run starts from: another teacher is another run
+        started = {"model": model, "init_fingerprint": fingerprint}
     final = fit(
-        run=cfg.run, optim=cfg.optim, weak=weak, task=segmenter_task(cfg.model, _ce_loss, maps),
+        run=cfg.run, optim=cfg.optim, weak=weak, task=task,
         # the labels' content fingerprint: training on regenerated labels is another run
-        stage_config={"stage": "retrain", **cfg.__dict__, "labels_fingerprint": maps.fingerprint, "teacher": maps.made_by},
+        stage_config={"stage": "retrain", **cfg.__dict__, **started, "labels_fingerprint": maps.fingerprint, "teacher": maps.made_by},
         progress=progress,
     )
     return wrote(final) if cfg.labels is not None else wrote(final, labels)

@@ -84,7 +84,7 @@ def test_pixel_masks_never_reach_training(tmp_path, train_data, train_seeds, mak
     assert final.is_file()
     final2 = retrain.run(retrain.RetrainConfig(
         run=RunConfig(out=tmp_path / "retrain", device="cpu"), data=data, model=ModelConfig("tiny", "none"),
-        optim=TINY_OPTIM, labels=labels_h5,
+        optim=TINY_OPTIM, labels=labels_h5, init="weights",
     )).path
     assert final2.is_file()
     assert len(made) == 2
@@ -164,17 +164,55 @@ def test_too_few_images_for_a_batch_is_one_line(tmp_path, make_train_config):
     assert "\n" not in str(err.value)
 
 
-def test_retrain_needs_exactly_one_source(tmp_path, train_data, trained_checkpoint, train_seeds):
-    for kw in ({}, {"checkpoint": trained_checkpoint, "labels": train_seeds}):
-        with pytest.raises(DgcnError, match="exactly one"):
-            retrain.run(retrain.RetrainConfig(run=RunConfig(out=tmp_path / "r", device="cpu"), data=train_data,
-                                              model=ModelConfig("tiny", "none"), optim=TINY_OPTIM, **kw))
+def test_retrain_needs_a_source_and_a_start(tmp_path, train_data, trained_checkpoint, train_seeds):
+    def cfg(**kw):
+        return retrain.RetrainConfig(run=RunConfig(out=tmp_path / "r", device="cpu"), data=train_data,
+                                     model=ModelConfig("tiny", "none"), optim=TINY_OPTIM, **kw)
+
+    with pytest.raises(DgcnError, match="--checkpoint .* or --labels"):
+        retrain.run(cfg(init="weights"))
+    with pytest.raises(DgcnError, match="--init teacher starts from the checkpoint"):
+        cfg(labels=train_seeds)  # the default start is the teacher, and there is none
+    with pytest.raises(DgcnError, match="only the starting point"):
+        retrain.run(cfg(labels=train_seeds, checkpoint=trained_checkpoint, init="weights"))
+    with pytest.raises(DgcnError, match="--init must be"):
+        cfg(checkpoint=trained_checkpoint, init="imagenet")
+    with pytest.raises(DgcnError, match="--combine must be"):
+        cfg(checkpoint=trained_checkpoint, combine="max")
+
+
+def test_retrain_starts_from_the_teachers_weights(tmp_path, train_data, trained_checkpoint):
+    """DSRG's second step starts from its stage-one model: the network retrain builds is the
+    teacher, weight for weight (its averaged weights where it kept an average)."""
+    teacher = load_checkpoint(trained_checkpoint)
+    head = teacher["model_config"]["head"]
+    cfg = retrain.RetrainConfig(run=RunConfig(out=tmp_path / "r", device="cpu"), data=train_data,
+                                model=ModelConfig("tiny", "none", head=head), optim=TINY_OPTIM, checkpoint=trained_checkpoint)
+    model, build, fingerprint = retrain.teacher_start(cfg)
+    net = build(len(train_data.build().class_names))
+    got = net.state_dict()
+    assert set(got) == set(teacher["model"])
+    assert all(torch.equal(got[k], teacher["model"][k]) for k in got)
+    assert model.backbone == teacher["model_config"]["backbone"] and model.weights == "none"
+    # from ImageNet/--weights instead: another network
+    fresh = ModelConfig("tiny", "none").build(len(train_data.build().class_names)).state_dict()
+    assert not all(torch.equal(fresh[k], got[k]) for k in got if k in fresh)
+    # a teacher of another architecture is refused, not silently replaced
+    with pytest.raises(DgcnError, match="continues the teacher's network"):
+        retrain.teacher_start(replace(cfg, model=ModelConfig("resnet50", "none")))
+    # the run records where it started: another teacher is another run
+    final = retrain.run(cfg).path
+    state = load_checkpoint(final)
+    assert state["config"]["init"] == "teacher" and state["config"]["init_fingerprint"] == fingerprint
+    with ArtifactReader(tmp_path / "r" / "pseudo_labels.h5") as r:
+        assert r.extra["combine"] == "logits" and r.extra["flip"] is False  # DSRG's labelling
 
 
 def test_retrain_from_checkpoint(tmp_path, train_data, trained_checkpoint):
     out = tmp_path / "retrain"
     cfg = retrain.RetrainConfig(
-        run=RunConfig(out=out, device="cpu"), data=train_data, model=ModelConfig("tiny", "none"), optim=TINY_OPTIM,
+        run=RunConfig(out=out, device="cpu"), data=train_data,
+        model=ModelConfig("tiny", "none", head=load_checkpoint(trained_checkpoint)["model_config"]["head"]), optim=TINY_OPTIM,
         checkpoint=trained_checkpoint, scales=(0.75, 1.0, 1.25), flip=True, crf=True,
     )
     final = retrain.run(cfg).path
