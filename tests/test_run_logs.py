@@ -125,9 +125,19 @@ def test_tensorboard_missing_is_one_line(tmp_path, train_data, train_seeds, monk
 # ------------------------------------------------------------------ precision
 
 
-def _fake_cuda(monkeypatch, bf16: bool) -> None:
+def _fake_cuda(monkeypatch, bf16: bool, asked: list | None = None) -> None:
+    """A CUDA device of compute capability 8.0 (bf16) or 7.0 (V100: fp16), which also says
+    bf16 is "supported" (emulated), as torch 2.3+ does on pre-Ampere GPUs."""
+    def capability(index=None):
+        if asked is not None:
+            asked.append(index)
+        return (8, 0) if bf16 else (7, 0)
+
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: bf16)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", capability)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    monkeypatch.setattr(torch.version, "hip", None)
 
 
 def test_precision_bf16_only_where_the_gpu_has_it(monkeypatch):
@@ -139,10 +149,12 @@ def test_precision_bf16_only_where_the_gpu_has_it(monkeypatch):
     assert device_mod.precision(cuda) == "fp16"
 
 
-def test_emulated_bf16_does_not_count(monkeypatch):
-    # torch says True for a pre-Ampere GPU unless emulation is excluded
-    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: including_emulation)
+def test_emulated_bf16_does_not_count_and_the_device_asked_is_the_one_trained_on(monkeypatch):
+    asked: list = []
+    _fake_cuda(monkeypatch, bf16=False, asked=asked)  # is_bf16_supported says yes: emulation
+    assert device_mod.precision(torch.device("cuda", 1)) == "fp16"
     assert device_mod.precision(torch.device("cuda")) == "fp16"
+    assert asked == [1, 0]  # cuda:1 itself, then the current device for a bare "cuda"
 
 
 def test_autocast_dtype_follows_precision(monkeypatch):

@@ -30,16 +30,18 @@ def precision(device: torch.device, enabled: bool = True) -> str:
     (Ampere and later), "fp16" on an older one (training then needs a gradient scaler:
     ``grad_scaler``), "fp32" on the CPU or with ``enabled`` false (``--no-amp``).
 
-    Emulated bf16 does not count: torch reports bf16 as supported on pre-Ampere GPUs that
-    can only emulate it, many times slower than their fp16. The check is of the current CUDA
-    device, which is the one trained on (one GPU, or each DDP process pinned to its own)."""
+    Emulated bf16 does not count: torch's ``is_bf16_supported`` says yes on pre-Ampere GPUs
+    that can only emulate it (since torch 2.3), many times slower than their fp16 and without
+    cuDNN's bf16 convolutions. So the device's own compute capability decides (8.0 and up:
+    Ampere, Hopper, ...; ROCm builds: the GPUs torch supports there all have bf16), asked of
+    ``device`` itself, not of whichever GPU is current."""
     if not enabled or device.type != "cuda":
         return "fp32"
-    try:
-        native = torch.cuda.is_bf16_supported(including_emulation=False)
-    except TypeError:  # torch before 2.4 had no emulation to exclude
-        native = torch.cuda.is_bf16_supported()
-    return "bf16" if native else "fp16"
+    if torch.version.hip:
+        return "bf16"
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, _minor = torch.cuda.get_device_capability(index)
+    return "bf16" if major >= 8 else "fp16"
 
 
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
