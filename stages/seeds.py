@@ -15,9 +15,12 @@ gives it (``dsrg_overlap="unlabelled"`` leaves it 255 instead). Every image of t
 must have cues: the missing ones are named before anything is written.
 
 DSRG's cues lie on a 41x41 grid over the whole image (its ``preprocess`` squashes every
-image to 321x321, aspect ratio not kept). They are stored at the image's own size, each cell
-spread over the image region it covers (nearest neighbour), like every other label artifact:
-training crops them with the image, and ``evaluate`` scores them against the masks as they are.
+image to 321x321, aspect ratio not kept). They are stored at the image's own size, like every
+other label artifact (training crops them with the image, ``evaluate`` scores them as they
+are), enlarged as the published loader enlarges them (hustvl/DGCN ``dataset.py``:
+``scipy.ndimage.zoom(markers, (H/41, W/41), order=0)``): corners aligned, cell j at the
+image's pixel j*(H-1)/40, which puts the edge cells' boundaries where the published training
+saw them.
 """
 from __future__ import annotations
 
@@ -32,7 +35,6 @@ from .core.config import DataConfig, to_jsonable
 from .core.cues.seeding import CUE_OVERLAPS, FusionConfig, cues_to_seeds, fuse_seeds
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
-from .core.io.images import resize_label
 from .core.io.safe_pickle import safe_load
 from .core.stage import Progress, StageResult, wrote
 
@@ -126,11 +128,33 @@ def _dsrg_seeds(path: Path, ids: Sequence[str], split: str, num_classes: int, li
     return seeds
 
 
+def dsrg_to_image(seeds: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A 41x41 DSRG seed map enlarged to (H, W) as the published loader does it."""
+    from scipy.ndimage import zoom
+
+    h, w = size
+    out = zoom(np.asarray(seeds, dtype=np.uint8), (h / seeds.shape[0], w / seeds.shape[1]), order=0)
+    if out.shape != (h, w):  # scipy rounds the output size: never off for 41 -> H, checked anyway
+        raise DgcnError(f"DSRG seeds enlarged to {out.shape}, not the image's {size}")
+    return out
+
+
 def _irn_cams(folder: Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
     data = safe_load(Path(folder) / f"{image_id}.npy")
     if not isinstance(data, dict) or "keys" not in data or "high_res" not in data:
         raise DgcnError(f"{folder}/{image_id}.npy: expected an IRN CAM dict with 'keys' and 'high_res'")
     return np.asarray(data["high_res"], dtype=np.float32), np.asarray(data["keys"]).astype(np.int64) + 1
+
+
+def _recorded_config(cfg: SeedsConfig) -> dict:
+    """The config the artifact records (and its resume fingerprint covers): the DSRG import's
+    options only where it imports, so CAM seeds keep the fingerprint they had before those
+    options existed and an interrupted file of an earlier version still resumes."""
+    record = to_jsonable(cfg)
+    if cfg.from_dsrg is None:
+        record.pop("dsrg_list", None)
+        record.pop("dsrg_overlap", None)
+    return record
 
 
 def run(cfg: SeedsConfig, progress: Optional[Progress] = None) -> StageResult:
@@ -157,7 +181,7 @@ def run(cfg: SeedsConfig, progress: Optional[Progress] = None) -> StageResult:
     try:
         if cfg.from_dsrg is not None:
             dsrg = _dsrg_seeds(cfg.from_dsrg, ds.ids, ds.split, len(names), cfg.dsrg_list, cfg.dsrg_overlap)
-            compute = lambda i: {"label": resize_label(dsrg[i], ds.load_image(i).shape[:2])}  # noqa: E731
+            compute = lambda i: {"label": dsrg_to_image(dsrg[i], ds.load_image(i).shape[:2])}  # noqa: E731
             source = f"DSRG cues {cfg.from_dsrg}" + (f" (indices from {cfg.dsrg_list})" if cfg.dsrg_list else "")
         else:
             sal = None
@@ -182,7 +206,7 @@ def run(cfg: SeedsConfig, progress: Optional[Progress] = None) -> StageResult:
 
         meta = ArtifactMeta(
             kind="seeds", dataset=ds.name, split=ds.split, class_names=names,
-            config=to_jsonable(cfg), inputs=inputs, extra={"source": source},
+            config=_recorded_config(cfg), inputs=inputs, extra={"source": source},
         )
         with ArtifactWriter(cfg.out, meta, overwrite=cfg.overwrite, resume=cfg.resume, expected=len(ds.ids)) as writer:
             return wrote(fill(writer, ds.ids, compute, progress))

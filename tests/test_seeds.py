@@ -113,15 +113,37 @@ def test_dsrg_cues_two_class_pixels_take_the_higher_class_and_stray_classes_refu
         cues_to_seeds((np.array([0]), np.array([41]), np.array([0])), np.array([0]), 21)
 
 
+def _published_enlarge(grid, h, w):
+    """The published loader's scipy zoom (order 0, corners aligned), written out: output
+    pixel y reads grid row round(y * 40 / (h - 1)). (No ties for the sizes used here: with
+    h - 1 odd, y * 40 / (h - 1) is never k + 1/2.)"""
+    rows = np.floor(np.arange(h) * 40 / (h - 1) + 0.5).astype(int)
+    cols = np.floor(np.arange(w) * 40 / (w - 1) + 0.5).astype(int)
+    return grid[np.ix_(rows, cols)]
+
+
 def _on_dsrg_grid(reader, ds, image_id):
-    """An imported DSRG seed map, stored at the image's size, sampled back at the centre of
-    each of DSRG's 41x41 cells (which cover the whole image)."""
+    """An imported DSRG seed map, stored at the image's size: checked to be the published
+    enlargement of a 41x41 map, which is returned (read back at the cells' aligned corners)."""
     label = reader.label(image_id)
     h, w = ds.load_image(image_id).shape[:2]
     assert label.shape == (h, w) and label.dtype == np.uint8
-    ys = ((np.arange(41) + 0.5) * h / 41).astype(int)
-    xs = ((np.arange(41) + 0.5) * w / 41).astype(int)
-    return label[np.ix_(ys, xs)]
+    grid = label[np.ix_(np.round(np.arange(41) * (h - 1) / 40).astype(int), np.round(np.arange(41) * (w - 1) / 40).astype(int))]
+    np.testing.assert_array_equal(label, _published_enlarge(grid, h, w))
+    return grid
+
+
+def test_dsrg_enlargement_is_the_published_loaders():
+    rng = np.random.default_rng(0)
+    grid = rng.integers(0, 21, (41, 41)).astype(np.uint8)
+    got = seeds_stage.dsrg_to_image(grid, (375, 500))
+    np.testing.assert_array_equal(got, _published_enlarge(grid, 375, 500))
+    # corners aligned: the first and last rows and columns are the grid's own
+    np.testing.assert_array_equal(got[0, ::499], grid[0, ::40])
+    np.testing.assert_array_equal(got[-1, ::499], grid[-1, ::40])
+    # not PIL's equal strips (which shift the cells by up to half a cell)
+    from stages.core.io.images import resize_label
+    assert (resize_label(grid, (375, 500)) != got).mean() > 0.05
 
 
 def _demo_ds(tmp_path):
@@ -319,3 +341,13 @@ def test_cli_seeds_from_dsrg_with_list(tmp_path):
     with ArtifactReader(tmp_path / "s.h5", kind="seeds") as reader:
         for image_id in ds.ids:
             np.testing.assert_array_equal(_on_dsrg_grid(reader, ds, image_id), expected[image_id])
+
+
+def test_cam_seeds_record_the_config_they_recorded_before_the_dsrg_options(tmp_path):
+    """An interrupted seeds file of the earlier version must still resume: CAM seeds record
+    (and fingerprint) the same keys as before --dsrg-list / --dsrg-overlap existed."""
+    cfg = seeds_stage.SeedsConfig(out=tmp_path / "s.h5", cams=tmp_path / "c.h5", saliency=tmp_path / "sal.h5")
+    assert set(seeds_stage._recorded_config(cfg)) == {
+        "out", "data", "cams", "saliency", "fusion", "from_dsrg", "from_irn", "overwrite", "resume"}
+    dsrg = seeds_stage.SeedsConfig(out=tmp_path / "s.h5", from_dsrg=tmp_path / "c.pickle")
+    assert {"dsrg_list", "dsrg_overlap"} <= set(seeds_stage._recorded_config(dsrg))
