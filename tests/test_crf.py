@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -63,7 +65,53 @@ def test_shape_mismatch_and_bad_config():
         dense_crf(image[:-1], probs)
     with pytest.raises(DgcnError):
         CrfConfig(bi_sxy=0)
+    with pytest.raises(DgcnError, match="CRF unary must be neglog or prob, got 'log'") as err:
+        CrfConfig(unary="log")
+    assert "\n" not in str(err.value)
     assert BOUNDARY_CRF.xy_scale == 12.0 and CrfConfig().scaled(2.0).xy_scale == 2.0
+    assert BOUNDARY_CRF.unary == CrfConfig().unary == "neglog"
+
+
+def _pydensecrf(image, unary, cfg):
+    """The solver called directly on a given unary energy, with ``cfg``'s kernels."""
+    import pydensecrf.densecrf as dcrf
+
+    n, h, w = unary.shape
+    d = dcrf.DenseCRF2D(w, h, n)
+    d.setUnaryEnergy(np.ascontiguousarray(unary.reshape(n, -1), dtype=np.float32))
+    d.addPairwiseGaussian(sxy=cfg.gauss_sxy / cfg.xy_scale, compat=cfg.gauss_compat)
+    d.addPairwiseBilateral(sxy=cfg.bi_sxy / cfg.xy_scale, srgb=cfg.bi_srgb,
+                           rgbim=np.ascontiguousarray(image), compat=cfg.bi_compat)
+    q = np.array(d.inference(cfg.iters), dtype=np.float32).reshape(n, h, w)
+    q = np.maximum(q, cfg.min_prob)
+    return q / q.sum(0, keepdims=True)
+
+
+def test_prob_unary_is_minus_p_floored_not_renormalised():
+    """U = -p (DSRG's CRF layer): p floored at min_prob and not renormalised, as there."""
+    pytest.importorskip("pydensecrf")
+    _, probs, _ = two_region_case(h=41, w=41)
+    # a noisy image: on the two flat regions the kernels alone decide (Q saturates either way)
+    image = np.random.default_rng(1).integers(0, 256, (41, 41, 3), dtype=np.uint8)
+    probs[:, :5] = np.eye(3, dtype=np.float32)[[0, 1, 2, 0, 1]].T[:, :, None]  # rows of exact 0 and 1 to floor
+    cfg = replace(BOUNDARY_CRF, unary="prob")
+    ours = dense_crf(image, probs, cfg)
+    np.testing.assert_allclose(ours, _pydensecrf(image, -np.maximum(probs, cfg.min_prob), cfg), atol=1e-6)
+    # renormalising after the floor would be another unary under -p (seen with a high floor)
+    high = replace(cfg, min_prob=0.2, iters=2)
+    floored = np.maximum(probs, high.min_prob)
+    np.testing.assert_allclose(dense_crf(image, probs, high), _pydensecrf(image, -floored, high), atol=1e-6)
+    assert np.abs(_pydensecrf(image, -floored / floored.sum(0), high) - dense_crf(image, probs, high)).max() > 1e-2
+    # the neglog unary on the same input is another Q
+    assert np.abs(dense_crf(image, probs, BOUNDARY_CRF) - ours).max() > 0.05
+
+
+def test_prob_unary_with_zero_iterations_is_the_softmax_of_p():
+    # mean field starts at Q0 proportional to exp(-U) = exp(p)
+    image, probs, _ = two_region_case(h=12, w=16)
+    for p in (probs, 2 * probs):  # p as given: renormalising 2p would give softmax(p)
+        q0 = dense_crf(image, p, CrfConfig(iters=0, unary="prob"))
+        np.testing.assert_allclose(q0, np.exp(p) / np.exp(p).sum(0, keepdims=True), atol=1e-5)
 
 
 def test_crf_on_batch_downscales_and_improves_at_score_map_size():
@@ -98,10 +146,15 @@ def test_pool_matches_in_process():
         futures = pool.submit_many(images, probs)  # the overlap-friendly form
         got_later = [f.result() for f in futures]
         batch = crf_on_batch(np.stack(images), np.stack(probs), CrfConfig(), pool=pool)
+        # a configuration per submission (the training step's two CRFs share one pool)
+        prob_cfg = CrfConfig(unary="prob")
+        got_prob = pool.map(images, probs, prob_cfg)
     for e, g, g2, b in zip(expected, got, got_later, batch):
         np.testing.assert_array_equal(e, g)
         np.testing.assert_array_equal(e, g2)
         np.testing.assert_array_equal(e, b)
+    for im, p, g in zip(images, probs, got_prob):
+        np.testing.assert_array_equal(dense_crf(im, p, prob_cfg), g)
     with CrfPool(0) as inline:
         with pytest.raises(ValueError):
             inline.submit(images[0][:-1], probs[0]).result()

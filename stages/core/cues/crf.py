@@ -25,6 +25,9 @@ from ..io.images import resize_image
 # the SEC/DSRG family used before taking the log.
 PROB_EPS = 1e-5
 
+# the unary energies :class:`CrfConfig` can make of the probabilities p: -log p, -p
+UNARIES = ("neglog", "prob")
+
 
 @dataclass(frozen=True)
 class CrfConfig:
@@ -40,6 +43,12 @@ class CrfConfig:
     and ``bi_sxy``. The published boundary-loss code (SEC, DSRG, DGCN) runs the
     CRF on the 41x41 score-map-sized image with a divisor of 12; see
     :data:`BOUNDARY_CRF`. At full image size leave it at 1.
+
+    ``unary`` is the energy made of the probabilities p: ``"neglog"``, U = -log p (DeepLab,
+    the DGCN boundary loss: pydensecrf's ``unary_from_softmax``), or ``"prob"``, U = -p, the
+    probabilities themselves (SEC/DSRG's ``CRF`` wrapper, ``set_unary_energy(-probs)``): a
+    unary at most 1 apart between classes, so the pairwise kernels dominate and Q is a much
+    smoother map than with -log p.
     """
 
     iters: int = 10
@@ -52,8 +61,11 @@ class CrfConfig:
     # floor of the input probabilities and of Q (Q renormalised after): the published
     # boundary-loss and DSRG refinement code floors both at 1e-4
     min_prob: float = PROB_EPS
+    unary: str = "neglog"  # or "prob"; see above
 
     def __post_init__(self) -> None:
+        if self.unary not in UNARIES:
+            raise DgcnError(f"CRF unary must be {' or '.join(UNARIES)}, got {self.unary!r}")
         if not 0 < self.min_prob < 0.5:
             raise DgcnError(f"CRF min_prob must be in (0, 0.5), got {self.min_prob}")
         if self.iters < 0:
@@ -66,8 +78,10 @@ class CrfConfig:
         return replace(self, xy_scale=xy_scale)
 
 
-# The configuration the boundary loss (and DSRG's refinement) uses on score-map-sized
-# images: the published code's (hustvl/DGCN ``crf_operation``, DSRG ``CRFLayer``).
+# The configuration the boundary loss uses on score-map-sized images: the published
+# code's (hustvl/DGCN ``crf_operation``: U = -log p; its kernels, divisor and floor are
+# DSRG's ``CRFLayer``'s too). DSRG's region growing runs the same kernels with U = -p:
+# ``replace(BOUNDARY_CRF, unary="prob")``, see ``expanders.dsrg``.
 BOUNDARY_CRF = CrfConfig(xy_scale=12.0, min_prob=1e-4)
 
 
@@ -86,21 +100,28 @@ def dense_crf(image: np.ndarray, probs: np.ndarray, cfg: CrfConfig = CrfConfig()
     """Refine per-pixel class probabilities with a dense CRF.
 
     ``image``: (H, W, 3) uint8 RGB. ``probs``: (C, H, W), each pixel a
-    distribution (it is clamped to ``cfg.min_prob`` and renormalised, so zeros and
-    unnormalised inputs are accepted). Returns Q as (C, H, W) float32 whose C
-    values at each pixel sum to 1. With ``cfg.iters == 0`` Q is the input distribution.
+    distribution (it is clamped to ``cfg.min_prob``; with ``cfg.unary == "neglog"`` also
+    renormalised, so zeros and unnormalised inputs are accepted). Returns Q as (C, H, W)
+    float32 whose C values at each pixel sum to 1. With ``cfg.iters == 0`` Q is the input
+    distribution (``"neglog"``) or its softmax (``"prob"``: mean field starts at exp(-U)).
     """
     dcrf = _densecrf()
 
     _check_inputs(image, probs)
     n_classes, height, width = probs.shape
-    # the renormalisation shifts every unary of a pixel alike, which mean field ignores
     p = np.clip(np.asarray(probs, dtype=np.float32), cfg.min_prob, None)
-    p /= p.sum(axis=0, keepdims=True)
+    if cfg.unary == "neglog":
+        # under -log p the renormalisation shifts every unary of a pixel alike, which mean
+        # field ignores; under -p it would scale them instead, and DSRG's CRF layer floors
+        # its input (a softmax) without renormalising, so "prob" takes p as floored
+        p /= p.sum(axis=0, keepdims=True)
+        energy = -np.log(p)
+    else:
+        energy = -p
     # pydensecrf reads raw buffers through writable memoryviews: anything not
     # C-contiguous, of the exact dtype and writable (PIL-backed arrays are
     # read-only) is rejected or read in the wrong order.
-    unary = np.require(-np.log(p).reshape(n_classes, -1), np.float32, ["C", "W"])
+    unary = np.require(energy.reshape(n_classes, -1), np.float32, ["C", "W"])
     rgb = np.require(image, np.uint8, ["C", "W"])
 
     crf = dcrf.DenseCRF2D(width, height, n_classes)
