@@ -7,9 +7,10 @@ the supervision a training step would get for the whole image. It is written at
 the image's resolution: the seeds as given, and what the expander added or took
 away upsampled from the score map (``to_image_size``; 255 = no label), so expanders
 are compared on what they find, not on the score map's resolution, without
-retraining. An expander that grows on refined probabilities (DSRG) gets the boundary
-loss's CRF of them, as in training; where the graph cut's multi-hot supervision gives
-a pixel two classes, the more probable one is written.
+retraining. An expander that grows on a CRF refinement of the probabilities (DSRG)
+gets the CRF it names (``refine_crf``: DSRG's own, U = -p, or with ``refine_unary=neglog``
+the boundary loss's), on the image at score-map size as in training; where the graph
+cut's multi-hot supervision gives a pixel two classes, the more probable one is written.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 
 from .core.config import DataConfig, to_jsonable
-from .core.cues.crf import BOUNDARY_CRF, crf_on_batch
+from .core.cues.crf import crf_on_batch
 from .core.device import autocast, resolve_device
 from .core.expanders import build_expander, check_expander_options, to_image_size
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
@@ -65,8 +66,8 @@ def run(cfg: GraphcutLabelConfig, progress: Optional[Progress] = None) -> StageR
             logits, feats = model(to_tensor(image)[None].to(device), return_features=True)
         probs = logits.float().softmax(1)
         h, w = probs.shape[-2:]
-        if expander.needs_refined_probs:
-            probs = torch.from_numpy(crf_on_batch(image[None], probs.cpu().numpy(), BOUNDARY_CRF)).to(device)
+        if expander.refine_crf is not None:
+            probs = torch.from_numpy(crf_on_batch(image[None], probs.cpu().numpy(), expander.refine_crf)).to(device)
         # the seeds and image labels as the training step hands them to the expander
         seed_full = torch.from_numpy(seeds.label(image_id, image.shape).astype(np.int64))[None].to(device)
         seed = resize_labels(seed_full, (h, w))

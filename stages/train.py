@@ -4,9 +4,11 @@ Every iteration: forward; the expander (graph cut by default) on detached node
 features and probabilities turns the seeds into the supervision of this step;
 balanced seeding loss on it, plus the boundary loss KL(Q||H) with Q the dense
 CRF of H on the image downscaled to the score-map size. The CRF runs in worker
-processes, submitted before the expander runs so the two overlap; an expander
-that grows on the refined probabilities (DSRG) waits for it and gets Q itself,
-so the CRF never runs twice.
+processes, submitted before the expander runs so the two overlap. An expander
+that grows on a CRF refinement of the probabilities (DSRG: its own CRF, U = -p)
+names that CRF (``refine_crf``); it runs in the same workers, ahead of the boundary
+loss's, and the expander waits for it. Where it is the boundary loss's own CRF
+(``dsrg`` with ``refine_unary=neglog``) Q is handed over and no CRF runs twice.
 
 Only image-level labels and seeds reach this stage: the dataset is handed over
 as a ``WeakDataset`` (image paths and image-level labels), never with masks.
@@ -65,33 +67,47 @@ class TrainConfig:
 
 def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
     """The training step's loss: (model, batch, device, iteration) -> (loss, stats). ``pool``
-    runs the CRF; it is needed when the boundary loss is on or the expander grows on refined
-    probs. Before ``cfg.expand_after`` iterations the seeds are the supervision."""
-    if (cfg.boundary_loss == "crf" or expander.needs_refined_probs) and pool is None:
+    runs the CRFs; it is needed when the boundary loss is on or the expander grows on a CRF
+    refinement (``expander.refine_crf``). Before ``cfg.expand_after`` iterations the seeds
+    are the supervision."""
+    boundary = BOUNDARY_CRF if cfg.boundary_loss == "crf" else None
+    if (boundary is not None or expander.refine_crf is not None) and pool is None:
         raise ValueError("this loss needs a CRF pool")
     seeds_only = build_expander("none")
 
     def loss_fn(model, batch: dict, device: torch.device, iteration: int = 0):
         active = expander if iteration >= cfg.expand_after else seeds_only
-        refine = active.needs_refined_probs
+        refine_crf = active.refine_crf
         x = batch["image"].to(device, non_blocking=True)
         logits, feats = model(x, return_features=True)
         logits = logits.float()
         probs = logits.detach().softmax(1)
-        collect, q = None, None
-        if pool is not None:  # started now, collected after the expander: the two overlap
-            collect = submit_batch(batch["raw"].numpy(), probs.cpu().numpy(), BOUNDARY_CRF, pool)
-        if refine:
-            q = torch.from_numpy(collect()).to(device)
+        refined, collect, q = None, None, None
+        if refine_crf is not None or boundary is not None:
+            raw, probs_np = batch["raw"].numpy(), probs.cpu().numpy()
+            # the expander's own CRF first: the workers take it before the boundary loss's,
+            # which then runs while the expander grows
+            if refine_crf is not None and refine_crf != boundary:
+                refined = submit_batch(raw, probs_np, refine_crf, pool)
+            if boundary is not None:
+                collect = submit_batch(raw, probs_np, boundary, pool)
+        if refine_crf is not None:
+            if refined is None:  # the boundary loss's own CRF: its Q serves both
+                q = torch.from_numpy(collect()).to(device)
+                expander_probs = q
+            else:
+                expander_probs = torch.from_numpy(refined()).to(device)
+        else:
+            expander_probs = probs
         seeds = resize_labels(batch["map0"].to(device), tuple(logits.shape[-2:]))
         present = present_matrix(batch["labels"].to(device))
         # the expander itself detaches and casts to float32 (it runs outside autocast)
-        supervision = active(feats if active.needs_features else None, q if refine else probs, seeds, present)
+        supervision = active(feats if active.needs_features else None, expander_probs, seeds, present)
         seed_loss = balanced_seed_loss(logits, supervision, per_image=cfg.seed_loss_per_image)
         labelled = supervision.any(1) if supervision.dim() == 4 else supervision != IGNORE
         stats = {"seed_loss": float(seed_loss.detach()), "supervised": float(labelled.float().mean())}
         loss = seed_loss
-        if cfg.boundary_loss == "crf":
+        if boundary is not None:
             q = q if q is not None else torch.from_numpy(collect()).to(device)
             b_loss = boundary_loss(logits, q, cfg.boundary_clip)
             stats["boundary_loss"] = float(b_loss.detach())
@@ -105,7 +121,8 @@ def run(cfg: TrainConfig, progress: Optional[Progress] = None) -> StageResult:
     weak = cfg.data.build().weak()
     maps = LazyLabelMaps(cfg.seeds, ("seeds",), weak.class_names, weak.ids)
     expander = build_expander(cfg.expander, **dict(cfg.expander_options))
-    crf = cfg.boundary_loss == "crf" or expander.needs_refined_probs
+    crf = cfg.boundary_loss == "crf" or expander.refine_crf is not None
+    # the pool's own configuration is only a default: each batch is submitted with its CRF's
     pool = CrfPool(cfg.crf_workers, BOUNDARY_CRF) if crf else None
     try:
         return wrote(fit(

@@ -3,7 +3,8 @@
 Written from reading hustvl/DGCN (``train.py``: ``cacul_knn_matrix_``,
 ``generate_supervision``, ``softmax``, ``cal_seeding_loss``, ``constrain_loss``,
 ``crf_operation``; ``model.py``: the features ``layer1`` and ``layer3``) and
-speedinghzl/DSRG (``pylayers.py``: ``generate_seed_step``), in numpy, PyMaxflow and
+speedinghzl/DSRG (``pylayers.py``: ``SoftmaxLayer``, ``UpdateSeedLayer3.refinement``,
+``generate_seed_step``), in numpy, PyMaxflow and
 plain loops, the way the published code does it: a dense 0/1 kNN matrix, one PyMaxflow
 graph per (image, class) built node by node, multi-hot supervision (B, C, h, w), losses
 on probabilities with 1e-7 added. Nothing here imports from ``stages``.
@@ -23,6 +24,7 @@ from scipy import ndimage
 
 UNLABELLED = 255
 MIN_PROB = 1e-7  # train.py: softmax(pred, min_prob)
+DSRG_MIN_PROB = 1e-4  # DSRG pylayers.py: min_prob
 
 
 def node_features(layer1: torch.Tensor, layer3: torch.Tensor) -> torch.Tensor:
@@ -49,6 +51,21 @@ def softmax_with_floor(logits: torch.Tensor) -> torch.Tensor:
     """train.py ``softmax``: softmax, plus 1e-7 everywhere, renormalised."""
     p = torch.softmax(logits.double(), 1) + MIN_PROB
     return p / p.sum(1, keepdim=True)
+
+
+def dsrg_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """DSRG ``SoftmaxLayer``: softmax, plus 1e-4 (its min_prob) everywhere, renormalised."""
+    p = torch.softmax(logits.double(), 1) + DSRG_MIN_PROB
+    return p / p.sum(1, keepdim=True)
+
+
+def dsrg_refinement_unary(probs: np.ndarray) -> np.ndarray:
+    """DSRG ``UpdateSeedLayer3.refinement`` up to the solver: probabilities floored at 1e-4 (not
+    renormalised), handed to its ``CRF`` wrapper, which sets ``set_unary_energy(-unary)``:
+    the unary energy is -p itself, not -log p. (C, h, w) -> (C, h, w)."""
+    p = probs.copy()
+    p[p < DSRG_MIN_PROB] = DSRG_MIN_PROB
+    return -p
 
 
 def generate_supervision(labels: np.ndarray, cues: np.ndarray, pred: np.ndarray,
@@ -104,7 +121,8 @@ def constrain_loss(probs: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
 
 
 def crf_output_floor(q: np.ndarray) -> np.ndarray:
-    """crf_operation's post-processing: Q floored at 1e-4 and renormalised."""
+    """crf_operation's post-processing: Q floored at 1e-4 and renormalised (DSRG's
+    ``refinement`` post-processes its Q the same way)."""
     q = np.maximum(q, 1e-4)
     return q / q.sum(1, keepdims=True)
 

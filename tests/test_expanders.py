@@ -70,6 +70,29 @@ def test_build_uses_paper_defaults():
     assert build_expander("labelprop", k=6).config.k == 6
 
 
+def test_the_crf_each_expander_grows_on():
+    from dataclasses import replace
+
+    from stages.core.cues.crf import BOUNDARY_CRF
+
+    # dsrg: DSRG's own CRF (the boundary loss's kernels, U = -p) unless told otherwise
+    dsrg = build_expander("dsrg")
+    assert dsrg.config.refine_unary == "prob" and dsrg.needs_refined_probs
+    assert dsrg.refine_crf == replace(BOUNDARY_CRF, unary="prob")
+    assert build_expander("dsrg", refine_unary="neglog").refine_crf == BOUNDARY_CRF
+    off = build_expander("dsrg", refined=False)
+    assert off.refine_crf is None and not off.needs_refined_probs
+    # the others grow on H itself, whatever their options
+    for name in ("graphcut", "labelprop", "none"):
+        exp = build_expander(name)
+        assert exp.refine_crf is None and not exp.needs_refined_probs, name
+    with pytest.raises(ExpanderOptionError, match="refine_unary must be neglog or prob, got 'log'") as err:
+        build_expander("dsrg", refine_unary="log")
+    assert "\n" not in str(err.value)
+    with pytest.raises(ExpanderOptionError, match="refine_unary must be text"):
+        build_expander("dsrg", refine_unary=1)
+
+
 def test_unknown_option_and_name_fail_clearly():
     with pytest.raises(ExpanderOptionError, match=r"'kk'.*valid options: k, c0"):
         build_expander("graphcut", kk=3)

@@ -130,3 +130,31 @@ def test_checkpoint_with_arbitrary_objects_is_refused(tmp_path, trained_checkpoi
     torch.save(state, bad)
     with pytest.raises(CheckpointError, match="refus"):
         graphcut_label.run(_config(bad, train_seeds, tmp_path / "x.h5", train_data))
+
+
+@pytest.mark.parametrize("expander,options,unary", [
+    ("dsrg", {}, "prob"), ("dsrg", {"refine_unary": "neglog"}, "neglog"), ("dsrg", {"refined": False}, None),
+    ("graphcut", {}, None), ("labelprop", {}, None), ("none", {}, None),
+])
+def test_expander_gets_the_crf_it_names(tmp_path, monkeypatch, expander, options, unary, trained_checkpoint,
+                                        train_seeds, train_data):
+    """dsrg grows on its own CRF (DSRG's U = -p; the boundary loss's with refine_unary=neglog),
+    as in training; the others on the network's probabilities, with no CRF run."""
+    from dataclasses import replace
+
+    from stages.core.cues.crf import BOUNDARY_CRF
+
+    used = []
+    real = graphcut_label.crf_on_batch
+
+    def spy(images, probs, cfg, pool=None):
+        used.append(cfg)
+        return real(images, probs, cfg, pool)
+
+    monkeypatch.setattr(graphcut_label, "crf_on_batch", spy)
+    graphcut_label.run(_config(trained_checkpoint, train_seeds, tmp_path / "labels.h5", train_data, expander,
+                               expander_options=options))
+    if unary is None:
+        assert used == []
+    else:
+        assert used and set(used) == {replace(BOUNDARY_CRF, unary=unary)}

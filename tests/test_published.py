@@ -4,7 +4,8 @@ Each test feeds the same random batch to our modules and to the transcription an
 for the same labels, or the same loss values to 1e-5. Each would fail if the matching
 fidelity item of issue 11 were undone: graph features (layer1 + layer3, raw, corners
 aligned), the graph-cut update rule and multi-class merge, the per-image seeding loss,
-the boundary loss's ratio clip, DSRG on CRF-refined probabilities, no random rescale.
+the boundary loss's ratio clip, DSRG on its own CRF of the probabilities (DSRG's unary
+U = -p, the boundary loss keeping DGCN's U = -log p), no random rescale.
 """
 from __future__ import annotations
 
@@ -138,6 +139,7 @@ class Recording:
         self.exp, self.last = exp, None
         self.needs_features = exp.needs_features
         self.needs_refined_probs = exp.needs_refined_probs
+        self.refine_crf = exp.refine_crf
 
     def __call__(self, *args):
         self.last = self.exp(*args)
@@ -146,24 +148,38 @@ class Recording:
 
 def published_crf(small_image: np.ndarray, probs: np.ndarray) -> np.ndarray:
     """train.py crf_inference on one image at score-map size, as crf_operation calls it."""
-    import pydensecrf.densecrf as dcrf
     from pydensecrf.utils import unary_from_softmax
 
-    n, h, w = probs.shape
-    p = np.maximum(probs, 1e-4)
+    return published_solver(small_image, unary_from_softmax(np.maximum(probs, 1e-4)).reshape(probs.shape))
+
+
+def dsrg_crf(small_image: np.ndarray, probs: np.ndarray) -> np.ndarray:
+    """DSRG's refinement CRF on one image at score-map size: the same kernels (its ``CRF``
+    wrapper's add_pairwise_energy(10, 80/12, 80/12, 13, 13, 13, 3, 3/12, 3/12)) on U = -p."""
+    return published_solver(small_image, pub.dsrg_refinement_unary(probs))
+
+
+def published_solver(small_image: np.ndarray, unary: np.ndarray) -> np.ndarray:
+    """The dense CRF the published code runs at score-map size (divisor 12), 10 iterations."""
+    import pydensecrf.densecrf as dcrf
+
+    n, h, w = unary.shape
     d = dcrf.DenseCRF2D(w, h, n)
-    d.setUnaryEnergy(np.ascontiguousarray(unary_from_softmax(p), dtype=np.float32))
+    d.setUnaryEnergy(np.ascontiguousarray(unary.reshape(n, -1), dtype=np.float32))
     d.addPairwiseGaussian(sxy=3 / 12, compat=3)
     d.addPairwiseBilateral(sxy=80 / 12, srgb=13, rgbim=np.array(small_image, dtype=np.uint8, order="C"), compat=10)
     return np.array(d.inference(10)).reshape(n, h, w)
 
 
+@pytest.mark.parametrize("refine_unary", ["prob", "neglog"])
 @pytest.mark.parametrize("seed", range(2))
-def test_dsrg_training_step_grows_on_the_crf_refined_probabilities(seed):
+def test_dsrg_training_step_grows_on_the_crf_refined_probabilities(seed, refine_unary):
     """The DSRG step through ``train.make_loss``: its supervision is DSRG's
-    generate_seed_step on the CRF of H (the boundary loss's own), and the loss is the
-    published seeding + constrain loss on it. The image at score-map size is made by our
-    resize (the published code zooms the float image; not compared here)."""
+    generate_seed_step on DSRG's own refinement of H (``UpdateSeedLayer3``: DSRG's softmax,
+    floored, U = -p), and the loss is the published seeding + constrain loss on it, the
+    constrain loss's Q being DGCN's CRF (U = -log p). With ``refine_unary=neglog`` the
+    growth is on that Q instead (dgcn's earlier ``dsrg``). The image at score-map size is
+    made by our resize (the published code zooms the float image; not compared here)."""
     pytest.importorskip("pydensecrf")
     from stages.core.cues.crf import CrfPool
     from stages.core.io.images import resize_image
@@ -185,17 +201,24 @@ def test_dsrg_training_step_grows_on_the_crf_refined_probabilities(seed):
     batch = {"image": x, "raw": raw, "labels": present[:, 1:].float(),
              "map0": torch.repeat_interleave(torch.repeat_interleave(seeds_small, 8, 1), 8, 2)}
 
-    cfg = TrainConfig(run=RunConfig(out="unused"), seeds="unused", expander="dsrg")
-    rec = Recording(build_expander("dsrg"))
+    cfg = TrainConfig(run=RunConfig(out="unused"), seeds="unused", expander="dsrg",
+                      expander_options={"refine_unary": refine_unary})
+    rec = Recording(build_expander("dsrg", refine_unary=refine_unary))
     with CrfPool(0, BOUNDARY_CRF) as pool:
         loss, _ = make_loss(cfg, rec, pool)(model, batch, torch.device("cpu"))
 
     probs = pub.softmax_with_floor(logits).float().numpy()
     small = [resize_image(im, (h, w)) for im in raw.numpy()]
     q = pub.crf_output_floor(np.stack([published_crf(s, p) for s, p in zip(small, probs)]))
+    if refine_unary == "prob":
+        dsrg_probs = pub.dsrg_softmax(logits).float().numpy()
+        grown_on = pub.crf_output_floor(np.stack([dsrg_crf(s, p) for s, p in zip(small, dsrg_probs)]))
+        assert np.abs(grown_on - q).max() > 0.1  # the two CRFs really differ on this batch
+    else:
+        grown_on = q
     labels = present.numpy().astype(int)
     cues = pub.one_hot_cues(seeds_small.numpy(), n_cls)
-    theirs = np.stack([pub.dsrg_generate_seed_step(labels[i], cues[i], q[i]) for i in range(b)])
+    theirs = np.stack([pub.dsrg_generate_seed_step(labels[i], cues[i], grown_on[i]) for i in range(b)])
     ours = pub.one_hot_cues(rec.last.numpy(), n_cls)
     assert np.array_equal(ours, theirs)
     assert (theirs > cues).any()  # something grew

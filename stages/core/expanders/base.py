@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 import torch.nn.functional as F
 
+from ..cues.crf import CrfConfig
 from ..errors import DgcnError
 from ..maps import IGNORE, resize_scores, supervision_mask
 from ..registry import Registry
@@ -96,10 +97,17 @@ class Expander(ABC):
     needs_features: ClassVar[bool] = False
 
     @property
+    def refine_crf(self) -> CrfConfig | None:
+        """The dense CRF whose output Q this expander wants as ``probs`` instead of H
+        (DSRG grows on its own CRF of H), on the image at score-map size; None: H itself.
+        The caller runs it (``cues.crf.submit_batch``), reusing the boundary loss's Q
+        when the two configurations are equal."""
+        return None
+
+    @property
     def needs_refined_probs(self) -> bool:
-        """True when ``probs`` should be the dense-CRF refinement of H (DSRG grows on it)
-        rather than H itself; the caller runs the CRF, usually the boundary loss's own."""
-        return False
+        """True when ``probs`` should be a dense-CRF refinement of H (see :attr:`refine_crf`)."""
+        return self.refine_crf is not None
 
     def __init__(self, config: ExpanderConfig | None = None) -> None:
         if config is None:

@@ -1,7 +1,9 @@
 """DSRG seed growing (Huang et al., CVPR 2018), the baseline DGCN is compared with.
 
 The rule of DSRG's own code (speedinghzl/DSRG ``pylayers.py``, ``generate_seed_step``),
-run on the dense-CRF refinement of the probabilities as DSRG runs it:
+run on the dense-CRF refinement of the probabilities as DSRG runs it (``UpdateSeedLayer3``'s
+``refinement``: the boundary CRF's kernels at score-map size, but with the probabilities
+themselves as the unary, U = -p, where the DGCN boundary loss's CRF takes U = -log p):
 
 1. each position's candidate class is the argmax of the refined probabilities over the
    image's classes; it qualifies when that probability exceeds ``fg_thresh`` (and, for
@@ -16,12 +18,13 @@ Growing to convergence reaches exactly these components, so each class is one
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 from scipy import ndimage
 
+from ..cues.crf import BOUNDARY_CRF, UNARIES, CrfConfig
 from ..maps import IGNORE
 from .base import EXPANDERS, Expander, ExpanderConfig, _require
 
@@ -33,18 +36,26 @@ class DSRGConfig(ExpanderConfig):
     """Options of ``dsrg``; defaults are DSRG's (0.99 background, 0.85 foreground).
 
     refined: grow on the dense-CRF refinement of the probabilities (DSRG's
-        ``probs_refinement``; the training step reuses the boundary loss's CRF, so it
-        costs nothing more there); off: on the network's probabilities themselves.
+        ``probs_refinement``); off: on the network's probabilities themselves.
+    refine_unary: the unary energy of that CRF, whose kernels are the boundary loss's.
+        ``prob`` (the published DSRG's): U = -p, at most 1 apart between classes, so the
+        pairwise kernels decide and Q follows colour regions more than H does; with the
+        boundary loss on, a training step runs this second CRF per image. ``neglog``:
+        U = -log p, the boundary loss's own CRF, whose Q the training step reuses (no
+        extra CRF; dgcn's ``dsrg`` before this option existed).
     """
 
     bg_thresh: float = 0.99
     fg_thresh: float = 0.85
     refined: bool = True
+    refine_unary: str = "prob"
 
     def validate(self) -> None:
         for name in ("bg_thresh", "fg_thresh"):
             v = getattr(self, name)
             _require(0 <= v < 1, "dsrg", f"{name} must be in [0, 1), got {v}")
+        _require(self.refine_unary in UNARIES, "dsrg",
+                 f"refine_unary must be {' or '.join(UNARIES)}, got {self.refine_unary!r}")
 
 
 def grow_regions(
@@ -77,7 +88,9 @@ class DSRGExpander(Expander):
 
     Seeds are copied unchanged; background grows like any class. Differences from the
     DSRG code: growth is computed in one connected-components pass per class (same fixed
-    point as its iterative growing). Features are not used and may be None.
+    point as its iterative growing); the CRF gets the exact softmax where DSRG's gets its
+    softmax plus 1e-4, renormalised (under U = -p a per-pixel shift, which mean field
+    ignores, and a scale of 1 / (1 + 1e-4 C) on the unary). Features are not used and may be None.
     """
 
     name = "dsrg"
@@ -85,8 +98,10 @@ class DSRGExpander(Expander):
     config: DSRGConfig
 
     @property
-    def needs_refined_probs(self) -> bool:
-        return bool(self.config.refined)
+    def refine_crf(self) -> CrfConfig | None:
+        if not self.config.refined:
+            return None
+        return replace(BOUNDARY_CRF, unary=self.config.refine_unary)
 
     def _expand(self, features, probs, seeds, present):
         p = probs.float().cpu().numpy()
