@@ -10,8 +10,9 @@ random seeds and 1-3 present classes out of 20 goes through the trainer's own st
 stage's own loss (``stages.train.make_loss``: forward, the expander, the seeding loss). The baseline is the same step with the ``none``
 expander (seeds as they are), measured in the same run; the ratio column is
 time / baseline. The boundary-loss CRF is off (``--crf`` adds it, and lets
-``dsrg`` grow on the refined probabilities as it does in training), so by
-default the table isolates what the expander costs.
+``dsrg`` grow on its CRF-refined probabilities as it does in training: DSRG's own
+CRF, U = -p, a second CRF per image, and ``dsrg/neglog`` reusing the boundary loss's
+Q, no second CRF), so by default the table isolates what the expander costs.
 """
 from __future__ import annotations
 
@@ -76,10 +77,13 @@ def main() -> None:
                       boundary_loss="crf" if args.crf else "none")
     rows = []
     try:
-        for name in ("none", "dsrg", "labelprop", "graphcut"):
-            opts = {"workers": args.workers} if name == "graphcut" else {"refined": args.crf} if name == "dsrg" else {}
+        runs = [("none", "none", {}), ("dsrg", "dsrg", {"refined": args.crf})]
+        if args.crf:
+            runs.append(("dsrg/neglog", "dsrg", {"refine_unary": "neglog"}))
+        runs += [("labelprop", "labelprop", {}), ("graphcut", "graphcut", {"workers": args.workers})]
+        for label, name, opts in runs:
             with build_expander(name, **opts) as exp:
-                rows.append((name, time_steps(model, opt, make_loss(cfg, exp, pool), batch, device, args.steps)))
+                rows.append((label, time_steps(model, opt, make_loss(cfg, exp, pool), batch, device, args.steps)))
     finally:
         if pool is not None:
             pool.close()
@@ -87,7 +91,7 @@ def main() -> None:
     print(f"training step, {args.backbone} on {device}, batch {args.batch} at {args.crop}x{args.crop}"
           f"{' + CRF boundary loss' if args.crf else ''} (median of {args.steps}; ratio vs expander none)")
     for name, t in rows:
-        print(f"  expander {name:<10} {1000 * t:9.1f} ms  {t / base:5.2f}x")
+        print(f"  expander {name:<11} {1000 * t:9.1f} ms  {t / base:5.2f}x")
 
 
 if __name__ == "__main__":
