@@ -43,17 +43,26 @@ def to_jsonable(obj: Any) -> Any:
 # keys that never change what a run computes: resuming or rerunning may change them
 RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc", "out", "cache_dir", "tensorboard")
 
+# settings added after runs and files were recorded, with the value every one of those had:
+# a key holding that value is left out of the hash, so what was made before the setting
+# existed keeps its fingerprint and still resumes (any other value makes another run)
+ADDED_DEFAULTS: dict[str, Any] = {"lr_schedule": "step", "poly_power": 0.9, "repeat_enclosed_params": False}
+
 
 def config_fingerprint(config: Mapping[str, Any], ignore: Iterable[str] = ()) -> str:
     """A hash of the options that define a run (not of those that only say how to run it).
 
-    ``ignore`` names keys dropped at any depth (``run.resume`` as well as ``crf_workers``).
+    ``ignore`` names keys dropped at any depth (``run.resume`` as well as ``crf_workers``), as
+    are the ``ADDED_DEFAULTS`` keys that hold their default.
     """
     drop = set(ignore)
 
+    def dropped(key: str, value: Any) -> bool:
+        return key in drop or (key in ADDED_DEFAULTS and value == ADDED_DEFAULTS[key])
+
     def keep(value: Any) -> Any:
         if isinstance(value, Mapping):
-            return {k: keep(v) for k, v in value.items() if k not in drop}
+            return {k: keep(v) for k, v in value.items() if not dropped(k, v)}
         return value
 
     return hashlib.sha256(json.dumps(keep(config), sort_keys=True, default=str).encode()).hexdigest()[:16]
