@@ -128,7 +128,12 @@ def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult
     """Score the source against the split's masks; ``details`` is the ``EvalReport``."""
     ds = cfg.data.build()
     if not ds.has_masks():
-        raise DatasetError(f"{ds.name}/{ds.split} has no ground-truth masks to evaluate against")
+        missing = ds.missing_masks()
+        if len(missing) == len(ds.ids):
+            raise DatasetError(f"{ds.name}/{ds.split} has no ground-truth masks to evaluate against "
+                               "(a test split: score it with `dgcn infer --voc-results DIR` and the evaluation server)")
+        raise DatasetError(f"{ds.name}/{ds.split}: {len(missing)} of {len(ds.ids)} images have no ground-truth mask "
+                           f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); evaluation needs every one")
     names = ds.class_names
     reader: Optional[ArtifactReader] = None
     if Path(cfg.source).is_dir():

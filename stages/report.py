@@ -32,7 +32,8 @@ _METRICS = ("miou", "precision", "coverage")
 class ReportConfig:
     files: tuple[Path, ...]
     by_seed: bool = False
-    out: Optional[Path] = None  # also write the table as text here
+    per_class: bool = False  # also a table of per-class IoU (mean over a row's runs)
+    out: Optional[Path] = None  # also write the table(s) as text here
 
     def __post_init__(self) -> None:
         if not self.files:
@@ -57,6 +58,17 @@ class ReportRow:
 class Report:
     title: str
     rows: tuple[ReportRow, ...]
+    per_class: bool = False
+
+    def class_names(self) -> list[str]:
+        """Classes scored in any row (a class absent from a split's ground truth has no IoU)."""
+        names: dict[str, None] = {}
+        for row in self.rows:
+            for r in row.results:
+                for name, iou in (r.get("per_class_iou") or {}).items():
+                    if iou is not None:
+                        names.setdefault(name, None)
+        return list(names)
 
 
 def read_result(path: Path) -> dict:
@@ -167,8 +179,35 @@ def render(report: Report, width: int = 160) -> str:
     from rich.console import Console
 
     console = Console(record=True, width=width, file=io.StringIO())
-    console.print(table(report))
+    for t in tables(report):
+        console.print(t)
     return console.export_text()
+
+
+def tables(report: Report) -> list:
+    """The main table, and with ``per_class`` the per-class IoU table."""
+    return [table(report), *([class_table(report)] if report.per_class else [])]
+
+
+def class_table(report: Report):
+    """Per-class IoU (%) of each row: the mean over the row's runs, '-' where a class was not
+    scored (absent from that split's ground truth)."""
+    from rich.table import Table
+
+    names = report.class_names()
+    t = Table(title="per-class IoU (%)" + (", mean over seeds" if any(len(r.results) > 1 for r in report.rows) else ""))
+    t.add_column("result", justify="left")
+    t.add_column("split", justify="left")
+    for name in names:
+        t.add_column(name, justify="right")
+    for row in report.rows:
+        cells = []
+        for name in names:
+            vals = [(r.get("per_class_iou") or {}).get(name) for r in row.results]
+            vals = [v for v in vals if v is not None]
+            cells.append(f"{100 * float(np.mean(vals)):.1f}" if vals else "-")
+        t.add_row(row.name, row.split, *cells)
+    return t
 
 
 def table(report: Report):
@@ -182,6 +221,9 @@ def table(report: Report):
     return t
 
 
+_SAME_ENVIRONMENT = ("dgcn", "git_commit", "python", "torch", "cuda", "cudnn")
+
+
 def mixed_environments(files: Sequence[Path]) -> Optional[str]:
     """A warning when the evaluated artifacts record more than one environment (results made
     before environments were recorded say nothing and are left out)."""
@@ -189,9 +231,10 @@ def mixed_environments(files: Sequence[Path]) -> Optional[str]:
     for f in files:
         env = read_result(f).get("source_environment")
         if isinstance(env, Mapping) and env:
-            # not the dirty flag: it says a tree had uncommitted changes, not which (a tree
-            # being edited flips it between two steps of one pipeline without telling more)
-            seen[provenance.one_line({k: v for k, v in env.items() if k != "git_dirty"})] = None
+            # the code and libraries only: not the dirty flag (it says a tree had uncommitted
+            # changes, not which, and a tree being edited flips it between two steps), not the
+            # device (CPU-only steps such as saliency record the CPU on a GPU machine)
+            seen[provenance.one_line({k: v for k, v in env.items() if k in _SAME_ENVIRONMENT})] = None
     if len(seen) < 2:
         return None
     shown = list(seen)[:3]
@@ -203,7 +246,7 @@ def run(cfg: ReportConfig, progress: Optional[Progress] = None) -> StageResult:
     """One table over ``evaluate --json`` results; ``details`` is the ``Report``."""
     rows = tuple(build_rows(cfg.files, cfg.by_seed))
     title = "dgcn results (%)" + (", mean ± std over seeds" if cfg.by_seed else "")
-    report = Report(title, rows)
+    report = Report(title, rows, cfg.per_class)
     mixed = mixed_environments(cfg.files)
     warnings = (mixed,) if mixed else ()
     if progress:

@@ -410,3 +410,20 @@ def test_killed_write_leaves_no_finished_looking_file(tmp_path: Path, cache_dir:
     with ArtifactReader(path, kind="seeds") as r:
         assert len(r) == 10
         assert int(r.get("img_006", "label")[0, 0]) == 2
+
+
+def test_fill_reports_images_done_before_at_once(tmp_path: Path) -> None:
+    """After --resume, the progress rate measures the images computed in this run: the images
+    already done are reported in one update, not one by one at no cost."""
+    from stages.core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
+
+    meta = ArtifactMeta(kind="seeds", dataset="demo", split="train", class_names=["background", "a"])
+    ids = [f"i{n}" for n in range(5)]
+    label = {"label": np.zeros((4, 4), np.uint8)}
+    with ArtifactWriter(tmp_path / "s.h5", meta) as w:
+        for image_id in ids[:3]:
+            w.write(image_id, **label)
+    calls = []
+    with ArtifactWriter(tmp_path / "s.h5", meta, resume=True) as w:
+        fill(w, ids, lambda i: label, lambda done, total: calls.append(done))
+    assert calls == [3, 4, 5]

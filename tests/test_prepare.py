@@ -465,3 +465,21 @@ def test_cli_interrupt_says_to_run_the_same_command_again(tmp_path: Path, monkey
     monkeypatch.setattr(prepare, "run", interrupted)
     r = runner.invoke(app, ["prepare", "voc", "--root", str(tmp_path)])
     assert r.exit_code == 130 and "run the same command again" in r.output and "--resume" not in r.output
+
+
+def test_a_mismatch_is_not_remembered(tmp_path: Path) -> None:
+    """A damaged copy replaced by a good one of the same size and time (`cp -p`) is hashed again."""
+    import os
+
+    from stages.core.datasets import archives as arc
+
+    path, memo = tmp_path / "a.tgz", tmp_path / "memo.json"
+    path.write_bytes(b"damaged!")
+    stat = path.stat()
+    good = arc.hashlib.md5(b"good one").hexdigest()
+    with pytest.raises(DgcnError, match="MD5"):
+        arc.verify(path, good, "official MD5", memo)
+    path.write_bytes(b"good one")  # same size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # same time
+    arc.verify(path, good, "official MD5", memo)  # not refused from a remembered mismatch
+    assert json.loads(memo.read_text())[str(path.resolve())]["md5"] == good

@@ -130,7 +130,7 @@ def test_cli_training_prints_loss_and_time_left(tmp_path: Path, train_data, trai
     assert r.exit_code == 0, r.output
     got = counts(r.stderr, "train")
     assert [d for d, _, _ in got] == list(range(1, 9)) and {t for _, t, _ in got} == {8}
-    assert re.search(r"(/s| each), \d+s left, epoch 1/2, loss \d\.\d{3}, lr \d\.\de-\d\d$", got[1][2]), got[1][2]
+    assert re.search(r"(/s| each), (\d+h)?(\d+m)?\d+s left, epoch 1/2, loss \d\.\d{3}, lr \d\.\de-\d\d$", got[1][2]), got[1][2]
     assert "took" in got[-1][2] and "epoch 2/2" in got[-1][2]
     assert f"trained in fp32 on {cpu_name()} (log: {tmp_path / 'run' / 'train.log'})" in r.stdout
 

@@ -120,3 +120,28 @@ def test_results_from_different_environments_are_warned_about(tmp_path):
         data["source_environment"] = {"dgcn": "0.1.0", "git_commit": "abc", "git_dirty": dirty, "torch": "2.5.1"}
         path.write_text(json.dumps(data))
     assert report.run(report.ReportConfig(files=(a, b))).warnings == ()
+    # one GPU machine: CPU-only steps (saliency, seeds) record the CPU, network steps the GPU
+    for path, device in ((a, "Intel(R) Xeon(R)"), (b, "NVIDIA H100 80GB HBM3")):
+        data = json.loads(path.read_text())
+        data["source_environment"] = {"dgcn": "0.1.0", "git_commit": "abc", "torch": "2.5.1", "device": device}
+        path.write_text(json.dumps(data))
+    assert report.run(report.ReportConfig(files=(a, b))).warnings == ()
+
+
+def test_per_class_table_means_over_seeds_and_skips_unscored_classes(tmp_path):
+    files = []
+    for seed, (cow, sheep) in enumerate([(0.5, 0.2), (0.7, None)]):
+        path = _result(tmp_path / f"s{seed}.json", "predictions", 0.5, {"stage": "train", "expander": "graphcut", "seed": seed})
+        data = json.loads(path.read_text())
+        data["per_class_iou"] = {"background": 0.9, "cow": cow, "sheep": sheep, "horse": None}
+        path.write_text(json.dumps(data))
+        files.append(path)
+    result = report.run(report.ReportConfig(files=tuple(files), by_seed=True, per_class=True, out=tmp_path / "r.txt"))
+    rep = result.details
+    assert rep.class_names() == ["background", "cow", "sheep"]  # horse: scored nowhere
+    text = (tmp_path / "r.txt").read_text()
+    assert "per-class IoU (%), mean over seeds" in text
+    line = next(ln for ln in text.splitlines() if "train graphcut" in ln and "val" in ln and "90.0" in ln)
+    assert "60.0" in line and "20.0" in line  # cow: mean of 50 and 70; sheep: the one scored run
+    res = CliRunner().invoke(app, ["report", "--by-seed", "--per-class", *map(str, files)])
+    assert res.exit_code == 0 and "per-class IoU" in res.output

@@ -105,7 +105,8 @@ def fetch(spec: ArchiveSpec, folder: Path) -> None:
 
 
 def md5_of(path: Path, memo: Optional[Path] = None, progress: Optional[Progress] = None) -> str:
-    """The file's MD5 (hex); from ``memo`` (a JSON file) when the file is unchanged since."""
+    """The file's MD5 (hex); from ``memo`` (a JSON file) when the file is unchanged since.
+    Only ``verify`` passes a memo, and only digests that matched are written to it."""
     st = path.stat()
     key = str(path.resolve())
     stamp = {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
@@ -121,11 +122,16 @@ def md5_of(path: Path, memo: Optional[Path] = None, progress: Optional[Progress]
             digest.update(chunk)
             done += len(chunk)
             report(done, st.st_size, f"MD5 {path.name}")
-    result = digest.hexdigest()
-    if memo is not None:
-        known[key] = {**stamp, "md5": result}
-        write_json_atomic(memo, known, indent=1)
-    return result
+    return digest.hexdigest()
+
+
+def _remember(memo: Optional[Path], path: Path, md5: str) -> None:
+    if memo is None:
+        return
+    st = path.stat()
+    known = _read_memo(memo)
+    known[str(path.resolve())] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "md5": md5}
+    write_json_atomic(memo, known, indent=1)
 
 
 def _read_memo(memo: Optional[Path]) -> dict:
@@ -141,7 +147,11 @@ def _read_memo(memo: Optional[Path]) -> dict:
 def verify(path: Path, expected: str, source: str, memo: Optional[Path], progress: Optional[Progress] = None) -> None:
     """Refuse ``path`` unless its MD5 is ``expected``; ``source`` says where that value came from."""
     got = md5_of(path, memo, progress)
-    if got != expected:
+    if got == expected:
+        # a mismatch is never remembered: a good copy put in its place (same size and time,
+        # `cp -p`) is hashed again
+        _remember(memo, path, got)
+    else:
         size = path.stat().st_size
         raise ArchiveError(
             f"{path}: MD5 {got} is not the {source} {expected} ({size} bytes): a truncated download, a "
@@ -150,6 +160,9 @@ def verify(path: Path, expected: str, source: str, memo: Optional[Path], progres
 
 
 # -- unpacking ---------------------------------------------------------------------------------
+
+_DATA_FILTER = getattr(tarfile, "data_filter", None)
+_FILTER_ERRORS = (tarfile.FilterError,) if hasattr(tarfile, "FilterError") else ()
 
 
 def member_path(archive: Path, name: str) -> Optional[PurePosixPath]:
@@ -192,7 +205,8 @@ def extract_tar(archive: Path, dest: Path, keep: Keep, progress: Optional[Progre
                 rel = member_path(archive, name)
                 if rel is None or not member.isfile() or not keep(rel.as_posix()):
                     continue
-                tarfile.data_filter(member, str(dest))
+                if _DATA_FILTER is not None:  # Python 3.10.12 / 3.11.4 and later; member_path
+                    _DATA_FILTER(member, str(dest))  # and isfile() already hold what it checks
                 target = dest / rel
                 if not _present(target, member.size):
                     src = tf.extractfile(member)
@@ -207,7 +221,7 @@ def extract_tar(archive: Path, dest: Path, keep: Keep, progress: Optional[Progre
                     f"{archive}: truncated archive (it stops after {tf.offset} bytes, before the tar end "
                     "marker); delete it and download it again"
                 )
-    except tarfile.FilterError as err:
+    except _FILTER_ERRORS as err:
         raise ArchiveError(f"{archive}: member {name!r} refused ({err}); refusing the archive") from None
     except _DAMAGE as err:
         raise _damaged(archive, name, err) from None

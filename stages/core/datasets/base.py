@@ -111,6 +111,10 @@ class SegDataset(ABC):
     def has_masks(self) -> bool:
         return False
 
+    def missing_masks(self) -> list[str]:
+        """The ids without a ground-truth mask (all of them where the split has none)."""
+        return [] if self.has_masks() else list(self.ids)
+
     def load_mask(self, image_id: str) -> np.ndarray:
         """Ground-truth mask (H, W) uint8, 255 = ignore. For evaluation only."""
         raise DatasetError(f"dataset {self.name!r} split {self.split!r} has no ground-truth masks")

@@ -562,11 +562,17 @@ def fill(
     compute: Callable[[str], Mapping[str, np.ndarray]],
     progress: Optional[Callable[[int, int], None]] = None,
 ) -> Path:
-    """Compute and write every id not yet done (so ``--resume`` skips finished images), then finish."""
+    """Compute and write every id not yet done (so ``--resume`` skips finished images), then finish.
+    Progress reports the images already done at once, then one per image computed, so a rate
+    and time left measure the work of this run, not the skipping."""
     done = writer.done
-    for n, image_id in enumerate(ids):
-        if image_id not in done:
-            writer.write(image_id, **compute(image_id))
+    todo = [i for i in ids if i not in done]
+    count = len(ids) - len(todo)
+    if progress and count:
+        progress(count, len(ids))
+    for image_id in todo:
+        writer.write(image_id, **compute(image_id))
+        count += 1
         if progress:
-            progress(n + 1, len(ids))
+            progress(count, len(ids))
     return writer.finish()
