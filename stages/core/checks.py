@@ -49,6 +49,11 @@ def scales(option: str, values: Sequence[float]) -> None:
         number(option, v, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
 
 
+#: learning-rate decays (``Schedule``): x gamma every step_epochs (the published DGCN training),
+#: or Caffe's "poly" (DSRG's retraining)
+LR_SCHEDULES = ("step", "poly")
+
+
 def schedule(o) -> None:
     """The numbers of an ``OptimConfig`` (every training stage's schedule)."""
     number("--epochs", o.epochs, lo=1, integer=True)
@@ -61,6 +66,11 @@ def schedule(o) -> None:
     number("--warmup", o.warmup_iters, lo=0, integer=True)
     number("--warmup", o.warmup_fraction, lo=0, hi=0.5)
     number("--lr-step-epochs", o.step_epochs, lo=0, lo_open=True)
+    if o.lr_schedule not in LR_SCHEDULES:
+        raise OptionError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {o.lr_schedule!r}")
+    number("--poly-power", o.poly_power, lo=0, lo_open=True)
+    if not isinstance(o.repeat_enclosed_params, bool):
+        raise OptionError(f"--repeat-enclosed-params must be true or false, got {o.repeat_enclosed_params!r}")
     lo, hi = o.scale_range
     number("--rescale", lo, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
     number("--rescale", hi, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])

@@ -28,6 +28,7 @@ from ..device import autocast, grad_scaler, place, precision, resolve_device, se
 from ..errors import DgcnError
 from ..stage import Progress
 from .batches import WeakTrainSet, epoch_loader
+from .repeated_sgd import RepeatedSGD, enclosing_counts, repeated_groups
 from .loop import (
     LoopConfig,
     RunFolder,
@@ -59,6 +60,13 @@ class OptimConfig:
     gamma: float = 0.3
     ckpt_every: int = 50
     ema_decay: float = 0.0  # 0: off (the paper); e.g. 0.99 averages over about 100 steps
+    # "step" (x gamma every step_epochs: the published DGCN training) or "poly": Caffe's
+    # (1 - it/max_it)^poly_power, DSRG's retraining (loop.Schedule); warm-up multiplies either
+    lr_schedule: str = "step"
+    poly_power: float = 0.9
+    # hustvl/DGCN's optimiser: each backbone parameter stepped once per module enclosing it
+    # (repeated_sgd); off, every parameter steps once
+    repeat_enclosed_params: bool = False
 
     def __post_init__(self) -> None:
         checks.schedule(self)
@@ -122,9 +130,20 @@ def train_step(model: nn.Module, optimizer: torch.optim.Optimizer, loss: LossFn,
 
 
 def make_optimizer(model: nn.Module, optim: OptimConfig) -> torch.optim.SGD:
-    """SGD over the network's parameter groups (backbone at lr, head at lr x head_lr_mult)."""
-    return torch.optim.SGD(model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay),
+    """SGD over the network's parameter groups (backbone at lr, head at lr x head_lr_mult);
+    with ``repeat_enclosed_params``, the published code's repeated steps (``repeated_sgd``)."""
+    groups = model.param_groups(optim.lr, optim.head_lr_mult, optim.weight_decay)
+    if optim.repeat_enclosed_params:
+        return RepeatedSGD(repeated_groups(groups, enclosing_counts(model.backbone.trunk)),
                            lr=optim.lr, momentum=optim.momentum)
+    return torch.optim.SGD(groups, lr=optim.lr, momentum=optim.momentum)
+
+
+def make_schedule(optim: OptimConfig, iters_per_epoch: int) -> Schedule:
+    """The learning rate of every iteration of a run of ``iters_per_epoch`` iterations an epoch."""
+    total = optim.epochs * iters_per_epoch
+    return Schedule(optim.lr, iters_per_epoch, warmup_length(optim.warmup_iters, optim.warmup_fraction, total),
+                    optim.step_epochs, optim.gamma, kind=optim.lr_schedule, power=optim.poly_power, total_iters=total)
 
 
 def _distributed(device: torch.device) -> tuple[int, int, torch.device]:
@@ -238,8 +257,7 @@ def fit(
 
     run_loop(
         model=model, optimizer=opt,
-        schedule=Schedule(optim.lr, ipe, warmup_length(optim.warmup_iters, optim.warmup_fraction, optim.epochs * ipe),
-                          optim.step_epochs, optim.gamma),
+        schedule=make_schedule(optim, ipe),
         loop=LoopConfig(epochs=optim.epochs, iters_per_epoch=ipe, ckpt_every=optim.ckpt_every),
         folder=folder, make_loader=make_loader, step=step,
         model_config=model_config, run_config=run_cfg, kind=task.kind, on_epoch_end=on_epoch_end,

@@ -37,18 +37,30 @@ TENSORBOARD_HINT = "pip install 'dgcn[tensorboard]'"
 
 @dataclass(frozen=True)
 class Schedule:
-    """Linear warm-up, then x``gamma`` every ``step_epochs`` epochs (GUIDE 1.5)."""
+    """Linear warm-up times a decay: ``kind`` "step", x``gamma`` every ``step_epochs`` epochs
+    (GUIDE 1.5, the published DGCN training), or "poly", Caffe's (1 - it/total)^``power``
+    over the run's ``total_iters`` (DSRG's retraining)."""
 
     base_lr: float
     iters_per_epoch: int
     warmup_iters: int = 200
     step_epochs: float = 3.0
     gamma: float = 0.3
+    kind: str = "step"
+    power: float = 0.9
+    total_iters: int = 0  # the run's iterations, which "poly" decays over
 
     def lr(self, iteration: int) -> float:
         warm = min(1.0, (iteration + 1) / self.warmup_iters) if self.warmup_iters > 0 else 1.0
+        return self.base_lr * warm * self.decay(iteration)
+
+    def decay(self, iteration: int) -> float:
+        if self.kind == "poly":
+            # Caffe counts the iteration from 0, so the first step has the base rate and the
+            # last one (total - 1) a small positive rate; past the end it stays at 0
+            return max(0.0, 1.0 - iteration / max(1, self.total_iters)) ** self.power
         steps = math.floor(iteration / max(1, self.iters_per_epoch) / self.step_epochs)
-        return self.base_lr * warm * (self.gamma**steps)
+        return self.gamma**steps
 
 
 def warmup_length(iters: int, fraction: float, total: int) -> int:
