@@ -29,7 +29,17 @@ WarmupOpt = typer.Option("200", "--warmup", help="Warm-up: iterations (paper: 20
 AmpOpt = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA: bf16 autocast, fp16 with a gradient scaler on GPUs without bf16.")
 WorkersOpt = typer.Option(0, "--workers", help="Data-loader worker processes.")
 ValSplitOpt = typer.Option(None, "--val-split", help="Validate after each epoch on this split and keep the best in best.pt: single-scale mIoU for a segmenter, mAP of the image labels for the classifier.")
-LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3).")
+LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3; --lr-schedule step).")
+LrScheduleOpt = typer.Option("step", "--lr-schedule",
+                             help="Learning-rate decay: step (x0.3 every --lr-step-epochs, the published DGCN training) or poly "
+                                  "(lr x (1 - it/max_it)^--poly-power, Caffe's poly: DSRG's retraining). The warm-up multiplies either.")
+PolyPowerOpt = typer.Option(0.9, "--poly-power", help="Power of --lr-schedule poly (DSRG: 0.9).")
+RepeatEnclosedOpt = typer.Option(
+    False, "--repeat-enclosed-params/--no-repeat-enclosed-params",
+    help="Reproduce hustvl/DGCN's optimiser exactly: it lists each backbone parameter once per module enclosing it "
+         "(conv1, bn1, layer1-4 and each submodule down to the layer holding it), so SGD steps it that many times per "
+         "iteration, with one momentum buffer (a ResNet bottleneck conv 3 times, a downsample conv 4). Other backbones: "
+         "the same walk over their top-level modules. Off: every parameter steps once.")
 EmaOpt = typer.Option(0.0, "--ema",
                       help="Keep an exponential moving average of the weights with this decay (e.g. 0.99) and use it for "
                            "validation and the saved model; 0 (the paper) keeps the last weights.")
@@ -57,7 +67,9 @@ def optim_config(p: dict[str, Any]) -> OptimConfig:
     warmup_iters, warmup_fraction = parse_warmup(p["warmup"])
     return OptimConfig(epochs=p["epochs"], batch_size=p["batch_size"], crop=p["crop"], lr=p["lr"], warmup_iters=warmup_iters,
                        warmup_fraction=warmup_fraction, step_epochs=p["lr_step"], head_lr_mult=p["head_mult"],
-                       ema_decay=p["ema"], scale_range=parse_range(p["rescale"], "--rescale"))
+                       ema_decay=p["ema"], scale_range=parse_range(p["rescale"], "--rescale"),
+                       lr_schedule=p["lr_schedule"], poly_power=p["poly_power"],
+                       repeat_enclosed_params=p["repeat_enclosed_params"])
 
 
 def split_data(p: dict[str, Any], split: str):
