@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterable, Optional
 
 import numpy as np
@@ -29,7 +29,7 @@ from PIL import Image
 
 from ..errors import DatasetError
 from ..io.files import atomic_path, write_text_atomic
-from ..io.images import voc_palette
+from ..io.images import write_palette_png
 from ..maps import IGNORE
 from .archives import ArchiveSpec
 from .voc import VOC_CLASSES
@@ -86,7 +86,8 @@ def keep_sbd(name: str) -> bool:
 def read_ids(path: Path) -> list[str]:
     if not path.is_file():
         raise DatasetError(f"split list {path} is missing")
-    return [ln.split()[0] for ln in path.read_text().splitlines() if ln.strip()]
+    # as VocDataset reads a list: SBD-style lines hold "/JPEGImages/x.jpg /SegmentationClassAug/x.png"
+    return [PurePosixPath(ln.split()[0]).stem for ln in path.read_text().splitlines() if ln.strip()]
 
 
 def train_aug_ids(voc_train: Iterable[str], voc_val: Iterable[str], sbd_train: Iterable[str], sbd_val: Iterable[str]) -> list[str]:
@@ -114,13 +115,8 @@ def read_sbd_mask(mat_path: Path) -> np.ndarray:
     return seg.astype(np.uint8)
 
 
-def write_mask_png(path: Path, mask: np.ndarray) -> None:
-    """A VOC-palette PNG (as VOC's own masks, viewable in colour), written atomically."""
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    with atomic_path(path) as tmp:
-        im = Image.frombytes("P", (mask.shape[1], mask.shape[0]), mask.tobytes())
-        im.putpalette(voc_palette().reshape(-1).tolist())
-        im.save(tmp, format="PNG")
+# a VOC-palette PNG (as VOC's own masks, viewable in colour), written atomically
+write_mask_png = write_palette_png
 
 
 def convert_sbd_mask(mat_path: Path, png_path: Path, image_path: Path) -> None:

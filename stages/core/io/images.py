@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import DatasetError
+from .files import atomic_path
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 
@@ -122,8 +123,8 @@ def voc_palette(n: int = 256) -> np.ndarray:
 
 def write_palette_png(path: Path, label: np.ndarray) -> None:
     """Write a uint8 label map as a VOC-coloured palette PNG, atomically."""
-    im = Image.fromarray(label.astype(np.uint8), mode="P")
+    label = np.ascontiguousarray(label, dtype=np.uint8)
+    im = Image.frombytes("P", (label.shape[1], label.shape[0]), label.tobytes())
     im.putpalette(voc_palette().reshape(-1).tolist())
-    tmp = path.with_name(path.name + ".partial")
-    im.save(tmp, format="PNG")
-    tmp.replace(path)
+    with atomic_path(Path(path)) as tmp:
+        im.save(tmp, format="PNG")
