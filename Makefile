@@ -47,4 +47,6 @@ bench: install $(BENCH_CKPT)
 
 include pipelines.mk
 include paper.mk
+include photos.mk
 include horse.mk
+include msrc.mk

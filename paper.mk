@@ -71,7 +71,14 @@ PAPER_SCHEDULE ?= --epochs 7 --batch-size 16 --crop 321 --warmup 200
 PAPER_TRAIN_OPTS ?= $(PAPER_EXPANDER_OPTS) \
 	--boundary-loss crf --boundary-clip 0.05,20 --seed-loss-norm image --head largefov --freeze-bn --rescale 1 \
 	$(PAPER_SCHEDULE) --lr 5e-4
-PAPER_RETRAIN_OPTS ?= --head largefov --freeze-bn --rescale 1 $(PAPER_SCHEDULE) --lr 5e-4
+# Retraining as DSRG's second step, which the paper says it follows (speedinghzl/DSRG
+# seed_mc/run.sh, solver-f.prototxt): from the trained model's weights, on its multi-scale
+# test (logits summed, no flip) + CRF, cross-entropy, lr 1e-3 with poly decay (power 0.9), no
+# warm-up, 20,000 iterations at batch 10 = 19 epochs of train_aug. These are `retrain`'s defaults,
+# spelled out here so the printed command documents the run.
+PAPER_RETRAIN_SCHEDULE ?= --epochs 19 --batch-size 10 --crop 321
+PAPER_RETRAIN_OPTS ?= --head largefov --freeze-bn --rescale 1 --init teacher --combine logits --no-flip \
+	--lr 1e-3 --lr-schedule poly --poly-power 0.9 --warmup 0 $(PAPER_RETRAIN_SCHEDULE)
 PAPER_TEST_OPTS ?= --scales 0.75,1,1.25 --combine logits --no-flip --crf
 # Data-loader / CRF worker processes: a runtime choice, not part of a step's options.
 PAPER_WORKERS ?= 4

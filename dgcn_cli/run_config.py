@@ -102,8 +102,10 @@ RETRAIN_FIELDS: dict[str, Field] = {
     "checkpoint": ("checkpoint", _opt_path),
     "labels": ("labels", _opt_path),
     "scales": ("scales", _scales),
+    "combine": ("combine", _same),
     "flip": ("flip", _same),
     "crf": ("crf", _same),
+    "init": ("init", _same),
 }
 
 

@@ -42,12 +42,18 @@ from .core.train.fit import OptimConfig, RunConfig, fit
 from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
 
 
+#: DSRG's retraining (speedinghzl/DSRG ``training/experiment/seed_mc/solver-f.prototxt``): lr 1e-3,
+#: Caffe's poly policy (power 0.9), no warm-up, 20,000 iterations at batch 10, i.e. 18.9 epochs
+#: of VOC's 10,582 train_aug images (19 here), head at 10x as in stage one.
+RETRAIN_OPTIM = OptimConfig(epochs=19, batch_size=10, lr=1e-3, lr_schedule="poly", poly_power=0.9, warmup_iters=0)
+
+
 @dataclass(frozen=True)
 class RetrainConfig:
     run: RunConfig
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
+    optim: OptimConfig = RETRAIN_OPTIM
     checkpoint: Optional[Path] = None  # label the split with this model ...
     labels: Optional[Path] = None  # ... or train on these proxy labels
     scales: tuple[float, ...] = TEST_SCALES

@@ -36,6 +36,7 @@ SMALL = [
     "DEVICE=cpu", "PAPER_WORKERS=0",
     "PAPER_CAM_BACKBONE=tiny", "PAPER_CAM_WEIGHTS=none", "PAPER_CAM_SCHEDULE=--epochs 1 --batch-size 4 --crop 96",
     "VOC_SEG_BACKBONE=tiny", "PAPER_SEG_WEIGHTS=none", "PAPER_SCHEDULE=--epochs 1 --batch-size 4 --crop 96 --warmup 0",
+    "PAPER_RETRAIN_SCHEDULE=--epochs 1 --batch-size 4 --crop 96",
 ]
 
 
