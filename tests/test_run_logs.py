@@ -78,6 +78,18 @@ def test_overwrite_starts_a_new_train_log(tmp_path, make_train_config):
     assert sum("started:" in ln for ln in _lines(out)) == 1
 
 
+def test_an_attempt_that_died_before_its_first_checkpoint_leaves_no_lines(tmp_path, make_train_config):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "train.log").write_text("2026-01-01 00:00:00 started: an attempt that died at iteration 3\n")
+    (run / "tb").mkdir()
+    (run / "tb" / "events.out.tfevents.old").write_bytes(b"old curves")
+    train.run(make_train_config(run, resume=True))  # nothing to resume: a first start
+    log = (run / "train.log").read_text()
+    assert "died" not in log and log.count("started:") == 1
+    assert not (run / "tb").exists()
+
+
 def test_tensorboard_scalars(tmp_path, make_train_config):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

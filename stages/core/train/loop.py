@@ -200,6 +200,12 @@ class TrainLog:
         self.ipe = iters_per_epoch
         self.epochs = epochs
         self.writer = None
+        if start_iteration == 0:
+            # nothing to continue (a first start, or an attempt that died before its first
+            # checkpoint): what such an attempt logged is not this run's
+            folder.train_log.unlink(missing_ok=True)
+            if folder.tensorboard.is_dir():
+                shutil.rmtree(folder.tensorboard)
         if tensorboard:
             require_tensorboard()
             from torch.utils.tensorboard import SummaryWriter
