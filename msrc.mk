@@ -6,7 +6,12 @@ MSRC_ROOT ?= ../shared/data/msrc-voc
 MSRC_OUT ?= runs/msrc
 MSRC_SEEDS ?= 0 1 2
 MSRC_EXPANDERS ?= none dsrg graphcut labelprop
-MSRC_RETRAIN_FROM ?= graphcut none
+# Retrained from the graph cut only, for 6 epochs (not photos.mk's 2.7x, 16): on this 2-core
+# CPU one seed must finish in 90 minutes. Measured (one seed, seconds per iteration drifting
+# 3.3-4.7): cam 20 min, each training 10.5-14 min, each retraining at 6 epochs 13.6 min
+# (labelling 2.5), at 16 about 30; with four expanders and two 16-epoch retrainings about 2 h 10.
+MSRC_RETRAIN_FROM ?= graphcut
+MSRC_RETRAIN_EPOCHS ?= 6
 # the horse network and crop (photos are about 320x213: the crop pads them)
 MSRC_NET := --backbone efficientnet_lite0 --weights imagenet --crop 225 --batch-size 8
 MSRC_CAM_NET ?= $(MSRC_NET) --freeze-backbone --epochs 10 --lr 0.01 --warmup 5% --scales 1,1.5

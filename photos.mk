@@ -25,7 +25,6 @@
 # training epochs (rounded).
 PHOTO_RETRAIN_REGIME ?= --lr 0.001 --lr-schedule poly --warmup 0
 HORSE_RETRAIN_EPOCHS ?= 8
-MSRC_RETRAIN_EPOCHS ?= 16
 
 # a run's name is <expander>-s<seed>: its stem in the pattern rules below
 photo_expander = $(firstword $(subst -s, ,$(1)))
