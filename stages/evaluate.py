@@ -116,9 +116,10 @@ def _protocol(cfg: EvaluateConfig, ds, kind: str, fingerprint: str, made_with: d
         "made_with": made_with,
         "made_by": _made_by(kind, made_with),
     }
-    if kind == "predictions" and "scales" in made_with:
+    if kind in ("predictions", "labels") and "scales" in made_with:  # a network's multi-scale test (retrain's labels too)
+        summed = ", logits summed" if made_with.get("combine") == "logits" else ""
         protocol["prediction_protocol"] = (
-            f"scales {','.join(str(s) for s in made_with['scales'])}"
+            f"scales {','.join(str(s) for s in made_with['scales'])}{summed}"
             f"{' + flip' if made_with.get('flip') else ''}, CRF {'on' if made_with.get('crf') else 'off'}"
         )
     return protocol

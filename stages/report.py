@@ -97,7 +97,8 @@ def model_name(model: Mapping[str, Any]) -> str:
     """'train graphcut', 'retrain from train graphcut', ... from ``run_provenance``."""
     if model.get("stage") == "retrain":
         teacher = model.get("teacher")
-        return "retrain" + (f" from {model_name(teacher)}" if isinstance(teacher, Mapping) and teacher else "")
+        start = " (fresh start)" if model.get("init") == "weights" else ""  # the default starts from the teacher
+        return "retrain" + start + (f" from {model_name(teacher)}" if isinstance(teacher, Mapping) and teacher else "")
     expander = expander_name(model["expander"], model.get("expander_options")) if model.get("expander") else None
     return " ".join(str(p) for p in (model.get("stage", "network"), expander) if p)
 
@@ -192,6 +193,7 @@ def tables(report: Report) -> list:
 def class_table(report: Report):
     """Per-class IoU (%) of each row: the mean over the row's runs, '-' where a class was not
     scored (absent from that split's ground truth)."""
+    from rich.markup import escape
     from rich.table import Table
 
     names = report.class_names()
@@ -206,18 +208,20 @@ def class_table(report: Report):
             vals = [(r.get("per_class_iou") or {}).get(name) for r in row.results]
             vals = [v for v in vals if v is not None]
             cells.append(f"{100 * float(np.mean(vals)):.1f}" if vals else "-")
-        t.add_row(row.name, row.split, *cells)
+        t.add_row(escape(row.name), row.split, *cells)
     return t
 
 
 def table(report: Report):
+    from rich.markup import escape
     from rich.table import Table
 
     t = Table(title=report.title)
     for col in COLUMNS:
         t.add_column(col, justify="left" if col in ("result", "kind", "split", "protocol") else "right")
     for row in report.rows:
-        t.add_row(*row.cells())
+        # escaped: a clashing row's "[file]" suffix would otherwise be read as rich markup and vanish
+        t.add_row(*(escape(c) for c in row.cells()))
     return t
 
 

@@ -145,3 +145,19 @@ def test_per_class_table_means_over_seeds_and_skips_unscored_classes(tmp_path):
     assert "60.0" in line and "20.0" in line  # cow: mean of 50 and 70; sheep: the one scored run
     res = CliRunner().invoke(app, ["report", "--by-seed", "--per-class", *map(str, files)])
     assert res.exit_code == 0 and "per-class IoU" in res.output
+
+
+def test_a_fresh_start_retraining_is_named_apart_from_the_default(tmp_path):
+    teacher = {"stage": "train", "expander": "graphcut", "seed": 0}
+    a = _result(tmp_path / "a.json", "predictions", 0.5, {"stage": "retrain", "seed": 0, "teacher": teacher, "init": "teacher"})
+    b = _result(tmp_path / "b.json", "predictions", 0.4, {"stage": "retrain", "seed": 0, "teacher": teacher, "init": "weights"})
+    names = [r.name for r in report.run(report.ReportConfig(files=(a, b))).details.rows]
+    assert names == ["retrain from train graphcut s0", "retrain (fresh start) from train graphcut s0"]
+
+
+def test_rows_told_apart_by_file_keep_their_bracketed_names(tmp_path):
+    a = _result(tmp_path / "x" / "p1.json", "seeds", 0.5)
+    b = _result(tmp_path / "y" / "p2.json", "seeds", 0.6)
+    result = report.run(report.ReportConfig(files=(a, b), out=tmp_path / "r.txt"))
+    text = (tmp_path / "r.txt").read_text()
+    assert "seeds [p1]" in text and "seeds [p2]" in text  # not swallowed as rich markup

@@ -70,7 +70,9 @@ def run_provenance(config: Mapping[str, Any]) -> dict[str, Any]:
     Artifacts made with the network carry it, so a report can name its rows."""
     run = config.get("run") if isinstance(config.get("run"), Mapping) else {}
     out = {"stage": config.get("stage"), "expander": config.get("expander"),
-           "expander_options": config.get("expander_options") or None, "seed": run.get("seed")}
+           "expander_options": config.get("expander_options") or None, "seed": run.get("seed"),
+           # a retraining's start (teacher's weights or --weights): two regimes, two networks
+           "init": config.get("init") if config.get("stage") == "retrain" else None}
     if isinstance(config.get("teacher"), Mapping):
         out["teacher"] = dict(config["teacher"])
     return {k: v for k, v in out.items() if v is not None}
