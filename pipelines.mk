@@ -87,8 +87,8 @@ $(RUN)/report.txt: $(DEMO_EVALS)
 
 # The expanders compared over training seeds 0-2 (CAMs, saliency and seeds shared,
 # made once with seed 0): none, dsrg, graphcut (the published code's rule: background cut
-# too), graphcut + retrain, and graphcut-fg (background kept to its seeds, as GUIDE 1.3
-# reads the paper).
+# too), graphcut + retrain, and graphcut-fg (background kept to its seeds, as the paper's
+# text reads: docs/method.md §3).
 COMPARE_SEEDS ?= 0 1 2
 COMPARE_EXPANDERS ?= none dsrg graphcut
 COMPARE_NAMES := $(COMPARE_EXPANDERS) graphcut-fg

@@ -20,7 +20,7 @@ ConfigOpt = typer.Option(None, "--config", exists=True, dir_okay=False,
 
 RescaleOpt = typer.Option("1", "--rescale", help="Random rescale range LO,HI before the crop; 1 = none (the published code; e.g. 0.7,1.3).")
 HeadMultOpt = typer.Option(10.0, "--head-lr-mult", help="Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
-# the schedule options train and retrain share (paper defaults, GUIDE 1.5)
+# the schedule options train and retrain share (paper defaults, docs/method.md §5)
 EpochsOpt = typer.Option(7, "--epochs", help="Training epochs.")
 BatchOpt = typer.Option(16, "--batch-size", help="Images per batch (per process under DDP).")
 CropOpt = typer.Option(321, "--crop", help="Training crop size (paper: 321).")

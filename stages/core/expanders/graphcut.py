@@ -47,8 +47,8 @@ class GraphCutConfig(ExpanderConfig):
         published code uses the raw features: off).
     cut_background: also cut for the background class, so background grows beyond
         its seeds the way foreground does. The published code's label vectors always
-        include background, so its loop cuts for it too (on, the default). GUIDE 1.3
-        reads the paper as keeping background to its seeds: off.
+        include background, so its loop cuts for it too (on, the default). The paper's text
+        keeps background to its seeds (docs/method.md §3): off.
     override_seeds: where H_c > theta the cut's side is class c's supervision even on
         a seed (the published ``np.where(pred_c > 0.7, cut, cues)``): a seed of c cut
         away loses c, another class's seed cut into c carries both. Off: seeds are kept

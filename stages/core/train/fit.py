@@ -43,7 +43,7 @@ from .loop import (
 
 @dataclass(frozen=True)
 class OptimConfig:
-    """GUIDE 1.5: SGD, momentum 0.9, wd 5e-4, lr 5e-4 (10x head), x0.3 every 3 epochs, 200-it warm-up."""
+    """docs/method.md §5: SGD, momentum 0.9, wd 5e-4, lr 5e-4 (10x head), x0.3 every 3 epochs, 200-it warm-up."""
 
     epochs: int = 7
     batch_size: int = 16

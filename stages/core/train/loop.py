@@ -38,7 +38,7 @@ TENSORBOARD_HINT = "pip install 'dgcn[tensorboard]'"
 @dataclass(frozen=True)
 class Schedule:
     """Linear warm-up times a decay: ``kind`` "step", x``gamma`` every ``step_epochs`` epochs
-    (GUIDE 1.5, the published DGCN training), or "poly", Caffe's (1 - it/total)^``power``
+    (docs/method.md §5, the published DGCN training), or "poly", Caffe's (1 - it/total)^``power``
     over the run's ``total_iters`` (DSRG's retraining)."""
 
     base_lr: float
