@@ -145,3 +145,24 @@ def trained_checkpoint(tmp_path_factory: pytest.TempPathFactory, make_train_conf
     from stages import train
 
     return train.run(make_train_config(tmp_path_factory.mktemp("trained") / "run")).path
+
+
+def interrupted_training(out: Path, make_train_config, at_step: int = 7) -> None:
+    """Run the tiny training of ``make_train_config`` into ``out`` and stop it with Ctrl-C at
+    its ``at_step``-th step (with 4 iterations an epoch and checkpoints every 2, last.pt then
+    holds iteration ``at_step - 1``), as an interrupted run leaves its folder."""
+    from stages import train
+    from stages.core.train import loop
+
+    real, calls = loop.apply_lr, [0]
+
+    def stop(optimizer, lr):
+        calls[0] += 1
+        if calls[0] == at_step:
+            raise KeyboardInterrupt
+        real(optimizer, lr)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(loop, "apply_lr", stop)
+        with pytest.raises(KeyboardInterrupt):
+            train.run(make_train_config(out))

@@ -15,11 +15,11 @@ import torch
 from typer.testing import CliRunner
 
 from dgcn_cli.app import app
+from conftest import interrupted_training
 from stages import train
 from stages.core import provenance
 from stages.core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, partial_path
 from stages.core.io.checkpoint import describe_checkpoint, load_checkpoint, save_checkpoint
-from stages.core.train import loop as loop_mod
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -190,18 +190,7 @@ def test_old_checkpoint_without_environment_says_not_recorded(tmp_path, trained_
 
 def test_a_run_resumed_elsewhere_keeps_its_earlier_environment(tmp_path, make_train_config, monkeypatch) -> None:
     out = tmp_path / "run"
-    real, calls = loop_mod.apply_lr, [0]
-
-    def stop_at_seven(optimizer, lr):
-        calls[0] += 1
-        if calls[0] == 7:
-            raise KeyboardInterrupt
-        real(optimizer, lr)
-
-    monkeypatch.setattr(loop_mod, "apply_lr", stop_at_seven)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(make_train_config(out))
-    monkeypatch.setattr(loop_mod, "apply_lr", real)
+    interrupted_training(out, make_train_config)  # last.pt holds iteration 6
     first = load_checkpoint(out / "last.pt")["environment"]
     monkeypatch.setattr(provenance, "environment", lambda device=None: {"dgcn": "9.9", "device": "another GPU"})
     train.run(make_train_config(out, resume=True))  # the same run: its fingerprint has no environment

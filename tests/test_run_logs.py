@@ -14,6 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 from dgcn_cli.app import app
+from conftest import interrupted_training
 from stages import train
 from stages.core import device as device_mod
 from stages.core.config import DataConfig
@@ -50,18 +51,7 @@ def test_train_log_says_precision_environment_steps_validation_and_the_end(tmp_p
 
 def test_resume_appends_to_train_log(tmp_path, make_train_config, monkeypatch):
     out = tmp_path / "run"
-    real, calls = loop_mod.apply_lr, [0]
-
-    def stop_at_iteration_seven(optimizer, lr):
-        calls[0] += 1
-        if calls[0] == 7:  # last.pt was written at iteration 6
-            raise KeyboardInterrupt
-        real(optimizer, lr)
-
-    monkeypatch.setattr(loop_mod, "apply_lr", stop_at_iteration_seven)
-    with pytest.raises(KeyboardInterrupt):
-        train.run(make_train_config(out))
-    monkeypatch.setattr(loop_mod, "apply_lr", real)
+    interrupted_training(out, make_train_config)  # last.pt holds iteration 6
     first = _lines(out)
     assert "started:" in first[0] and "interrupted at iteration 6; --resume continues from last.pt at iteration 6" in first[-1]
     train.run(make_train_config(out, resume=True))
