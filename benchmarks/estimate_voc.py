@@ -41,6 +41,7 @@ from stages.core.cues.crf import BOUNDARY_CRF, CrfConfig, dense_crf  # noqa: E40
 from stages.core.cues.saliency import compute_saliency  # noqa: E402
 from stages.core.expanders import build_expander  # noqa: E402
 from stages.core.nets import build_classifier, build_segmenter  # noqa: E402
+from stages.core.units import duration  # noqa: E402
 
 from bench_timing import median_time  # noqa: E402
 
@@ -161,14 +162,6 @@ def gpu_figures() -> dict[str, float]:
     }
 
 
-def fmt_time(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    return f"{seconds / 3600:.1f} h"
-
-
 def estimates(cpu: dict[str, float], gpu: dict[str, float], step_ms: float, workers: int) -> list[tuple[str, str, str]]:
     """(stage, time, GPU memory) rows for the make voc pipeline's defaults."""
     per_flop = step_ms / 1000 / gpu["seg_step"]
@@ -181,17 +174,17 @@ def estimates(cpu: dict[str, float], gpu: dict[str, float], step_ms: float, work
     sup = 16 * (cpu["graphcut_image"] + cpu["crf_41_3"]) / workers
     seg_train = it(VOC["train_aug"], 7) * ((gpu["seg_step"] + gpu["knn_step"]) * per_flop + sup)
     rows = [
-        ("cam (train ResNet-50, 5 epochs)", fmt_time(it(VOC["train_aug"], 5) * gpu["cls_step"] * per_flop), gib(cls_mem)),
-        ("cam (CAMs of train_aug, 4 scales + flip)", fmt_time(VOC["train_aug"] * gpu["cam_image"] * per_flop),
+        ("cam (train ResNet-50, 5 epochs)", duration(it(VOC["train_aug"], 5) * gpu["cls_step"] * per_flop), gib(cls_mem)),
+        ("cam (CAMs of train_aug, 4 scales + flip)", duration(VOC["train_aug"] * gpu["cam_image"] * per_flop),
          f"{VOC['train_aug'] * cpu['cam_item_bytes'] / 2**30:.1f} GiB on disk"),
-        ("saliency-bg (MB+, CPU)", fmt_time(VOC["train_aug"] * cpu["saliency_image"]), "-"),
-        ("train (DGCN, 7 epochs)", fmt_time(seg_train), gib(train_mem)),
-        ("graphcut-label (train)", fmt_time(VOC["train"] * (gpu["seg_image"] / 3 * per_flop + cpu["graphcut_image"])), "small"),
-        ("infer val (3 scales + CRF)", fmt_time(VOC["val"] * (gpu["seg_image"] * per_flop + cpu["crf_image_21"] / workers)), "small"),
-        ("retrain: label train_aug (3 scales + CRF)", fmt_time(VOC["train_aug"] * (gpu["seg_image"] * per_flop + cpu["crf_image_3"])), "small"),
+        ("saliency-bg (MB+, CPU)", duration(VOC["train_aug"] * cpu["saliency_image"]), "-"),
+        ("train (DGCN, 7 epochs)", duration(seg_train), gib(train_mem)),
+        ("graphcut-label (train)", duration(VOC["train"] * (gpu["seg_image"] / 3 * per_flop + cpu["graphcut_image"])), "small"),
+        ("infer val (3 scales + CRF)", duration(VOC["val"] * (gpu["seg_image"] * per_flop + cpu["crf_image_21"] / workers)), "small"),
+        ("retrain: label train_aug (3 scales + CRF)", duration(VOC["train_aug"] * (gpu["seg_image"] * per_flop + cpu["crf_image_3"])), "small"),
         # DSRG's regime: 19 epochs at batch 10, a step costing 10/16 of the batch-16 reference
         ("retrain: train 19 epochs at batch 10 (no graph cut, no CRF)",
-         fmt_time(VOC["train_aug"] * 19 / 10 * step_ms / 1000 * 10 / 16), gib(gpu["seg_activations"] / 2 * 10 / 16 + 4 * gpu["seg_params"])),
+         duration(VOC["train_aug"] * 19 / 10 * step_ms / 1000 * 10 / 16), gib(gpu["seg_activations"] / 2 * 10 / 16 + 4 * gpu["seg_params"])),
     ]
     return rows
 
