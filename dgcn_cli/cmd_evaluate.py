@@ -49,6 +49,28 @@ def print_report(report: evaluate_stage.EvalReport, title: str) -> None:
             f"{'[bold]' if t == best else ''}{t:.2f}:{_fmt(v)}{'[/]' if t == best else ''}" for t, v in report.sweep))
 
 
+def print_changes(ch: dict, reference: Path) -> None:
+    """What the source made of the reference's labels (``eval.changes``), one table."""
+    table = Table(title=f"changes relative to {reference.name} (pixels with ground truth)")
+    table.add_column("")
+    table.add_column("pixels", justify="right")
+    table.add_column("precision %", justify="right")
+    g = ch["groups"]
+    added = g["added"]
+    table.add_row("added (unlabelled before)", f"{added['pixels']:,} ({_fmt(ch['added_fraction_of_unlabelled'])}%)",
+                  _fmt(ch["added_precision"]))
+    for name, c in ch["added_by_class"].items():
+        table.add_row(f"  added as {name}", f"{c['pixels']:,}", _fmt(c["precision"]))
+    for name in ("kept", "relabelled", "removed"):
+        n = g[name]["pixels"]
+        before = g[name]["reference_right"] / n if n else None
+        after = g[name]["new_right"] / n if n else None
+        table.add_row(f"{name} (before -> after)", f"{n:,}", f"{_fmt(before)} -> {_fmt(after)}")
+    table.add_row("wrong reference pixels", f"{ch['reference_wrong']:,}",
+                  f"corrected {_fmt(ch['wrong_corrected'])}, kept {_fmt(ch['wrong_kept'])}")
+    out.print(table)
+
+
 def register(app: typer.Typer) -> None:
     register_report(app)
 
@@ -64,6 +86,9 @@ def register(app: typer.Typer) -> None:
         cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", help="For CAMs: background score in the argmax."),
         sweep: bool = typer.Option(False, "--sweep", help="For CAMs: try thresholds 0.05..0.95 and report the best."),
         json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number and the protocol to this JSON file."),
+        relative_to: Optional[Path] = typer.Option(None, "--relative-to", exists=True, help=(
+            "An earlier labels/seeds artifact of the same images: also score what SOURCE changed of it "
+            "(pixels added and their precision per class; wrong reference pixels corrected or kept).")),
     ) -> None:
         """mIoU, pixel accuracy, mean class accuracy, fwIoU, per-class IoU, precision and coverage."""
         cfg = evaluate_stage.EvaluateConfig(
@@ -72,11 +97,14 @@ def register(app: typer.Typer) -> None:
             cam_bg_thresh=cam_bg_thresh,
             sweep=sweep,
             json_out=json_out,
+            relative_to=relative_to,
         )
         with progress_bar("evaluate") as update:
             result = evaluate_stage.run(cfg, progress=update)
         p = result.details.protocol
         print_report(result.details, f"{p['source_kind']} {source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
+        if result.details.changes is not None:
+            print_changes(result.details.changes, relative_to)
         print_result(result)
 
 

@@ -69,6 +69,7 @@ _COMMON: dict[str, Field] = {
     "ema": ("optim.ema_decay", _same),
     "amp": ("run.amp", _same),
     "tensorboard": ("run.tensorboard", _same),
+    "keep_epochs": ("run.keep_epochs", _same),
     "workers": ("run.workers", _same),
     "device": ("run.device", _same),
     "seed": ("run.seed", _same),

@@ -43,6 +43,8 @@ RepeatEnclosedOpt = typer.Option(
 EmaOpt = typer.Option(0.0, "--ema",
                       help="Keep an exponential moving average of the weights with this decay (e.g. 0.99) and use it for "
                            "validation and the saved model; 0 (the paper) keeps the last weights.")
+KeepEpochsOpt = typer.Option(False, "--keep-epochs", help="Also keep each epoch's weights in the run folder as "
+                                                           "epoch_<k>.pt (to label or predict with the network of any epoch).")
 TensorboardOpt = typer.Option(False, "--tensorboard", help="Also log the training's scalars for TensorBoard in the run folder's tb/ "
                                                              "(needs the tensorboard package: pip install 'dgcn[tensorboard]').")
 NprocOpt = typer.Option(1, "--nproc", min=1, help="Processes for distributed (DDP) training, launched with torchrun.")
@@ -79,7 +81,8 @@ def split_data(p: dict[str, Any], split: str):
 def run_config(p: dict[str, Any]) -> RunConfig:
     val = split_data(p, p["val_split"]) if p["val_split"] else None
     return RunConfig(out=p["out_dir"], device=p["device"], seed=p["seed"], workers=p["workers"], amp=p["amp"], val=val,
-                     resume=p["resume"], overwrite=p["overwrite"], tensorboard=p["tensorboard"])
+                     resume=p["resume"], overwrite=p["overwrite"], tensorboard=p["tensorboard"],
+                     keep_epochs=p["keep_epochs"])
 
 
 def print_precision(run_dir: Path) -> None:

@@ -39,10 +39,13 @@ PANEL_TITLES = {
     "loss": "loss",
     "lr": "learning rate",
     "supervised": "supervised pixels (%)",
+    "added": "unseeded pixels labelled (%)",
+    "seeds_changed": "seeded pixels changed (%)",
+    "seed_grad_share": "seeds' share of the seed-loss gradient (%)",
     "val_miou": "val mIoU (%)",
     "val_map": "val mAP (%)",
 }
-PERCENT_KEYS = ("supervised", "val_miou", "val_map")  # logged as fractions
+PERCENT_KEYS = ("supervised", "added", "seeds_changed", "seed_grad_share", "val_miou", "val_map")  # logged as fractions
 PNG_PANELS_KEY = "dgcn panels"  # PNG text chunk listing the drawn panels' titles
 
 

@@ -23,6 +23,7 @@ import numpy as np
 from .core import checks, provenance
 from .core.config import DataConfig, to_jsonable
 from .core.errors import DatasetError, DgcnError
+from .core.eval.changes import LabelChanges
 from .core.eval.metrics import ConfusionMatrix, SegMetrics
 from .core.io.artifacts import LABEL_KINDS, ArtifactReader
 from .core.io.files import write_json_atomic
@@ -41,6 +42,9 @@ class EvaluateConfig:
     cam_bg_thresh: float = 0.15
     sweep: bool = False
     json_out: Optional[Path] = None
+    # an earlier label artifact of the same images (the seeds): also score what the source
+    # changed of it (``eval.changes``)
+    relative_to: Optional[Path] = None
 
     def __post_init__(self) -> None:
         checks.number("--cam-bg-thresh", self.cam_bg_thresh, lo=0, hi=1)
@@ -53,9 +57,12 @@ class EvalReport:
     sweep: list[tuple[float, float]] = field(default_factory=list)
     environment: Optional[dict] = None  # where this evaluation ran
     source_environment: Optional[dict] = None  # where the evaluated artifact was made
+    changes: Optional[dict] = None  # LabelChanges.results against ``relative_to``
 
     def to_dict(self) -> dict:
         out = {"protocol": self.protocol, **self.metrics.to_dict()}
+        if self.changes is not None:
+            out["changes"] = self.changes
         if self.sweep:
             out["sweep"] = [{"cam_bg_thresh": t, "miou": round(m, 6)} for t, m in self.sweep]
         if self.environment is not None:
@@ -125,6 +132,21 @@ def _protocol(cfg: EvaluateConfig, ds, kind: str, fingerprint: str, made_with: d
     return protocol
 
 
+def _open_reference(cfg: EvaluateConfig, kind: str, ds, names) -> tuple[Optional[ArtifactReader], Optional[LabelChanges]]:
+    """The ``relative_to`` artifact, opened and checked against the split, and its counter."""
+    if cfg.relative_to is None:
+        return None, None
+    if kind not in LABEL_KINDS:
+        raise DgcnError(f"--relative-to compares two label maps; {cfg.source} holds {kind}")
+    reference = ArtifactReader(cfg.relative_to, kind=LABEL_KINDS, class_names=names)
+    try:
+        reference.require_ids(ds.ids)
+    except BaseException:
+        reference.close()
+        raise
+    return reference, LabelChanges(len(names))
+
+
 def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult:
     """Score the source against the split's masks; ``details`` is the ``EvalReport``."""
     ds = cfg.data.build()
@@ -150,6 +172,7 @@ def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult
     thresholds = SWEEP_THRESHOLDS if (cfg.sweep and kind == "cams") else (cfg.cam_bg_thresh,)
     mats = [ConfusionMatrix(len(names)) for _ in thresholds]
     resized = 0
+    reference, changes = _open_reference(cfg, kind, ds, names)
     try:
         for n, image_id in enumerate(ds.ids):
             gt = ds.load_mask(image_id)
@@ -164,15 +187,22 @@ def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult
                 resized += 1
             for mat, lab in zip(mats, labels):
                 mat.update(gt, resize_nearest(lab, gt.shape))
+            if reference is not None:
+                changes.update(gt, reference.label(image_id, gt.shape), labels[0])
             if progress:
                 progress(n + 1, len(ds.ids))
     finally:
         if reader is not None:
             reader.close()
+        if reference is not None:
+            reference.close()
     results = [m.results(names) for m in mats]
     mious = [r.miou for r in results]
     best = int(np.nanargmax(mious)) if np.isfinite(mious).any() else 0
     protocol = _protocol(cfg, ds, kind, fingerprint, made_with, resized)
+    if reference is not None:
+        protocol["relative_to"] = {"source": str(cfg.relative_to), "kind": reference.kind,
+                                   "fingerprint": reference.fingerprint}
     if kind == "cams":
         protocol["cam_bg_thresh"] = thresholds[best]
         protocol["cam_bg_thresh_selected_by_sweep"] = bool(cfg.sweep)
@@ -182,6 +212,7 @@ def run(cfg: EvaluateConfig, progress: Optional[Progress] = None) -> StageResult
         sweep=[(t, r.miou) for t, r in zip(thresholds, results)] if len(thresholds) > 1 else [],
         environment=provenance.environment("cpu"),  # counting pixels: no network, no GPU
         source_environment=source_environment,
+        changes=changes.results(names) if changes is not None else None,
     )
     if cfg.json_out is None:
         return StageResult((), "", details=report)

@@ -29,7 +29,7 @@ from .core.expanders import build_expander, check_expander_options
 from .core.maps import IGNORE, present_matrix, resize_labels
 from .core.stage import Progress, StageResult, wrote
 from .core.train.fit import OptimConfig, RunConfig, fit
-from .core.train.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss
+from .core.train.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss, supervision_stats
 from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
 
 
@@ -105,7 +105,8 @@ def make_loss(cfg: TrainConfig, expander, pool: Optional[CrfPool]):
         supervision = active(feats if active.needs_features else None, expander_probs, seeds, present)
         seed_loss = balanced_seed_loss(logits, supervision, per_image=cfg.seed_loss_per_image)
         labelled = supervision.any(1) if supervision.dim() == 4 else supervision != IGNORE
-        stats = {"seed_loss": float(seed_loss.detach()), "supervised": float(labelled.float().mean())}
+        stats = {"seed_loss": float(seed_loss.detach()), "supervised": float(labelled.float().mean()),
+                 **supervision_stats(logits, supervision, seeds, cfg.seed_loss_per_image)}
         loss = seed_loss
         if boundary is not None:
             q = q if q is not None else torch.from_numpy(collect()).to(device)

@@ -41,7 +41,8 @@ def to_jsonable(obj: Any) -> Any:
 
 
 # keys that never change what a run computes: resuming or rerunning may change them
-RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc", "out", "cache_dir", "tensorboard")
+RUNTIME_KEYS = ("resume", "overwrite", "workers", "device", "crf_workers", "nproc", "out", "cache_dir", "tensorboard",
+                "keep_epochs")
 
 # settings added after runs and files were recorded, with the value every one of those had:
 # a key holding that value is left out of the hash, so what was made before the setting

@@ -85,6 +85,8 @@ class RunConfig:
     # TensorBoard scalars in <out>/tb/ (needs the optional tensorboard package); how the run
     # is watched, not what it trains: a runtime key, in no fingerprint
     tensorboard: bool = False
+    # keep every epoch's weights (epoch_<k>.pt) besides last/best/final: a runtime key too
+    keep_epochs: bool = False
 
     def __post_init__(self) -> None:
         checks.seed_and_workers(self)
@@ -258,7 +260,8 @@ def fit(
     run_loop(
         model=model, optimizer=opt,
         schedule=make_schedule(optim, ipe),
-        loop=LoopConfig(epochs=optim.epochs, iters_per_epoch=ipe, ckpt_every=optim.ckpt_every),
+        loop=LoopConfig(epochs=optim.epochs, iters_per_epoch=ipe, ckpt_every=optim.ckpt_every,
+                        keep_epochs=run.keep_epochs),
         folder=folder, make_loader=make_loader, step=step,
         model_config=model_config, run_config=run_cfg, kind=task.kind, on_epoch_end=on_epoch_end,
         val_name=task.val_name,

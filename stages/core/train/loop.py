@@ -143,7 +143,7 @@ class WeightEma:
 
 class RunFolder:
     """``config.json``, ``metrics.jsonl``, ``train.log``, ``last.pt``, ``best.pt`` and
-    ``final.pt`` of one run (and ``tb/`` with TensorBoard)."""
+    ``final.pt`` of one run (and ``tb/`` with TensorBoard, ``epoch_<k>.pt`` with ``keep_epochs``)."""
 
     def __init__(self, path: Path, *, resume: bool, overwrite: bool) -> None:
         self.path = Path(path)
@@ -157,11 +157,14 @@ class RunFolder:
             done = "finished" if self.final.exists() else f"stopped at iteration {_saved_iteration(self)}"
             raise OutputExistsError(f"{self.path} already holds a run ({done}); pass --resume to continue it or --overwrite to start again")
         if overwrite and not resume:
-            for p in (self.last, self.best, self.final, self.metrics, self.train_log):
+            for p in (self.last, self.best, self.final, self.metrics, self.train_log, *self.path.glob("epoch_*.pt")):
                 p.unlink(missing_ok=True)
             if self.tensorboard.is_dir():  # the old run's curves would mix with the new one's
                 shutil.rmtree(self.tensorboard)
         self.path.mkdir(parents=True, exist_ok=True)
+
+    def epoch(self, k: int) -> Path:
+        return self.path / f"epoch_{k}.pt"
 
     def write_config(self, config: Mapping[str, Any]) -> None:
         write_json_atomic(self.path / "config.json", config, indent=2, default=str)
@@ -303,6 +306,9 @@ class LoopConfig:
     iters_per_epoch: int
     ckpt_every: int = 50  # iterations between "last.pt" saves (and at every epoch end)
     log_every: int = 10
+    # also keep each epoch's weights as epoch_<k>.pt: what the network (and an expander
+    # reading it) knew after each epoch, for looking back at a run
+    keep_epochs: bool = False
 
 
 StepFn = Callable[[dict, int], dict[str, float]]
@@ -427,6 +433,8 @@ def run_loop(
                         best = score
                         save_checkpoint(folder.best, state())
                 save_last()
+                if loop.keep_epochs:
+                    save_checkpoint(folder.epoch(epoch + 1), state())
             model.train()
         final = state()
         if is_main:

@@ -83,3 +83,27 @@ def boundary_loss(logits: Tensor, crf_q: Tensor, ratio_clip: Optional[tuple[floa
         # Q = 0 gives -inf, clamped to log(lo) and then multiplied by 0
         kl = q * (torch.log(q) - logp).clamp(math.log(lo), math.log(hi))
     return kl.sum(dim=1).mean()
+
+
+def supervision_stats(logits: Tensor, supervision: Tensor, seeds: Tensor, per_image: bool = True) -> dict[str, float]:
+    """What an expander made of a batch's seeds, as the run's log records it (no ground truth:
+    how much it changed, not whether rightly). ``supervision`` as ``balanced_seed_loss``'s
+    target, ``seeds`` (B, h, w) with ``IGNORE`` where unlabelled.
+
+    ``added``: the fraction of unseeded positions the supervision labels. ``seeds_changed``: the
+    fraction of seeded positions whose supervised classes differ from the seed (overridden,
+    cleared or given a second class). ``seed_grad_share``: the seeded positions' share of the
+    seeding loss's gradient (L1 over classes, summed over positions): 1 while the seeds alone
+    supervise, falling as the expander's positions take the loss's per-image normalisation."""
+    n = logits.shape[1]
+    sup, seed = supervision_mask(supervision, n), supervision_mask(seeds, n)
+    seeded = seed.any(1)
+    added = (sup.any(1) & ~seeded).sum() / (~seeded).sum().clamp(min=1)
+    changed = ((sup != seed).any(1) & seeded).sum() / seeded.sum().clamp(min=1)
+    with torch.enable_grad():
+        x = logits.detach().float().requires_grad_(True)
+        (grad,) = torch.autograd.grad(balanced_seed_loss(x, supervision, per_image), x)
+    norm = grad.abs().sum(1)
+    total = float(norm.sum())
+    share = float((norm * seeded).sum()) / total if total > 0 else 1.0
+    return {"added": float(added), "seeds_changed": float(changed), "seed_grad_share": share}
