@@ -34,13 +34,14 @@ def saliency_bg(
     cache_dir: Optional[Path] = CacheDirOpt,
     method: str = typer.Option("mbd", "--method", help=f"Saliency method: {', '.join(SALIENCY.names())}."),
     from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="Import <id>.png maps (0-255, 255 = salient) from another tool, e.g. DRFI."),
+    workers: int = typer.Option(0, "--workers", min=0, help="Processes computing the maps (0: the main process); the maps are the same."),
     resume: bool = ResumeOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
     """Saliency maps for background seeds: computed (MB+) or imported from PNGs."""
     cfg = saliency_stage.SaliencyConfig(
         out=out_file, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        method=method, from_dir=from_dir, overwrite=overwrite, resume=resume,
+        method=method, from_dir=from_dir, overwrite=overwrite, resume=resume, workers=workers,
     )
     with progress_bar("saliency") as update:
         result = saliency_stage.run(cfg, progress=update)

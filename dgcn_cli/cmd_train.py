@@ -214,6 +214,7 @@ def retrain(
     combine: str = typer.Option(_RETRAIN_FIELD["combine"], "--combine", help="Labelling: logits summed over the scales (the published test) or softmax averaged."),
     flip: bool = typer.Option(_RETRAIN_FIELD["flip"], "--flip/--no-flip", help="Also the mirror of each scale when labelling (DSRG: no)."),
     crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF on the pseudo labels."),
+    crf_workers: int = typer.Option(_RETRAIN_FIELD["crf_workers"], "--crf-workers", help="Processes running the labelling's CRFs (0: in the main process)."),
     epochs: int = typer.Option(_RETRAIN.epochs, "--epochs", help="Training epochs (DSRG: 20,000 iterations at batch 10, 19 epochs of VOC train_aug)."),
     batch_size: int = typer.Option(_RETRAIN.batch_size, "--batch-size", help="Images per batch (per process under DDP)."),
     crop: int = CropOpt,
@@ -232,6 +233,7 @@ def retrain(
     workers: int = WorkersOpt,
     device: str = DeviceOpt,
     seed: int = SeedOpt,
+    nproc: int = NprocOpt,
     resume: bool = TrainResumeOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
@@ -242,6 +244,8 @@ def retrain(
     model's weights with lr 1e-3, poly decay, no warm-up, 19 epochs at batch 10. The earlier
     regime: --init weights --combine softmax --flip --lr-schedule step --lr 5e-4 --warmup 200
     --epochs 7 --batch-size 16."""
+    if nproc > 1:
+        launch_distributed(nproc)
     p = with_run_config(ctx, config, "retrain", RETRAIN_FIELDS, dict(locals()))
     require(p, "out_dir")
     cfg = retrain_stage.RetrainConfig(
@@ -249,7 +253,7 @@ def retrain(
         model=ModelConfig(p["backbone"], p["weights"], head=p["head"], freeze_bn=p["freeze_bn"]),
         optim=optim_config(p),
         checkpoint=p["checkpoint"], labels=p["labels"], scales=parse_scales(p["scales"]), combine=p["combine"],
-        flip=p["flip"], crf=p["crf"], init=p["init"],
+        flip=p["flip"], crf=p["crf"], init=p["init"], crf_workers=p["crf_workers"],
     )
     with progress_bar("retrain") as update:
         result = retrain_stage.run(cfg, progress=update)

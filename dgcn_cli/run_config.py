@@ -107,6 +107,7 @@ RETRAIN_FIELDS: dict[str, Field] = {
     "flip": ("flip", _same),
     "crf": ("crf", _same),
     "init": ("init", _same),
+    "crf_workers": ("crf_workers", _same),
 }
 
 

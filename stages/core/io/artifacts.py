@@ -22,9 +22,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections import deque
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Optional, Sequence, Union
 
 import h5py
 import numpy as np
@@ -559,20 +561,57 @@ def short_class_list(names: Sequence[str]) -> str:
 def fill(
     writer: ArtifactWriter,
     ids: Sequence[str],
-    compute: Callable[[str], Mapping[str, np.ndarray]],
+    compute: Callable[[str], Union[Mapping[str, np.ndarray], "Pending", Future]],
     progress: Optional[Callable[[int, int], None]] = None,
+    ahead: int = 0,
 ) -> Path:
     """Compute and write every id not yet done (so ``--resume`` skips finished images), then finish.
     Progress reports the images already done at once, then one per image computed, so a rate
-    and time left measure the work of this run, not the skipping."""
+    and time left measure the work of this run, not the skipping.
+
+    ``compute`` returns an image's arrays, or a ``Pending`` of them (anything with ``result()``:
+    a future of work handed to worker processes). Up to ``ahead`` images stay pending while
+    the next ones start; results are written in the ids' order, so an interrupted run loses
+    only the images in flight."""
     done = writer.done
     todo = [i for i in ids if i not in done]
     count = len(ids) - len(todo)
     if progress and count:
         progress(count, len(ids))
-    for image_id in todo:
-        writer.write(image_id, **compute(image_id))
+    pending: deque = deque()
+
+    def write_oldest() -> None:
+        nonlocal count
+        image_id, result = pending.popleft()
+        writer.write(image_id, **(result.result() if isinstance(result, (Pending, Future)) else result))
         count += 1
         if progress:
             progress(count, len(ids))
+
+    try:
+        for image_id in todo:
+            pending.append((image_id, compute(image_id)))
+            while len(pending) > ahead:
+                write_oldest()
+        while pending:
+            write_oldest()
+    finally:
+        for _, result in pending:  # stopped early: what was started is dropped, not waited for
+            if isinstance(result, (Pending, Future)):
+                result.cancel()
     return writer.finish()
+
+
+class Pending:
+    """A result still being computed: ``fill`` calls ``result()`` when its turn to be written
+    comes. ``Pending(future, then)``: ``then`` applied to the future's result, in the caller's
+    process (a worker's CRF, then the argmax here)."""
+
+    def __init__(self, future: Future, then: Callable[[Any], Mapping[str, np.ndarray]] = lambda r: r) -> None:
+        self.future, self.then = future, then
+
+    def result(self) -> Mapping[str, np.ndarray]:
+        return self.then(self.future.result())
+
+    def cancel(self) -> bool:
+        return self.future.cancel()
