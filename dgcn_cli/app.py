@@ -5,10 +5,21 @@ from __future__ import annotations
 from typing import Optional
 
 import typer
+from typer.core import TyperGroup
 
 from stages.core.version import __version__
 
+
+class _PipelineOrder(TyperGroup):
+    """``--help`` lists the subcommands in ``COMMANDS``' order (typer puts groups last)."""
+
+    def list_commands(self, ctx) -> list[str]:
+        order = [c.name for c in COMMANDS]
+        return sorted(super().list_commands(ctx), key=lambda n: order.index(n) if n in order else len(order))
+
+
 app = typer.Typer(
+    cls=_PipelineOrder,
     name="dgcn",
     help="Deep Graph Cut Network: weakly-supervised semantic segmentation from image-level labels.",
     no_args_is_help=True,
@@ -30,20 +41,32 @@ def _root(
     """Deep Graph Cut Network: weakly-supervised semantic segmentation from image-level labels."""
 
 
-from . import (  # noqa: E402  (each registers its commands on `app`)
+from . import (  # noqa: E402  (after the callback: the order they register in is --help's)
     cmd_cam,
     cmd_curves,
-    cmd_data,
+    cmd_demo_data,
     cmd_evaluate,
+    cmd_graphcut_label,
     cmd_infer,
+    cmd_inspect,
     cmd_prepare,
+    cmd_report,
+    cmd_retrain,
+    cmd_saliency_bg,
     cmd_seeds,
     cmd_show,
     cmd_train,
 )
 
-for _mod in (cmd_data, cmd_evaluate, cmd_cam, cmd_seeds, cmd_show, cmd_curves, cmd_infer, cmd_train, cmd_prepare):
-    _mod.register(app)
+#: every subcommand, in pipeline order: data, cues, training, labels, retraining, prediction,
+#: scoring, then the tools that look at results
+COMMANDS = tuple(m.COMMAND for m in (
+    cmd_prepare, cmd_demo_data, cmd_cam, cmd_saliency_bg, cmd_seeds, cmd_train, cmd_graphcut_label, cmd_retrain,
+    cmd_infer, cmd_evaluate, cmd_report, cmd_show, cmd_curves, cmd_inspect,
+))
+
+for _command in COMMANDS:
+    _command.register(app)
 
 
 def main() -> None:

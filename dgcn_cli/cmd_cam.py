@@ -1,4 +1,4 @@
-"""``cam``: the classifier on image-level labels, then its CAMs."""
+"""``cam``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +10,7 @@ from stages import cam as cam_stage
 from stages.core.train.classifier import ClassifierConfig
 
 from .common import (
+    Command,
     CacheDirOpt,
     DataRootOpt,
     DatasetOpt,
@@ -19,7 +20,6 @@ from .common import (
     TrainResumeOpt,
     SeedOpt,
     backbone_option,
-    handle_errors,
     parse_scales,
     print_result,
     progress_bar,
@@ -110,5 +110,4 @@ def cam(
         print_precision(Path(cfg.run.out) / "classifier")
 
 
-def register(app: typer.Typer) -> None:
-    app.command("cam")(handle_errors(cam))
+COMMAND = Command('cam', cam_stage, cam)

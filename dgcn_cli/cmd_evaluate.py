@@ -1,6 +1,7 @@
 """``evaluate``."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Optional
 
@@ -8,16 +9,16 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from stages import evaluate as evaluate_stage
-from stages import report as report_stage
 
+from stages import evaluate as evaluate_stage
 from .common import (
+    JsonOpt,
+    Command,
     CacheDirOpt,
     DataRootOpt,
     DatasetOpt,
     LabelsFileOpt,
     data_config,
-    handle_errors,
     out,
     print_result,
     progress_bar,
@@ -71,57 +72,40 @@ def print_changes(ch: dict, reference: Path) -> None:
     out.print(table)
 
 
-def register(app: typer.Typer) -> None:
-    register_report(app)
+def evaluate(
+    source: Path = typer.Argument(..., exists=True, metavar="ARTIFACT", help="A seeds/labels/predictions/cams artifact (.h5) or a folder of <id>.png masks."),
+    dataset: str = DatasetOpt,
+    data_root: Optional[Path] = DataRootOpt,
+    split: str = typer.Option("val", "--split", help="Split whose ground-truth masks are compared."),
+    labels_file: Optional[Path] = LabelsFileOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", help="For CAMs: background score in the argmax."),
+    sweep: bool = typer.Option(False, "--sweep", help="For CAMs: try thresholds 0.05..0.95 and report the best."),
+    json_out: Optional[Path] = JsonOpt,
+    relative_to: Optional[Path] = typer.Option(None, "--relative-to", exists=True, help=(
+        "An earlier labels/seeds artifact of the same images: also score what ARTIFACT changed of it "
+        "(pixels added and their precision per class; wrong reference pixels corrected or kept).")),
+) -> None:
+    """mIoU, pixel accuracy, mean class accuracy, fwIoU, per-class IoU, precision and coverage."""
+    to_stdout = json_out is not None and str(json_out) == "-"
+    cfg = evaluate_stage.EvaluateConfig(
+        source=source,
+        data=data_config(dataset, data_root, split, labels_file, cache_dir),
+        cam_bg_thresh=cam_bg_thresh,
+        sweep=sweep,
+        json_out=None if to_stdout else json_out,
+        relative_to=relative_to,
+    )
+    with progress_bar("evaluate") as update:
+        result = evaluate_stage.run(cfg, progress=update)
+    if to_stdout:
+        out.print_json(json.dumps(result.details.to_dict(), default=str))
+        return
+    p = result.details.protocol
+    print_report(result.details, f"{p['source_kind']} {source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
+    if result.details.changes is not None:
+        print_changes(result.details.changes, relative_to)
+    print_result(result)
 
-    @app.command("evaluate")
-    @handle_errors
-    def evaluate(
-        source: Path = typer.Argument(..., exists=True, help="A seeds/labels/predictions/cams artifact (.h5) or a folder of <id>.png masks."),
-        dataset: str = DatasetOpt,
-        data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("val", "--split", help="Split whose ground-truth masks are compared."),
-        labels_file: Optional[Path] = LabelsFileOpt,
-        cache_dir: Optional[Path] = CacheDirOpt,
-        cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", help="For CAMs: background score in the argmax."),
-        sweep: bool = typer.Option(False, "--sweep", help="For CAMs: try thresholds 0.05..0.95 and report the best."),
-        json_out: Optional[Path] = typer.Option(None, "--json", help="Write every number and the protocol to this JSON file."),
-        relative_to: Optional[Path] = typer.Option(None, "--relative-to", exists=True, help=(
-            "An earlier labels/seeds artifact of the same images: also score what SOURCE changed of it "
-            "(pixels added and their precision per class; wrong reference pixels corrected or kept).")),
-    ) -> None:
-        """mIoU, pixel accuracy, mean class accuracy, fwIoU, per-class IoU, precision and coverage."""
-        cfg = evaluate_stage.EvaluateConfig(
-            source=source,
-            data=data_config(dataset, data_root, split, labels_file, cache_dir),
-            cam_bg_thresh=cam_bg_thresh,
-            sweep=sweep,
-            json_out=json_out,
-            relative_to=relative_to,
-        )
-        with progress_bar("evaluate") as update:
-            result = evaluate_stage.run(cfg, progress=update)
-        p = result.details.protocol
-        print_report(result.details, f"{p['source_kind']} {source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
-        if result.details.changes is not None:
-            print_changes(result.details.changes, relative_to)
-        print_result(result)
 
-
-def register_report(app: typer.Typer) -> None:
-    @app.command("report")
-    @handle_errors
-    def report(
-        files: list[Path] = typer.Argument(..., exists=True, help="JSON files written by `dgcn evaluate --json`."),
-        by_seed: bool = typer.Option(False, "--by-seed", help="Merge rows that differ only in their training seed: mean ± sample std."),
-        per_class: bool = typer.Option(False, "--per-class", help="Also a table of per-class IoU (mean over a row's runs)."),
-        out_file: Optional[Path] = typer.Option(None, "--out", help="Also write the table as text to this file."),
-    ) -> None:
-        """One table over several `evaluate --json` results (seeds, proxy labels, predictions, ...).
-
-        Rows are named from what each evaluated artifact records (its kind; the network's
-        stage, expander and seed), not from file paths."""
-        result = report_stage.run(report_stage.ReportConfig(files=tuple(files), by_seed=by_seed, per_class=per_class, out=out_file))
-        for t in report_stage.tables(result.details):
-            out.print(t)
-        print_result(result)
+COMMAND = Command('evaluate', evaluate_stage, evaluate)

@@ -10,6 +10,7 @@ from stages import infer as infer_stage
 from stages.core.predict.segmenter import TEST_SCALES
 
 from .common import (
+    Command,
     CacheDirOpt,
     DataRootOpt,
     DeviceOpt,
@@ -17,59 +18,58 @@ from .common import (
     OverwriteOpt,
     ResumeOpt,
     data_config,
-    handle_errors,
     parse_scales,
     print_result,
     progress_bar,
 )
 
 
-def register(app: typer.Typer) -> None:
-    @app.command("infer")
-    @handle_errors
-    def infer(
-        checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, dir_okay=False, help="Segmentation checkpoint from `dgcn train` or `dgcn retrain`."),
-        dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset whose split to predict: voc, coco, demo or folder (or use --images)."),
-        data_root: Optional[Path] = DataRootOpt,
-        split: str = typer.Option("val", "--split", help="Split to predict (with --dataset)."),
-        labels_file: Optional[Path] = LabelsFileOpt,
-        cache_dir: Optional[Path] = CacheDirOpt,
-        images: Optional[Path] = typer.Option(None, "--images", exists=True, file_okay=False, help="A folder of images (any size; JPEG, PNG, ...) instead of a dataset; id = file name stem."),
-        out_dir: Path = typer.Option(..., "--out", help="Output folder: pred.h5 and png/<id>.png."),
-        scales: str = typer.Option(",".join(f"{s:g}" for s in TEST_SCALES), "--scales", help="Test scales, comma-separated."),
-        flip: bool = typer.Option(True, "--flip/--no-flip", help="Also average over horizontal mirrors."),
-        combine: str = typer.Option("softmax", "--combine", help="softmax: mean of per-scale softmaxes; logits: logits summed over scales, one softmax (the published evaluate.py)."),
-        crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF at full image size (the paper's protocol)."),
-        save_probs: bool = typer.Option(False, "--save-probs", help="Also store class probabilities (float16, C x H x W) in pred.h5."),
-        png: bool = typer.Option(True, "--png/--no-png", help="Write VOC-coloured palette PNGs to <out>/png."),
-        voc_results: Optional[Path] = typer.Option(None, "--voc-results", file_okay=False, help="With --dataset voc: also write each prediction as DIR/results/VOC2012/Segmentation/comp6_<split>_cls/<id>.png, the layout the VOC evaluation server takes (upload a tar of DIR/results); how --split test is scored."),
-        batch_size: int = typer.Option(1, "--batch-size", help="Images per batch; images of the same size share forward passes."),
-        workers: int = typer.Option(2, "--workers", help="Image-decoding worker processes."),
-        crf_workers: int = typer.Option(0, "--crf-workers", help="CRF worker processes (0: in the main process)."),
-        device: str = DeviceOpt,
-        resume: bool = ResumeOpt,
-        overwrite: bool = OverwriteOpt,
-    ) -> None:
-        """Predict label maps with a trained segmentation network: multi-scale + flip, dense CRF."""
-        cfg = infer_stage.InferConfig(
-            checkpoint=checkpoint,
-            out=out_dir,
-            data=data_config(dataset, data_root, split, labels_file, cache_dir) if dataset is not None else None,
-            images=images,
-            scales=parse_scales(scales),
-            flip=flip,
-            combine=combine,
-            crf=crf,
-            save_probs=save_probs,
-            png=png,
-            voc_results=voc_results,
-            batch_size=batch_size,
-            workers=workers,
-            crf_workers=crf_workers,
-            device=device,
-            resume=resume,
-            overwrite=overwrite,
-        )
-        with progress_bar("infer") as update:
-            result = infer_stage.run(cfg, progress=update)
-        print_result(result)
+def infer(
+    checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, dir_okay=False, help="Segmentation checkpoint from `dgcn train` or `dgcn retrain`."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset whose split to predict: voc, coco, demo or folder (or use --images)."),
+    data_root: Optional[Path] = DataRootOpt,
+    split: str = typer.Option("val", "--split", help="Split to predict (with --dataset)."),
+    labels_file: Optional[Path] = LabelsFileOpt,
+    cache_dir: Optional[Path] = CacheDirOpt,
+    images: Optional[Path] = typer.Option(None, "--images", exists=True, file_okay=False, help="A folder of images (any size; JPEG, PNG, ...) instead of a dataset; id = file name stem."),
+    out_dir: Path = typer.Option(..., "--out", help="Output folder: pred.h5 and png/<id>.png."),
+    scales: str = typer.Option(",".join(f"{s:g}" for s in TEST_SCALES), "--scales", help="Test scales, comma-separated."),
+    flip: bool = typer.Option(True, "--flip/--no-flip", help="Also average over horizontal mirrors."),
+    combine: str = typer.Option("softmax", "--combine", help="softmax: mean of per-scale softmaxes; logits: logits summed over scales, one softmax (the published evaluate.py)."),
+    crf: bool = typer.Option(True, "--crf/--no-crf", help="Dense CRF at full image size (the paper's protocol)."),
+    save_probs: bool = typer.Option(False, "--save-probs", help="Also store class probabilities (float16, C x H x W) in pred.h5."),
+    png: bool = typer.Option(True, "--png/--no-png", help="Write VOC-coloured palette PNGs to <out>/png."),
+    voc_results: Optional[Path] = typer.Option(None, "--voc-results", file_okay=False, help="With --dataset voc: also write each prediction as DIR/results/VOC2012/Segmentation/comp6_<split>_cls/<id>.png, the layout the VOC evaluation server takes (upload a tar of DIR/results); how --split test is scored."),
+    batch_size: int = typer.Option(1, "--batch-size", help="Images per batch; images of the same size share forward passes."),
+    workers: int = typer.Option(2, "--workers", help="Image-decoding worker processes."),
+    crf_workers: int = typer.Option(0, "--crf-workers", help="CRF worker processes (0: in the main process)."),
+    device: str = DeviceOpt,
+    resume: bool = ResumeOpt,
+    overwrite: bool = OverwriteOpt,
+) -> None:
+    """Predict label maps with a trained segmentation network: multi-scale + flip, dense CRF."""
+    cfg = infer_stage.InferConfig(
+        checkpoint=checkpoint,
+        out=out_dir,
+        data=data_config(dataset, data_root, split, labels_file, cache_dir) if dataset is not None else None,
+        images=images,
+        scales=parse_scales(scales),
+        flip=flip,
+        combine=combine,
+        crf=crf,
+        save_probs=save_probs,
+        png=png,
+        voc_results=voc_results,
+        batch_size=batch_size,
+        workers=workers,
+        crf_workers=crf_workers,
+        device=device,
+        resume=resume,
+        overwrite=overwrite,
+    )
+    with progress_bar("infer") as update:
+        result = infer_stage.run(cfg, progress=update)
+    print_result(result)
+
+
+COMMAND = Command('infer', infer_stage, infer)

@@ -9,7 +9,7 @@ import typer
 
 from stages import prepare as prepare_stage
 
-from .common import CacheDirOpt, fail, handle_errors, print_result, progress_bar
+from .common import CacheDirOpt, Command, fail, handle_errors, print_result, progress_bar
 
 prepare_app = typer.Typer(
     help="Put VOC 2012 + SBD or COCO 2014 into the layout --dataset voc / coco read, from their archives, and check it.",
@@ -112,7 +112,7 @@ def _run(cfg: prepare_stage.PrepareConfig, title: str) -> None:
     print_result(result)
 
 
-def register(app: typer.Typer) -> None:
-    prepare_app.command("voc", help=VOC_HELP)(handle_errors(voc))
-    prepare_app.command("coco", help=COCO_HELP)(handle_errors(coco))
-    app.add_typer(prepare_app, name="prepare")
+prepare_app.command("voc", help=VOC_HELP)(handle_errors(voc))
+prepare_app.command("coco", help=COCO_HELP)(handle_errors(coco))
+
+COMMAND = Command("prepare", prepare_stage, prepare_app)

@@ -1,4 +1,4 @@
-"""``saliency-bg`` and ``seeds``."""
+"""``seeds``."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,12 +6,11 @@ from typing import Optional
 
 import typer
 
-from stages import saliency_bg as saliency_stage
 from stages import seeds as seeds_stage
-from stages.core.cues.saliency import SALIENCY
 from stages.core.cues.seeding import FusionConfig
 
 from .common import (
+    Command,
     CacheDirOpt,
     DataRootOpt,
     DatasetOpt,
@@ -19,33 +18,9 @@ from .common import (
     OverwriteOpt,
     ResumeOpt,
     data_config,
-    handle_errors,
     print_result,
     progress_bar,
 )
-
-
-def saliency_bg(
-    out_file: Path = typer.Option(..., "--out", help="saliency.h5 to write."),
-    dataset: str = DatasetOpt,
-    data_root: Optional[Path] = DataRootOpt,
-    split: str = typer.Option("train", "--split", help="Dataset split to process."),
-    labels_file: Optional[Path] = LabelsFileOpt,
-    cache_dir: Optional[Path] = CacheDirOpt,
-    method: str = typer.Option("mbd", "--method", help=f"Saliency method: {', '.join(SALIENCY.names())}."),
-    from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="Import <id>.png maps (0-255, 255 = salient) from another tool, e.g. DRFI."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Processes computing the maps (0: the main process); the maps are the same."),
-    resume: bool = ResumeOpt,
-    overwrite: bool = OverwriteOpt,
-) -> None:
-    """Saliency maps for background seeds: computed (MB+) or imported from PNGs."""
-    cfg = saliency_stage.SaliencyConfig(
-        out=out_file, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        method=method, from_dir=from_dir, overwrite=overwrite, resume=resume, workers=workers,
-    )
-    with progress_bar("saliency") as update:
-        result = saliency_stage.run(cfg, progress=update)
-    print_result(result)
 
 
 def seeds(
@@ -82,6 +57,4 @@ def seeds(
     print_result(result)
 
 
-def register(app: typer.Typer) -> None:
-    app.command("saliency-bg")(handle_errors(saliency_bg))
-    app.command("seeds")(handle_errors(seeds))
+COMMAND = Command('seeds', seeds_stage, seeds)

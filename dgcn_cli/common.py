@@ -8,8 +8,10 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional, TextIO, TypeVar
+from types import ModuleType
+from typing import Any, Callable, Iterator, Optional, TextIO, TypeVar
 
 import typer
 from rich.console import Console
@@ -28,6 +30,7 @@ from rich.text import Text
 from stages.core.config import DataConfig
 from stages.core.datasets import DATASETS
 from stages.core.errors import DgcnError
+from stages.core.expanders import EXPANDERS
 from stages.core.nets import BACKBONES
 from stages.core.registry import UnknownNameError
 from stages.core.stage import StageResult
@@ -285,3 +288,48 @@ def parse_range(text: str, option: str) -> tuple[float, float]:
     if len(vals) != 2:
         raise typer.BadParameter(f"expected LO,HI (or one number), got {text!r}", param_hint=option)
     return vals[0], vals[1]
+
+
+ExpanderOpt = typer.Option("graphcut", "--expander", help=f"Seed expander: {', '.join(EXPANDERS.names())}.")
+
+ExpanderOptsOpt = typer.Option([], "--expander-opt", help="Expander option KEY=VALUE (repeatable), e.g. k=9 theta=0.7 c1=10 log_base=10 workers=2.")
+
+
+def parse_options(items: list[str]) -> dict[str, Any]:
+    """KEY=VALUE pairs with int/float/bool values recognised."""
+    opts: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--expander-opt")
+        low = raw.lower()
+        if low in ("true", "false"):
+            opts[key] = low == "true"
+            continue
+        try:
+            opts[key] = int(raw)
+        except ValueError:
+            try:
+                opts[key] = float(raw)
+            except ValueError:
+                opts[key] = raw
+    return opts
+
+JsonOpt = typer.Option(None, "--json", metavar="PATH", help="Also write everything as JSON to this file ('-': print the JSON instead).")
+
+
+@dataclass(frozen=True)
+class Command:
+    """One subcommand: its name, the stage module it runs, and the function typer reads its
+    options from (or a Typer of subcommands, as ``prepare voc|coco``). ``app.COMMANDS`` lists
+    them in pipeline order, which ``dgcn --help`` follows."""
+
+    name: str
+    stage: ModuleType
+    function: Any
+
+    def register(self, app: typer.Typer) -> None:
+        if isinstance(self.function, typer.Typer):
+            app.add_typer(self.function, name=self.name)
+        else:
+            app.command(self.name)(handle_errors(self.function))

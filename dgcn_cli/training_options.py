@@ -10,6 +10,7 @@ from typing import Any
 
 import typer
 
+from stages.core.nets import DEFAULT_HEAD, HEADS
 from stages.core.train.fit import OptimConfig, RunConfig
 from stages.core.train.loop import logged_precision
 
@@ -93,3 +94,8 @@ def print_precision(run_dir: Path) -> None:
     said = logged_precision(run_dir)
     if said is not None:
         out.print(f"trained in {said} (log: {Path(run_dir) / 'train.log'})", highlight=False, soft_wrap=True)
+
+
+HeadOpt = typer.Option(DEFAULT_HEAD, "--head", help=f"Segmentation head: {', '.join(HEADS)} (largefov: one 3x3 conv at dilation 12, the published code's; aspp: DeepLab-v2's rates 6/12/18/24).")
+
+FreezeBnOpt = typer.Option(None, "--freeze-bn/--train-bn", help="Keep the backbone's BatchNorm scale/shift fixed (the published code). Default: frozen for pretrained weights, trained for --weights none.", show_default=False)

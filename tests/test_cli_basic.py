@@ -116,11 +116,15 @@ def test_inspect(tmp_path: Path, cache_dir: Path) -> None:
     assert any(ln.split() == ["count", "4"] for ln in lines), r.stdout
     assert "uint8 (8, 8)" in r.stdout
 
-    rj = invoke(["inspect", path, "--json"], cache_dir)
+    rj = invoke(["inspect", path, "--json", "-"], cache_dir)
     assert rj.exit_code == 0, rj.output
     info = json.loads(rj.stdout)
     assert info["kind"] == "seeds" and info["count"] == 4 and info["config"] == {"k": 9}
-    assert info["first_item"] == {"label": "uint8 (8, 8)"}
+    assert info["first_item"] == {"id": info["first_item"]["id"], "label": "uint8 (8, 8)"}
+    # --json PATH: the same description in a file, as evaluate --json writes its numbers
+    rf = invoke(["inspect", path, "--json", tmp_path / "info.json"], cache_dir)
+    assert rf.exit_code == 0, rf.output
+    assert json.loads((tmp_path / "info.json").read_text()) == info
 
 
 def _single_error_line(result) -> str:

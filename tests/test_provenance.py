@@ -147,7 +147,7 @@ def test_old_artifact_without_environment_reads_and_says_not_recorded(tmp_path, 
     table = runner.invoke(app, ["inspect", str(path)], env={"COLUMNS": "200"})
     assert table.exit_code == 0, table.output
     assert "environment" in table.stdout and "not recorded" in table.stdout
-    as_json = runner.invoke(app, ["inspect", "--json", str(path)])
+    as_json = runner.invoke(app, ["inspect", "--json", "-", str(path)])
     assert json.loads(as_json.stdout)["environment"] is None
 
 
@@ -156,7 +156,7 @@ def test_inspect_artifact_prints_environment(tmp_path) -> None:
     r = runner.invoke(app, ["inspect", str(path)], env={"COLUMNS": "200"})
     assert r.exit_code == 0, r.output
     assert f"torch: {torch.__version__}" in r.stdout and f"device: {provenance.cpu_name()}" in r.stdout
-    data = json.loads(runner.invoke(app, ["inspect", "--json", str(path)]).stdout)
+    data = json.loads(runner.invoke(app, ["inspect", "--json", "-", str(path)]).stdout)
     assert data["environment"]["python"] == provenance.environment()["python"]
 
 
@@ -170,7 +170,7 @@ def test_checkpoint_records_environment_and_precision(trained_checkpoint) -> Non
     assert r.exit_code == 0, r.output
     assert "precision" in r.stdout and "fp32" in r.stdout
     assert f"torch: {torch.__version__}" in r.stdout and f"device: {provenance.cpu_name()}" in r.stdout
-    data = json.loads(runner.invoke(app, ["inspect", "--json", str(trained_checkpoint)]).stdout)
+    data = json.loads(runner.invoke(app, ["inspect", "--json", "-", str(trained_checkpoint)]).stdout)
     assert data["environment"] == state["environment"]
 
 
