@@ -204,7 +204,7 @@ def trained_batch(side: int, device: str, checkpoint: Path, data_root: Path, see
     """A real training batch: the first 16 demo training images, resized so the network's
     score maps are side x side, through a trained segmentation checkpoint; its node
     features and probabilities, the images' seeds at that size and their image labels."""
-    from stages.core.config import DataConfig
+    from stages.core.datasets import DataConfig
     from stages.core.io.artifacts import ArtifactReader
     from stages.core.io.images import resize_image
     from stages.core.maps import resize_labels

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-
 from stages import curves as curves_stage
+
 from .common import Command, print_result, progress_bar
 
 

@@ -9,14 +9,14 @@ import numpy as np
 import typer
 from rich.table import Table
 
-
 from stages import evaluate as evaluate_stage
+
 from .common import (
-    JsonOpt,
-    Command,
     CacheDirOpt,
+    Command,
     DataRootOpt,
     DatasetOpt,
+    JsonOpt,
     LabelsFileOpt,
     data_config,
     out,

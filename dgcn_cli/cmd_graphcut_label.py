@@ -1,7 +1,6 @@
 """``graphcut-label``."""
 from __future__ import annotations
 
-
 from pathlib import Path
 from typing import Optional
 
@@ -10,18 +9,18 @@ import typer
 from stages import graphcut_label as gcl_stage
 
 from .common import (
-    Command,
-    ExpanderOpt,
-    ExpanderOptsOpt,
-    parse_options,
     CacheDirOpt,
+    Command,
     DataRootOpt,
     DatasetOpt,
     DeviceOpt,
+    ExpanderOpt,
+    ExpanderOptsOpt,
     LabelsFileOpt,
     OverwriteOpt,
     ResumeOpt,
     data_config,
+    parse_options,
     print_result,
     progress_bar,
 )

@@ -10,8 +10,8 @@ from stages import infer as infer_stage
 from stages.core.predict.segmenter import TEST_SCALES
 
 from .common import (
-    Command,
     CacheDirOpt,
+    Command,
     DataRootOpt,
     DeviceOpt,
     LabelsFileOpt,

@@ -9,7 +9,14 @@ import typer
 
 from stages import prepare as prepare_stage
 
-from .common import CacheDirOpt, Command, fail, handle_errors, print_result, progress_bar
+from .common import (
+    CacheDirOpt,
+    Command,
+    fail,
+    handle_errors,
+    print_result,
+    progress_bar,
+)
 
 prepare_app = typer.Typer(
     help="Put VOC 2012 + SBD or COCO 2014 into the layout --dataset voc / coco read, from their archives, and check it.",

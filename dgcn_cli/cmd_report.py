@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-
 from stages import report as report_stage
+
 from .common import (
     Command,
     out,

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import dataclasses
-
 from pathlib import Path
 from typing import Optional
 
@@ -12,15 +11,15 @@ from stages import retrain as retrain_stage
 from stages.core.train.segmenter import ModelConfig
 
 from .common import (
-    Command,
     CacheDirOpt,
+    Command,
     DataRootOpt,
     DatasetOpt,
     DeviceOpt,
     LabelsFileOpt,
     OverwriteOpt,
-    TrainResumeOpt,
     SeedOpt,
+    TrainResumeOpt,
     backbone_option,
     parse_scales,
     print_result,
@@ -28,20 +27,20 @@ from .common import (
 )
 from .run_config import RETRAIN_FIELDS, require, with_run_config
 from .training_options import (
-    FreezeBnOpt,
-    HeadOpt,
     AmpOpt,
     ConfigOpt,
     CropOpt,
     EmaOpt,
+    FreezeBnOpt,
     HeadMultOpt,
+    HeadOpt,
+    KeepEpochsOpt,
     LrStepOpt,
     NprocOpt,
     PolyPowerOpt,
     RepeatEnclosedOpt,
-    KeepEpochsOpt,
-    TensorboardOpt,
     RescaleOpt,
+    TensorboardOpt,
     ValSplitOpt,
     WorkersOpt,
     launch_distributed,
@@ -50,7 +49,6 @@ from .training_options import (
     run_config,
     split_data,
 )
-
 
 _RETRAIN = retrain_stage.RETRAIN_OPTIM  # retrain's own schedule defaults (DSRG's)
 _RETRAIN_FIELD = {f.name: f.default for f in dataclasses.fields(retrain_stage.RetrainConfig)}  # labelling, start

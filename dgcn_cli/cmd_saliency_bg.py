@@ -10,8 +10,8 @@ from stages import saliency_bg as saliency_stage
 from stages.core.cues.saliency import SALIENCY
 
 from .common import (
-    Command,
     CacheDirOpt,
+    Command,
     DataRootOpt,
     DatasetOpt,
     LabelsFileOpt,

@@ -10,8 +10,8 @@ from stages import seeds as seeds_stage
 from stages.core.cues.seeding import FusionConfig
 
 from .common import (
-    Command,
     CacheDirOpt,
+    Command,
     DataRootOpt,
     DatasetOpt,
     LabelsFileOpt,

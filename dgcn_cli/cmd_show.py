@@ -6,11 +6,11 @@ from typing import Optional
 
 import typer
 
-
 from stages import show as show_stage
+
 from .common import (
-    Command,
     CacheDirOpt,
+    Command,
     DataRootOpt,
     DatasetOpt,
     LabelsFileOpt,

@@ -1,7 +1,6 @@
 """``train``."""
 from __future__ import annotations
 
-
 from pathlib import Path
 from typing import Any, Optional
 
@@ -11,43 +10,43 @@ from stages import train as train_stage
 from stages.core.train.segmenter import ModelConfig
 
 from .common import (
-    Command,
-    ExpanderOpt,
-    ExpanderOptsOpt,
-    parse_options,
     CacheDirOpt,
+    Command,
     DataRootOpt,
     DatasetOpt,
     DeviceOpt,
+    ExpanderOpt,
+    ExpanderOptsOpt,
     LabelsFileOpt,
     OverwriteOpt,
-    TrainResumeOpt,
     SeedOpt,
+    TrainResumeOpt,
     backbone_option,
+    parse_options,
     parse_range,
     print_result,
     progress_bar,
 )
 from .run_config import TRAIN_FIELDS, require, with_run_config
 from .training_options import (
-    FreezeBnOpt,
-    HeadOpt,
     AmpOpt,
     BatchOpt,
     ConfigOpt,
     CropOpt,
     EmaOpt,
     EpochsOpt,
+    FreezeBnOpt,
     HeadMultOpt,
+    HeadOpt,
+    KeepEpochsOpt,
     LrOpt,
     LrScheduleOpt,
     LrStepOpt,
     NprocOpt,
     PolyPowerOpt,
     RepeatEnclosedOpt,
-    KeepEpochsOpt,
-    TensorboardOpt,
     RescaleOpt,
+    TensorboardOpt,
     ValSplitOpt,
     WarmupOpt,
     WorkersOpt,

@@ -27,8 +27,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from stages.core.config import DataConfig
-from stages.core.datasets import DATASETS
+from stages.core.datasets import DATASETS, DataConfig
 from stages.core.errors import DgcnError
 from stages.core.expanders import EXPANDERS
 from stages.core.nets import BACKBONES

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from stages import cam, evaluate, infer, saliency_bg, seeds, train
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.cues.seeding import FusionConfig
 from stages.core.datasets.demo import DemoConfig, write_demo_dataset
 from stages.core.train.classifier import ClassifierConfig

@@ -16,8 +16,8 @@ import numpy as np
 import torch
 
 from .core import checks
-from .core.config import DataConfig, to_jsonable
-from .core.datasets import SegDataset, WeakDataset
+from .core.config import to_jsonable
+from .core.datasets import DataConfig, SegDataset, WeakDataset
 from .core.device import resolve_device
 from .core.errors import DatasetError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill

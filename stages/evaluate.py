@@ -21,7 +21,8 @@ from typing import Optional
 import numpy as np
 
 from .core import checks, provenance
-from .core.config import DataConfig, to_jsonable
+from .core.config import to_jsonable
+from .core.datasets import DataConfig
 from .core.errors import DatasetError, DgcnError
 from .core.eval.changes import LabelChanges
 from .core.eval.metrics import ConfusionMatrix, SegMetrics

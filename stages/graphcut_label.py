@@ -21,8 +21,9 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
-from .core.config import DataConfig, to_jsonable
+from .core.config import to_jsonable
 from .core.cues.crf import crf_on_batch
+from .core.datasets import DataConfig
 from .core.device import autocast, resolve_device
 from .core.expanders import build_expander, check_expander_options, to_image_size
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill

@@ -29,11 +29,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from .core import checks
-from .core.config import DataConfig, to_jsonable
+from .core.config import to_jsonable
 from .core.cues.crf import CrfConfig, CrfPool
+from .core.datasets import DataConfig
 from .core.device import resolve_device
 from .core.errors import ArtifactError, DatasetError, DgcnError
-from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, partial_path
+from .core.io.artifacts import (
+    ArtifactMeta,
+    ArtifactReader,
+    ArtifactWriter,
+    partial_path,
+)
 from .core.io.images import IMAGE_SUFFIXES, read_image, write_palette_png
 from .core.predict.segmenter import (
     COMBINE,

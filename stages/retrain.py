@@ -25,13 +25,18 @@ import torch
 import torch.nn.functional as F
 
 from .core import checks
-from .core.config import DataConfig, to_jsonable
+from .core.config import to_jsonable
 from .core.cues.crf import CrfConfig, CrfPool
-from .core.datasets import WeakDataset
+from .core.datasets import DataConfig, WeakDataset
 from .core.device import resolve_device
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, Pending, fill
-from .core.io.checkpoint import load_checkpoint, load_model_state, require_kind, weights_fingerprint
+from .core.io.checkpoint import (
+    load_checkpoint,
+    load_model_state,
+    require_kind,
+    weights_fingerprint,
+)
 from .core.maps import IGNORE, resize_labels
 from .core.predict.segmenter import (
     COMBINE,
@@ -42,7 +47,6 @@ from .core.predict.segmenter import (
 from .core.stage import Progress, StageResult, wrote
 from .core.train.fit import OptimConfig, RunConfig, fit, is_main_process
 from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
-
 
 #: DSRG's retraining (speedinghzl/DSRG ``training/experiment/seed_mc/solver-f.prototxt``): lr 1e-3,
 #: Caffe's poly policy (power 0.9), no warm-up, 20,000 iterations at batch 10, i.e. 18.9 epochs

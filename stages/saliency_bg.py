@@ -7,18 +7,18 @@ Stored as float16 ``saliency`` (H, W) in [0, 1] at the image's resolution.
 """
 from __future__ import annotations
 
+import multiprocessing as mp
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
 
-import multiprocessing as mp
-from concurrent.futures import ProcessPoolExecutor
-
 import numpy as np
 
 from .core import checks
-from .core.config import DataConfig, to_jsonable
+from .core.config import to_jsonable
 from .core.cues.saliency import SALIENCY, load_saliency_png
+from .core.datasets import DataConfig
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.io.images import read_image, resize_map

@@ -27,12 +27,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
-from .core.config import DataConfig, to_jsonable
+from .core.config import to_jsonable
 from .core.cues.seeding import CUE_OVERLAPS, FusionConfig, cues_to_seeds, fuse_seeds
+from .core.datasets import DataConfig
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.io.safe_pickle import safe_load

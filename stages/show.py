@@ -16,8 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from .core.config import DataConfig
-from .core.datasets import SegDataset
+from .core.datasets import DataConfig, SegDataset
 from .core.errors import ArtifactError, DatasetError, DgcnError
 from .core.eval import render
 from .core.io.artifacts import ArtifactReader

@@ -22,14 +22,19 @@ from typing import Any, Mapping, Optional
 import torch
 
 from .core import checks
-from .core.config import DataConfig
 from .core.cues.crf import BOUNDARY_CRF, CrfPool, submit_batch
+from .core.datasets import DataConfig
 from .core.errors import DgcnError
 from .core.expanders import build_expander, check_expander_options
 from .core.maps import IGNORE, present_matrix, resize_labels
 from .core.stage import Progress, StageResult, wrote
 from .core.train.fit import OptimConfig, RunConfig, fit
-from .core.train.losses import RATIO_CLIP, balanced_seed_loss, boundary_loss, supervision_stats
+from .core.train.losses import (
+    RATIO_CLIP,
+    balanced_seed_loss,
+    boundary_loss,
+    supervision_stats,
+)
 from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
 
 

@@ -99,7 +99,7 @@ def train_demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def train_data(train_demo_root: Path):
-    from stages.core.config import DataConfig
+    from stages.core.datasets import DataConfig
 
     return DataConfig(dataset="demo", data_root=train_demo_root, split="train")
 

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from dgcn_cli.app import app
 from stages import saliency_bg
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.cues.saliency import compute_saliency
 from stages.core.datasets import build_dataset
 from stages.core.datasets.demo import DemoConfig, write_demo_dataset

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from dgcn_cli.app import app
 from stages import cam
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.datasets.voc import VocDataset
 from stages.core.io import images
 from stages.core.io.artifacts import ArtifactReader

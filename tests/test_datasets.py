@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 from scipy import ndimage
 
-from stages.core.config import DataConfig, to_jsonable
+from stages.core.config import to_jsonable
+from stages.core.datasets import DataConfig
 from stages.core.datasets import DATASETS, SegDataset, WeakDataset, build_dataset, labels_to_vector
 from stages.core.datasets.base import default_cache_dir
 from stages.core.datasets.demo import DEMO_CLASSES, DemoConfig, ensure_demo_dataset, render_image, write_demo_dataset

@@ -69,7 +69,7 @@ def test_torchrun_two_cpu_processes(tmp_path, train_data, train_seeds, ema):
     val = [r["val_miou"] for r in records if "val_miou" in r]
     assert len(val) == 2 and all(0.0 <= v <= 1.0 for v in val)
     # the sharded, all-reduced score of the last epoch equals one process scoring every image
-    from stages.core.config import DataConfig
+    from stages.core.datasets import DataConfig
     from stages.core.train.segmenter import validate
 
     whole = validate(seg.model, DataConfig("demo", train_data.data_root, "val", cache_dir=tmp_path / "cache"), torch.device("cpu"))
@@ -99,7 +99,7 @@ def test_torchrun_classifier_two_cpu_processes(tmp_path, train_data):
     val = [r["val_map"] for r in records if "val_map" in r]
     assert len(val) == 2
     # the gathered score of the last epoch equals one process scoring every val image
-    from stages.core.config import DataConfig
+    from stages.core.datasets import DataConfig
     from stages.core.predict.classifier import load_classifier
     from stages.core.train.classifier import validate
 

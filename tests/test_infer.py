@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from dgcn_cli.app import app
 from stages import evaluate as evaluate_stage
 from stages import infer as infer_stage
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.datasets.demo import DEMO_CLASSES, DemoConfig, write_demo_dataset
 from stages.core.errors import ArtifactError, CheckpointError, OutputExistsError
 from stages.core.io.artifacts import ArtifactReader, partial_path

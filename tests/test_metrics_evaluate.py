@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from stages import evaluate as ev
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.datasets import build_dataset
 from stages.core.datasets.demo import DEMO_CLASSES
 from stages.core.datasets.voc import VOC_CLASSES

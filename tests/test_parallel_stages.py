@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from stages import retrain, saliency_bg
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.cues.crf import CrfConfig, dense_crf
 from stages.core.device import resolve_device
 from stages.core.io.artifacts import ArtifactReader

@@ -21,7 +21,7 @@ from dgcn_cli.app import app
 from fixtures_coco_archives import COCO128, build_coco_archives
 from fixtures_voc_archives import HORSE_VOC, SBD_TGZ_NAME, VOC_TAR_NAME, add_member, build_voc_archives
 from stages import prepare
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.datasets import archives as arc
 from stages.core.datasets import prepare_voc as pv
 from stages.core.errors import DgcnError

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from stages import train
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.errors import CheckpointError, OutputExistsError
 from stages.core.io.checkpoint import load_checkpoint, save_checkpoint
 from stages.core.nets import build_segmenter

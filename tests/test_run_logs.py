@@ -17,7 +17,7 @@ from dgcn_cli.app import app
 from conftest import interrupted_training
 from stages import train
 from stages.core import device as device_mod
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.errors import DgcnError
 from stages.core.io.checkpoint import load_checkpoint
 from stages.core.train import fit as fit_mod

@@ -10,7 +10,7 @@ import torch
 from fixtures_dsrg import write_dsrg_cues
 
 from stages import seeds as seeds_stage
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.cues.seeding import FusionConfig, cues_to_seeds, fuse_seeds
 from stages.core.errors import DgcnError
 from stages.core.io.artifacts import ArtifactReader

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dgcn_cli.app import app
 from stages import show as show_stage
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.datasets.demo import DEMO_CLASSES, DemoConfig, write_demo_dataset
 from stages.core.errors import DgcnError
 from stages.core.eval import render

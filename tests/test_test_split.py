@@ -14,7 +14,7 @@ from dgcn_cli.app import app
 from stages import cam as cam_stage
 from stages import infer as infer_stage
 from stages import saliency_bg, show
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.datasets.voc import VOC_CLASSES
 from stages.core.errors import DatasetError, DgcnError
 from stages.core.io.artifacts import ArtifactReader

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from dgcn_cli.app import app
 from stages import retrain, train
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 from stages.core.datasets import WeakDataset
 from stages.core.datasets.base import SegDataset
 from stages.core.datasets.voc import VocDataset

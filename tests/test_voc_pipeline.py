@@ -20,7 +20,7 @@ import pytest
 from fixtures_dsrg import write_dsrg_cues
 from fixtures_voc_archives import HORSE_VOC, build_voc_archives
 from stages import prepare
-from stages.core.config import DataConfig
+from stages.core.datasets import DataConfig
 
 REPO = Path(__file__).resolve().parents[1]
 VENV = Path(sys.prefix) if (Path(sys.prefix) / "bin" / "dgcn").exists() else None  # the venv running the tests

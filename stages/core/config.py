@@ -4,27 +4,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
-
-from .datasets import SegDataset, build_dataset
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    """Which dataset split a stage reads."""
-
-    dataset: str = "demo"
-    data_root: Optional[Path] = None
-    split: str = "train"
-    labels_file: Optional[Path] = None
-    cache_dir: Optional[Path] = None
-
-    def build(self) -> SegDataset:
-        return build_dataset(
-            self.dataset, self.data_root, self.split, labels_file=self.labels_file, cache_dir=self.cache_dir
-        )
+from typing import Any, Iterable, Mapping
 
 
 def to_jsonable(obj: Any) -> Any:

@@ -1,6 +1,8 @@
-"""Dataset registry. ``build_dataset(name, root, split, ...)`` returns a ``SegDataset``."""
+"""Dataset registry. ``build_dataset(name, root, split, ...)`` returns a ``SegDataset``;
+``DataConfig`` names a split in a stage's config and builds it."""
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -32,4 +34,20 @@ def build_dataset(
     )
 
 
-__all__ = ["DATASETS", "SegDataset", "WeakDataset", "build_dataset", "default_cache_dir", "labels_to_vector"]
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset split a stage reads."""
+
+    dataset: str = "demo"
+    data_root: Optional[Path] = None
+    split: str = "train"
+    labels_file: Optional[Path] = None
+    cache_dir: Optional[Path] = None
+
+    def build(self) -> SegDataset:
+        return build_dataset(
+            self.dataset, self.data_root, self.split, labels_file=self.labels_file, cache_dir=self.cache_dir
+        )
+
+
+__all__ = ["DataConfig", "DATASETS", "SegDataset", "WeakDataset", "build_dataset", "default_cache_dir", "labels_to_vector"]

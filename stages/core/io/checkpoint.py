@@ -21,6 +21,7 @@ from ..errors import CheckpointError, DiskFullError
 from ..units import size_text
 from . import files
 from .files import atomic_path
+from .weights_file import load_state_strict, load_weights_file
 
 # free space kept in hand beyond the checkpoint's own size (zip headers, the pickled rest)
 CHECKPOINT_RESERVE = 16 * 2**20
@@ -76,8 +77,6 @@ def _disk_full(path: Path, need: int, free: int | None) -> DiskFullError:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     """A dgcn checkpoint, read with the same weights-only loader as any weights file."""
-    from ..nets.weights import load_weights_file
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
@@ -89,8 +88,6 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 def load_model_state(model: nn.Module, state_dict: Mapping[str, torch.Tensor], source: Path | str) -> None:
     """Strict load; a mismatch names the first differing keys instead of loading half a model."""
-    from ..nets.weights import load_state_strict
-
     load_state_strict(model, state_dict, source=str(source), target="the model")
 
 

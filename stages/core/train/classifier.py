@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..config import DataConfig
+from ..datasets import DataConfig
 from ..nets import Classifier, build_classifier
 from ..nets.inputs import to_tensor
 from .fit import Task

@@ -22,13 +22,19 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import checks, provenance
-from ..config import RUNTIME_KEYS, DataConfig, config_fingerprint, to_jsonable
-from ..datasets import WeakDataset
-from ..device import autocast, grad_scaler, place, precision, resolve_device, seed_everything
+from ..config import RUNTIME_KEYS, config_fingerprint, to_jsonable
+from ..datasets import DataConfig, WeakDataset
+from ..device import (
+    autocast,
+    grad_scaler,
+    place,
+    precision,
+    resolve_device,
+    seed_everything,
+)
 from ..errors import DgcnError
 from ..stage import Progress
 from .batches import WeakTrainSet, epoch_loader
-from .repeated_sgd import RepeatedSGD, enclosing_counts, repeated_groups
 from .loop import (
     LoopConfig,
     RunFolder,
@@ -39,6 +45,7 @@ from .loop import (
     run_loop,
     warmup_length,
 )
+from .repeated_sgd import RepeatedSGD, enclosing_counts, repeated_groups
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..config import DataConfig
+from ..datasets import DataConfig
 from ..eval.metrics import ConfusionMatrix
 from ..io.artifacts import ArtifactReader
 from ..maps import resize_scores
