@@ -74,7 +74,7 @@ def print_changes(ch: dict, reference: Path) -> None:
 
 def evaluate(
     source: Path = typer.Argument(..., exists=True, metavar="ARTIFACT", help="A seeds/labels/predictions/cams artifact (.h5) or a folder of <id>.png masks."),
-    dataset: str = DatasetOpt,
+    dataset: Optional[str] = DatasetOpt,
     data_root: Optional[Path] = DataRootOpt,
     split: str = typer.Option("val", "--split", help="Split whose ground-truth masks are compared."),
     labels_file: Optional[Path] = LabelsFileOpt,

@@ -30,7 +30,7 @@ def graphcut_label(
     checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, help="Segmentation checkpoint from `dgcn train`."),
     seeds: Path = typer.Option(..., "--seeds", exists=True, dir_okay=False, help="seeds.h5 for the same split."),
     out_file: Path = typer.Option(..., "--out", help="labels.h5 to write."),
-    dataset: str = DatasetOpt,
+    dataset: Optional[str] = DatasetOpt,
     data_root: Optional[Path] = DataRootOpt,
     split: str = typer.Option("train", "--split", help="Dataset split to process."),
     labels_file: Optional[Path] = LabelsFileOpt,

@@ -12,11 +12,14 @@ from stages.core.predict.segmenter import TEST_SCALES
 from .common import (
     CacheDirOpt,
     Command,
+    CrfWorkersOpt,
     DataRootOpt,
+    DatasetOpt,
     DeviceOpt,
     LabelsFileOpt,
     OverwriteOpt,
     ResumeOpt,
+    WorkersOpt,
     data_config,
     parse_scales,
     print_result,
@@ -25,8 +28,9 @@ from .common import (
 
 
 def infer(
+    ctx: typer.Context,
     checkpoint: Path = typer.Option(..., "--checkpoint", exists=True, dir_okay=False, help="Segmentation checkpoint from `dgcn train` or `dgcn retrain`."),
-    dataset: Optional[str] = typer.Option(None, "--dataset", help="Dataset whose split to predict: voc, coco, demo or folder (or use --images)."),
+    dataset: Optional[str] = DatasetOpt,
     data_root: Optional[Path] = DataRootOpt,
     split: str = typer.Option("val", "--split", help="Split to predict (with --dataset)."),
     labels_file: Optional[Path] = LabelsFileOpt,
@@ -41,13 +45,17 @@ def infer(
     png: bool = typer.Option(True, "--png/--no-png", help="Write VOC-coloured palette PNGs to <out>/png."),
     voc_results: Optional[Path] = typer.Option(None, "--voc-results", file_okay=False, help="With --dataset voc: also write each prediction as DIR/results/VOC2012/Segmentation/comp6_<split>_cls/<id>.png, the layout the VOC evaluation server takes (upload a tar of DIR/results); how --split test is scored."),
     batch_size: int = typer.Option(1, "--batch-size", help="Images per batch; images of the same size share forward passes."),
-    workers: int = typer.Option(2, "--workers", help="Image-decoding worker processes."),
-    crf_workers: int = typer.Option(0, "--crf-workers", help="CRF worker processes (0: in the main process)."),
+    workers: int = WorkersOpt,
+    crf_workers: int = CrfWorkersOpt,
     device: str = DeviceOpt,
     resume: bool = ResumeOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:
-    """Predict label maps with a trained segmentation network: multi-scale + flip, dense CRF."""
+    """Predict label maps with a trained segmentation network: multi-scale + flip, dense CRF.
+    The images: a dataset split (--dataset, or DGCN_DATASET) or a folder (--images, which
+    wins over DGCN_DATASET)."""
+    if images is not None and getattr(ctx.get_parameter_source("dataset"), "name", "") == "ENVIRONMENT":
+        dataset = None
     cfg = infer_stage.InferConfig(
         checkpoint=checkpoint,
         out=out_dir,

@@ -17,6 +17,7 @@ from .common import (
     LabelsFileOpt,
     OverwriteOpt,
     ResumeOpt,
+    WorkersOpt,
     data_config,
     print_result,
     progress_bar,
@@ -25,14 +26,14 @@ from .common import (
 
 def saliency_bg(
     out_file: Path = typer.Option(..., "--out", help="saliency.h5 to write."),
-    dataset: str = DatasetOpt,
+    dataset: Optional[str] = DatasetOpt,
     data_root: Optional[Path] = DataRootOpt,
     split: str = typer.Option("train", "--split", help="Dataset split to process."),
     labels_file: Optional[Path] = LabelsFileOpt,
     cache_dir: Optional[Path] = CacheDirOpt,
     method: str = typer.Option("mbd", "--method", help=f"Saliency method: {', '.join(SALIENCY.names())}."),
     from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="Import <id>.png maps (0-255, 255 = salient) from another tool, e.g. DRFI."),
-    workers: int = typer.Option(0, "--workers", min=0, help="Processes computing the maps (0: the main process); the maps are the same."),
+    workers: int = WorkersOpt,
     resume: bool = ResumeOpt,
     overwrite: bool = OverwriteOpt,
 ) -> None:

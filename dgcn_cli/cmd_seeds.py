@@ -25,7 +25,7 @@ from .common import (
 
 def seeds(
     out_file: Path = typer.Option(..., "--out", help="seeds.h5 to write."),
-    dataset: str = DatasetOpt,
+    dataset: Optional[str] = DatasetOpt,
     data_root: Optional[Path] = DataRootOpt,
     split: str = typer.Option("train", "--split", help="Dataset split to process."),
     labels_file: Optional[Path] = LabelsFileOpt,

@@ -27,7 +27,7 @@ def _split_ids(text: Optional[str]) -> tuple[str, ...]:
 
 def show(
     out_path: Path = typer.Option(..., "--out", help="PNG file to write (replaced if it exists)."),
-    dataset: str = DatasetOpt,
+    dataset: Optional[str] = DatasetOpt,
     data_root: Optional[Path] = DataRootOpt,
     split: str = typer.Option("train", "--split", help="Split whose images are shown."),
     labels_file: Optional[Path] = LabelsFileOpt,

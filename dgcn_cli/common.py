@@ -27,6 +27,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from stages.core.checks import OptionError
 from stages.core.datasets import DATASETS, DataConfig
 from stages.core.errors import DgcnError
 from stages.core.expanders import EXPANDERS
@@ -40,7 +41,11 @@ out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get
 
 F = TypeVar("F", bound=Callable)
 
-DatasetOpt = typer.Option("demo", "--dataset", help=f"Dataset: {', '.join(DATASETS.names())} (folder: your own images + labels CSV).")
+# required, or set once for a shell session: a default would let a forgotten --dataset run
+# on the demo data and write its results under the names meant for the user's own
+DatasetOpt = typer.Option(None, "--dataset", envvar="DGCN_DATASET", show_envvar=True,
+                          help=f"Dataset: {', '.join(DATASETS.names())} (folder: your own images + labels CSV); "
+                               "required unless DGCN_DATASET is set (or --config names it).")
 DataRootOpt = typer.Option(None, "--data-root", help="Dataset folder (VOCdevkit/VOC2012, the COCO root, or your folder). Not needed for demo.")
 LabelsFileOpt = typer.Option(None, "--labels-file", help="Image-level labels from a file ('id cls cls ...' lines, or cls_labels.npy) instead of deriving them from masks.")
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="DGCN_CACHE", help="Where derived data (labels, rasterised masks, demo data) is cached. Default ~/.cache/dgcn.")
@@ -59,7 +64,9 @@ def backbone_option(default: str, note: str = "") -> typer.models.OptionInfo:
     return typer.Option(default, "--backbone", help=f"Backbone: {', '.join(BACKBONES.names())}{note}.")
 
 
-def data_config(dataset: str, data_root: Optional[Path], split: str, labels_file: Optional[Path], cache_dir: Optional[Path]) -> DataConfig:
+def data_config(dataset: Optional[str], data_root: Optional[Path], split: str, labels_file: Optional[Path], cache_dir: Optional[Path]) -> DataConfig:
+    if dataset is None:
+        raise OptionError(f"--dataset is required ({', '.join(DATASETS.names())}), or set DGCN_DATASET")
     return DataConfig(dataset=dataset, data_root=data_root, split=split, labels_file=labels_file, cache_dir=cache_dir)
 
 
@@ -314,6 +321,10 @@ def parse_options(items: list[str]) -> dict[str, Any]:
                 opts[key] = raw
     return opts
 
+# one default for every command: what runs in worker processes never changes a result
+# (augmentation is a function of seed, epoch and image; CRFs and maps are per image)
+WorkersOpt = typer.Option(2, "--workers", min=0, help="Worker processes loading images (decoding, augmenting; for saliency-bg: computing the maps); 0: the main process. Results do not depend on it.")
+CrfWorkersOpt = typer.Option(1, "--crf-workers", min=0, help="Processes running the dense CRFs while the network works on (0: the main process). Results do not depend on it.")
 JsonOpt = typer.Option(None, "--json", metavar="PATH", help="Also write everything as JSON to this file ('-': print the JSON instead).")
 
 

@@ -28,7 +28,6 @@ CropOpt = typer.Option(321, "--crop", help="Training crop size (paper: 321).")
 LrOpt = typer.Option(5e-4, "--lr", help="Backbone learning rate (the head gets --head-lr-mult times it).")
 WarmupOpt = typer.Option("200", "--warmup", help="Warm-up: iterations (paper: 200, about 4% of its VOC run), or a share of this run's iterations such as 5%.")
 AmpOpt = typer.Option(True, "--amp/--no-amp", help="Mixed precision on CUDA: bf16 autocast, fp16 with a gradient scaler on GPUs without bf16.")
-WorkersOpt = typer.Option(0, "--workers", help="Data-loader worker processes.")
 ValSplitOpt = typer.Option(None, "--val-split", help="Validate after each epoch on this split and keep the best in best.pt: single-scale mIoU for a segmenter, mAP of the image labels for the classifier.")
 LrStepOpt = typer.Option(3.0, "--lr-step-epochs", help="Multiply the learning rate by 0.3 every this many epochs (paper: 3; --lr-schedule step).")
 LrScheduleOpt = typer.Option("step", "--lr-schedule",

@@ -33,3 +33,24 @@ def test_help_follows_the_pipeline_order():
     out = CliRunner().invoke(app, ["--help"], env={"COLUMNS": "200"}).output
     listed = [n for n in re.findall(r"^│ ([a-z][a-z-]*)\s{2,}", out, flags=re.M)]
     assert listed == PIPELINE == [c.name for c in COMMANDS]
+
+
+def test_dataset_is_required_or_taken_from_the_environment(tmp_path):
+    runner = CliRunner()
+    args = ["saliency-bg", "--split", "train", "--out", str(tmp_path / "s.h5")]
+    missing = runner.invoke(app, args, env={"DGCN_DATASET": None})
+    assert missing.exit_code == 2 and "--dataset is required" in missing.output
+    assert not (tmp_path / "s.h5").exists()
+    # the same command with the dataset from the environment gets past it (to the demo data's root)
+    from_env = runner.invoke(app, [*args, "--data-root", str(tmp_path / "nowhere")], env={"DGCN_DATASET": "demo"})
+    assert "--dataset is required" not in from_env.output
+
+
+def test_every_workers_option_has_one_default():
+    defaults = {}
+    for c in COMMANDS:
+        cmd = typer.main.get_command(app).commands[c.name]
+        for p in getattr(cmd, "params", []):
+            if p.name in ("workers", "crf_workers"):
+                defaults.setdefault(p.name, set()).add(p.default)
+    assert defaults == {"workers": {2}, "crf_workers": {1}}
