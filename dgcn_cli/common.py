@@ -323,7 +323,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
 
 # one default for every command: what runs in worker processes never changes a result
 # (augmentation is a function of seed, epoch and image; CRFs and maps are per image)
-WorkersOpt = typer.Option(2, "--workers", min=0, help="Worker processes loading images (decoding, augmenting; for saliency-bg: computing the maps); 0: the main process. Results do not depend on it.")
+WorkersOpt = typer.Option(0, "--workers", min=0, help="Worker processes loading images (decoding, augmenting; for saliency-bg: computing the maps); 0: the main process. Results do not depend on it.")
 CrfWorkersOpt = typer.Option(1, "--crf-workers", min=0, help="Processes running the dense CRFs while the network works on (0: the main process). Results do not depend on it.")
 JsonOpt = typer.Option(None, "--json", metavar="PATH", help="Also write everything as JSON to this file ('-': print the JSON instead).")
 

@@ -53,4 +53,4 @@ def test_every_workers_option_has_one_default():
         for p in getattr(cmd, "params", []):
             if p.name in ("workers", "crf_workers"):
                 defaults.setdefault(p.name, set()).add(p.default)
-    assert defaults == {"workers": {2}, "crf_workers": {1}}
+    assert defaults == {"workers": {0}, "crf_workers": {1}}
