@@ -69,7 +69,7 @@ PAPER_SEG_WEIGHTS ?= imagenet
 PAPER_EXPANDER_OPTS ?= --expander graphcut --expander-opt log_base=10 --expander-opt cut_background=true
 PAPER_SCHEDULE ?= --epochs 7 --batch-size 16 --crop 321 --warmup 200
 PAPER_TRAIN_OPTS ?= $(PAPER_EXPANDER_OPTS) \
-	--boundary-loss crf --boundary-clip 0.05,20 --seed-loss-norm image --head largefov --freeze-bn --rescale 1 \
+	--boundary-loss crf --boundary-clip 0.05,20 --seed-loss-per-image --head largefov --freeze-bn --rescale 1 \
 	$(PAPER_SCHEDULE) --lr 5e-4
 # Retraining as DSRG's second step, which the paper says it follows (speedinghzl/DSRG
 # seed_mc/run.sh, solver-f.prototxt): from the trained model's weights, on its multi-scale

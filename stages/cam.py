@@ -16,6 +16,8 @@ import numpy as np
 import torch
 
 from .core import checks
+from .core import options
+from .core.options import opt
 from .core.config import to_jsonable
 from .core.datasets import DataConfig, SegDataset, WeakDataset
 from .core.device import resolve_device
@@ -42,9 +44,11 @@ class CamConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ClassifierConfig = field(default_factory=ClassifierConfig)
     optim: OptimConfig = CAM_OPTIM
-    cam_splits: tuple[str, ...] = ()  # splits to write CAMs for; default: the training split
-    checkpoint: Optional[Path] = None  # skip training, use this classifier
-    scales: tuple[float, ...] = (0.5, 1.0, 1.5, 2.0)
+    cam_splits: tuple[str, ...] = opt((), "Split(s) to write CAMs for (repeatable). Default: --split.", repeat=True,
+                                      aliases=("--cam-split",))
+    checkpoint: Optional[Path] = opt(None, "Use this classifier (from a previous `dgcn cam`) instead of training.", exists=True)
+    scales: tuple[float, ...] = opt((0.5, 1.0, 1.5, 2.0), "CAM scales (each also flipped).",
+                                    parse=lambda t: options.floats(t, "--scales"), show=options.show_floats)
 
     def __post_init__(self) -> None:
         checks.scales("--scales", self.scales)

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from .core import checks
+from .core import options
+from .core.options import opt
 from .core.config import to_jsonable
 from .core.cues.crf import CrfConfig, CrfPool
 from .core.datasets import DataConfig, WeakDataset
@@ -60,16 +62,20 @@ class RetrainConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = RETRAIN_OPTIM
-    checkpoint: Optional[Path] = None  # label the split with this model ...
-    labels: Optional[Path] = None  # ... or train on these proxy labels
-    scales: tuple[float, ...] = TEST_SCALES
+    checkpoint: Optional[Path] = opt(None, "Label the split with this trained model (multi-scale + CRF); training starts "
+                                           "from its weights (--init teacher).", exists=True)
+    labels: Optional[Path] = opt(None, "Or train on these proxy labels (labels.h5).", exists=True)
+    scales: tuple[float, ...] = opt(TEST_SCALES, "Scales for labelling.", parse=lambda t: options.floats(t, "--scales"),
+                                    show=options.show_floats)
     # DSRG's labelling: the published multi-scale test (logits summed, no flip), then the CRF
-    combine: str = "logits"
-    flip: bool = False
-    crf: bool = True
+    combine: str = opt("logits", "Labelling: logits summed over the scales (the published test) or softmax averaged.")
+    flip: bool = opt(False, "Also the mirror of each scale when labelling (DSRG: no).")
+    crf: bool = opt(True, "Dense CRF on the pseudo labels.")
     # "teacher": start from the checkpoint's weights (DSRG); "weights": from --weights (ImageNet)
-    init: str = "teacher"
-    crf_workers: int = 1  # processes running the labelling's CRFs while the network labels on
+    init: str = opt("teacher", "Start from the --checkpoint's weights (teacher: DSRG's retraining) or from --weights "
+                               "(weights: e.g. ImageNet).")
+    crf_workers: int = opt(1, "Processes running the labelling's CRFs while the network labels on (0: the main process). "
+                              "Results do not depend on it.")
 
 
     def __post_init__(self) -> None:

@@ -22,10 +22,12 @@ from typing import Any, Mapping, Optional
 import torch
 
 from .core import checks
+from .core import options
+from .core.options import opt
 from .core.cues.crf import BOUNDARY_CRF, CrfPool, submit_batch
 from .core.datasets import DataConfig
 from .core.errors import DgcnError
-from .core.expanders import build_expander, check_expander_options
+from .core.expanders import EXPANDERS, build_expander, check_expander_options
 from .core.maps import IGNORE, present_matrix, resize_labels
 from .core.stage import Progress, StageResult, wrote
 from .core.train.fit import OptimConfig, RunConfig, fit
@@ -41,23 +43,33 @@ from .core.train.segmenter import LazyLabelMaps, ModelConfig, segmenter_task
 @dataclass(frozen=True)
 class TrainConfig:
     run: RunConfig
-    seeds: Path
+    seeds: Path = opt(help="seeds.h5 from `dgcn seeds` (needed unless --config).", required=True, exists=True)
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
-    expander: str = "graphcut"
-    expander_options: Mapping[str, Any] = field(default_factory=dict)
-    boundary_loss: str = "crf"  # or "none"
-    boundary_weight: float = 1.0
+    expander: str = opt("graphcut", "Seed expander: {choices}.", choices=lambda: EXPANDERS.names())
+    expander_options: Mapping[str, Any] = opt(
+        help="Expander option KEY=VALUE (repeatable), e.g. k=9 theta=0.7 c1=10 log_base=10 workers=2.",
+        default_factory=dict, repeat=True, aliases=("--expander-opt",), tied_to="expander",
+        parse=lambda items: options.key_values(items, "--expander-options"))
+    boundary_loss: str = opt("crf", "crf (KL to the dense CRF of H) or none.")
+    boundary_weight: float = opt(1.0, "Weight of the boundary loss against the seeding loss.")
     # DSRG's clip of Q/H in the boundary loss (the published code's); None: plain KL
-    boundary_clip: Optional[tuple[float, float]] = RATIO_CLIP
+    boundary_clip: Optional[tuple[float, float]] = opt(
+        RATIO_CLIP, "Clip Q/H into LO,HI in the boundary loss (DSRG's and the published code's 0.05,20); none: plain KL.",
+        parse=lambda t: None if str(t).strip().lower() == "none" else options.float_range(t, "--boundary-clip"),
+        show=lambda v: "none" if v is None else options.show_floats(v))
     # seeding-loss sums divided by each image's own counts (the published code), or pooled
-    seed_loss_per_image: bool = True
-    crf_workers: int = 1
+    seed_loss_per_image: bool = opt(True, "Divide each image's seeding-loss sums by its own counts, then average over "
+                                          "the batch (the published code); off: pooled over the batch.",
+                                    negative="--seed-loss-pooled")
+    crf_workers: int = opt(1, "Processes running the dense CRFs while the network works on (0: the main process). "
+                              "Results do not depend on it.")
     # iterations trained on the seeds alone before the expander starts (0: from the first
     # step, as the paper): an expander that trusts H > theta from the start also trusts a
     # network that has seen ten batches
-    expand_after: int = 0
+    expand_after: int = opt(0, "Train on the seeds alone for this many iterations before the expander starts "
+                               "(0: from the first step, the paper).")
 
     def __post_init__(self) -> None:
         if self.boundary_loss not in ("crf", "none"):

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from ..io.names import check_name
+from ..options import opt
 from ..registry import Registry
 from .base import SegDataset, WeakDataset, default_cache_dir, labels_to_vector
 
@@ -38,11 +39,17 @@ def build_dataset(
 class DataConfig:
     """Which dataset split a stage reads."""
 
-    dataset: str = "demo"
-    data_root: Optional[Path] = None
-    split: str = "train"
-    labels_file: Optional[Path] = None
-    cache_dir: Optional[Path] = None
+    # required on the command line (or DGCN_DATASET): a default would let a forgotten
+    # --dataset run on the demo data and write under the names meant for the user's own
+    dataset: str = opt("demo", "Dataset: {choices} (folder: your own images + labels CSV); required unless "
+                       "DGCN_DATASET is set (or --config names it).", envvar="DGCN_DATASET", required=True,
+                       choices=lambda: DATASETS.names())
+    data_root: Optional[Path] = opt(None, "Dataset folder (VOCdevkit/VOC2012, the COCO root, or your folder). Not needed for demo.")
+    split: str = opt("train", "Dataset split to process.")
+    labels_file: Optional[Path] = opt(None, "Image-level labels from a file ('id cls cls ...' lines, or cls_labels.npy) "
+                                            "instead of deriving them from masks.")
+    cache_dir: Optional[Path] = opt(None, "Where derived data (labels, rasterised masks, demo data) is cached. "
+                                          "Default ~/.cache/dgcn.", envvar="DGCN_CACHE")
 
     def build(self) -> SegDataset:
         return build_dataset(

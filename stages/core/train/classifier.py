@@ -11,8 +11,9 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..datasets import DataConfig
-from ..nets import Classifier, build_classifier
+from ..nets import BACKBONES, Classifier, build_classifier
 from ..nets.inputs import to_tensor
+from ..options import opt
 from .fit import Task
 
 
@@ -21,9 +22,10 @@ class ClassifierConfig:
     """The CAM classifier. ``freeze_backbone``: train only the class layer on the pretrained
     backbone's fixed features (its BatchNorm statistics included)."""
 
-    backbone: str = "tiny"
-    weights: str = "none"
-    freeze_backbone: bool = False
+    backbone: str = opt("tiny", "Backbone: {choices}.", choices=lambda: BACKBONES.names())
+    weights: str = opt("none", "Backbone initialisation: imagenet, none, or a weights file.")
+    freeze_backbone: bool = opt(False, "Train only the class layer on the pretrained backbone's fixed features "
+                                       "(BatchNorm statistics included).", negative="--train-backbone")
 
     def build(self, num_classes: int) -> Classifier:
         # num_classes counts the background, which the classifier has no output for

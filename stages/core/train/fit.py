@@ -22,6 +22,8 @@ import torch.distributed as dist
 from torch import nn
 
 from .. import checks, provenance
+from .. import options
+from ..options import opt
 from ..config import RUNTIME_KEYS, config_fingerprint, to_jsonable
 from ..datasets import DataConfig, WeakDataset
 from ..device import (
@@ -52,28 +54,41 @@ from .repeated_sgd import RepeatedSGD, enclosing_counts, repeated_groups
 class OptimConfig:
     """docs/method.md §5: SGD, momentum 0.9, wd 5e-4, lr 5e-4 (10x head), x0.3 every 3 epochs, 200-it warm-up."""
 
-    epochs: int = 7
-    batch_size: int = 16
-    crop: int = 321
+    epochs: int = opt(7, "Training epochs.")
+    batch_size: int = opt(16, "Images per batch (per process under DDP).")
+    crop: int = opt(321, "Training crop size (paper: 321).")
     # random rescale before the crop; (1, 1) = none, as the published code trains (scale=False)
-    scale_range: tuple[float, float] = (1.0, 1.0)
-    lr: float = 5e-4
-    head_lr_mult: float = 10.0
+    scale_range: tuple[float, float] = opt((1.0, 1.0), "Random rescale range LO,HI before the crop; 1 = none (the published "
+                                                       "code; e.g. 0.7,1.3).", aliases=("--rescale",),
+                                           parse=lambda t: options.float_range(t, "--scale-range"), show=options.show_floats)
+    lr: float = opt(5e-4, "Backbone learning rate (the head gets --head-lr-mult times it).")
+    head_lr_mult: float = opt(10.0, "Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    warmup_iters: int = 200
+    warmup_iters: int = opt(200, "Warm-up: iterations (paper: 200, about 4% of its VOC run), or a share of this run's "
+                                 "iterations such as 5%.", flag="--warmup", parse=options.warmup,
+                            sets=("warmup_iters", "warmup_fraction"))
     warmup_fraction: float = 0.0  # above 0: the warm-up is this fraction of the run instead
-    step_epochs: float = 3.0
+    step_epochs: float = opt(3.0, "Multiply the learning rate by gamma (0.3) every this many epochs (paper: 3; --lr-schedule step).",
+                             aliases=("--lr-step-epochs",))
     gamma: float = 0.3
     ckpt_every: int = 50
-    ema_decay: float = 0.0  # 0: off (the paper); e.g. 0.99 averages over about 100 steps
+    ema_decay: float = opt(0.0, "Keep an exponential moving average of the weights with this decay (e.g. 0.99) and use it "
+                                "for validation and the saved model; 0 (the paper) keeps the last weights.", aliases=("--ema",))
     # "step" (x gamma every step_epochs: the published DGCN training) or "poly": Caffe's
     # (1 - it/max_it)^poly_power, DSRG's retraining (loop.Schedule); warm-up multiplies either
-    lr_schedule: str = "step"
-    poly_power: float = 0.9
+    lr_schedule: str = opt("step", "Learning-rate decay: step (x0.3 every --step-epochs, the published DGCN training) or "
+                                   "poly (lr x (1 - it/max_it)^--poly-power, Caffe's poly: DSRG's retraining). The warm-up "
+                                   "multiplies either.")
+    poly_power: float = opt(0.9, "Power of --lr-schedule poly (DSRG: 0.9).")
     # hustvl/DGCN's optimiser: each backbone parameter stepped once per module enclosing it
     # (repeated_sgd); off, every parameter steps once
-    repeat_enclosed_params: bool = False
+    repeat_enclosed_params: bool = opt(False, "Reproduce hustvl/DGCN's optimiser exactly: it lists each backbone parameter "
+                                              "once per module enclosing it (conv1, bn1, layer1-4 and each submodule down "
+                                              "to the layer holding it), so SGD steps it that many times per iteration, "
+                                              "with one momentum buffer (a ResNet bottleneck conv 3 times, a downsample "
+                                              "conv 4). Other backbones: the same walk over their top-level modules. Off: "
+                                              "every parameter steps once.")
 
     def __post_init__(self) -> None:
         checks.schedule(self)
@@ -81,19 +96,27 @@ class OptimConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    out: Path
-    device: str = "auto"
-    seed: int = 0
-    workers: int = 0
-    amp: bool = True
-    val: Optional[DataConfig] = None  # validated after each epoch (best.pt kept)
-    resume: bool = False
-    overwrite: bool = False
+    out: Path = opt(help="Run folder: config.json, metrics.jsonl, last.pt, best.pt, final.pt (needed unless --config).",
+                    required=True)
+    device: str = opt("auto", "auto (CUDA when present), cpu or cuda.")
+    seed: int = opt(0, "Random seed (the order of the images, their crops and flips, the new layers' weights).")
+    workers: int = opt(0, "Worker processes loading images (decoding, augmenting); 0: the main process. "
+                          "Results do not depend on it.")
+    amp: bool = opt(True, "Mixed precision on CUDA: bf16 autocast, fp16 with a gradient scaler on GPUs without bf16.")
+    # validated after each epoch (best.pt kept): the same data options, this split
+    val: Optional[DataConfig] = opt(None, "Validate after each epoch on this split and keep the best in best.pt: "
+                                          "single-scale mIoU for a segmenter, mAP of the image labels for the classifier.",
+                                    flag="--val-split")
+    resume: bool = opt(False, "Continue an interrupted run from its last checkpoint (same options); a finished training "
+                              "is kept, and a partly written output (CAMs, pseudo labels) continues where it stopped.")
+    overwrite: bool = opt(False, "Replace an existing output.")
     # TensorBoard scalars in <out>/tb/ (needs the optional tensorboard package); how the run
     # is watched, not what it trains: a runtime key, in no fingerprint
-    tensorboard: bool = False
+    tensorboard: bool = opt(False, "Also log the training's scalars for TensorBoard in the run folder's tb/ "
+                                   "(needs the tensorboard package: pip install 'dgcn[tensorboard]').")
     # keep every epoch's weights (epoch_<k>.pt) besides last/best/final: a runtime key too
-    keep_epochs: bool = False
+    keep_epochs: bool = opt(False, "Also keep each epoch's weights in the run folder as epoch_<k>.pt "
+                                   "(to label or predict with the network of any epoch).")
 
     def __post_init__(self) -> None:
         checks.seed_and_workers(self)

@@ -14,7 +14,9 @@ from ..datasets import DataConfig
 from ..eval.metrics import ConfusionMatrix
 from ..io.artifacts import ArtifactReader
 from ..maps import resize_scores
-from ..nets import DEFAULT_HEAD, DeepLabV2, build_segmenter
+from .. import options
+from ..options import opt
+from ..nets import BACKBONES, DEFAULT_HEAD, HEADS, DeepLabV2, build_segmenter
 from ..nets.inputs import to_tensor
 from .fit import LabelMapsFn, LossFn, Task
 
@@ -26,11 +28,15 @@ class ModelConfig:
     scale/shift fixed, as the published code does; None means yes for pretrained
     weights and no for a backbone trained from scratch (whose BatchNorm starts at 1/0)."""
 
-    backbone: str = "resnet101"
-    weights: str = "imagenet"
-    graph_layers: Optional[tuple[str, ...]] = None
-    head: str = DEFAULT_HEAD
-    freeze_bn: Optional[bool] = None
+    backbone: str = opt("resnet101", "Backbone: {choices} (paper: resnet101).", choices=lambda: BACKBONES.names())
+    weights: str = opt("imagenet", "Backbone initialisation: imagenet, none, or a weights file.")
+    graph_layers: Optional[tuple[str, ...]] = opt(None, "Comma-separated backbone layers for the graph-cut node features "
+                                                        "(default: the backbone's).", parse=options.names,
+                                                  show=lambda v: ",".join(v or ()))
+    head: str = opt(DEFAULT_HEAD, "Segmentation head: {choices} (largefov: one 3x3 conv at dilation 12, the published "
+                                  "code's; aspp: DeepLab-v2's rates 6/12/18/24).", choices=lambda: HEADS)
+    freeze_bn: Optional[bool] = opt(None, "Keep the backbone's BatchNorm scale/shift fixed (the published code). Default: "
+                                          "frozen for pretrained weights, trained for --weights none.", negative="--train-bn")
 
     @property
     def bn_frozen(self) -> bool:
