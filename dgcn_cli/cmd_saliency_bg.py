@@ -1,50 +1,19 @@
-"""``saliency-bg``."""
+"""``saliency-bg``: its options are ``SaliencyConfig``'s declared fields (``config_options``)."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Optional
-
-import typer
-
 from stages import saliency_bg as saliency_stage
-from stages.core.cues.saliency import SALIENCY
 
-from .common import (
-    CacheDirOpt,
-    Command,
-    DataRootOpt,
-    DatasetOpt,
-    LabelsFileOpt,
-    OverwriteOpt,
-    ResumeOpt,
-    WorkersOpt,
-    data_config,
-    print_result,
-    progress_bar,
-)
+from .common import Command, print_result, progress_bar
+from .config_options import config_command
 
 
-def saliency_bg(
-    out_file: Path = typer.Option(..., "--out", help="saliency.h5 to write."),
-    dataset: Optional[str] = DatasetOpt,
-    data_root: Optional[Path] = DataRootOpt,
-    split: str = typer.Option("train", "--split", help="Dataset split to process."),
-    labels_file: Optional[Path] = LabelsFileOpt,
-    cache_dir: Optional[Path] = CacheDirOpt,
-    method: str = typer.Option("mbd", "--method", help=f"Saliency method: {', '.join(SALIENCY.names())}."),
-    from_dir: Optional[Path] = typer.Option(None, "--from-dir", help="Import <id>.png maps (0-255, 255 = salient) from another tool, e.g. DRFI."),
-    workers: int = WorkersOpt,
-    resume: bool = ResumeOpt,
-    overwrite: bool = OverwriteOpt,
-) -> None:
-    """Saliency maps for background seeds: computed (MB+) or imported from PNGs."""
-    cfg = saliency_stage.SaliencyConfig(
-        out=out_file, data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        method=method, from_dir=from_dir, overwrite=overwrite, resume=resume, workers=workers,
-    )
+def _saliency_bg(cfg: saliency_stage.SaliencyConfig) -> None:
     with progress_bar("saliency") as update:
         result = saliency_stage.run(cfg, progress=update)
     print_result(result)
 
 
-COMMAND = Command('saliency-bg', saliency_stage, saliency_bg)
+saliency_bg = config_command(saliency_stage.SaliencyConfig, "saliency-bg", _saliency_bg, rerun=False,
+                             doc="Saliency maps for background seeds: computed (MB+) or imported from PNGs.")
+
+COMMAND = Command("saliency-bg", saliency_stage, saliency_bg)

@@ -66,7 +66,7 @@ def backbone_option(default: str, note: str = "") -> typer.models.OptionInfo:
 
 def data_config(dataset: Optional[str], data_root: Optional[Path], split: str, labels_file: Optional[Path], cache_dir: Optional[Path]) -> DataConfig:
     if dataset is None:
-        raise OptionError(f"--dataset is required ({', '.join(DATASETS.names())}), or set DGCN_DATASET")
+        raise OptionError(f"--dataset is needed ({', '.join(DATASETS.names())}), or set DGCN_DATASET")
     return DataConfig(dataset=dataset, data_root=data_root, split=split, labels_file=labels_file, cache_dir=cache_dir)
 
 

@@ -225,7 +225,7 @@ def read_config_file(path: Path, stage: str) -> dict:
 
 
 def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: Optional[Path], sets: list[str],
-                  stage: str) -> Any:
+                  stage: str, rerun: bool = True) -> Any:
     """The config these options ask for (the order of the module docstring)."""
     flats = flatten(cls)
     by_name = {f.name: f for f in flats}
@@ -263,8 +263,10 @@ def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: 
         _set_item(values, {f.path: f for f in flats}, cls, item)
     for flat in flats:
         if flat.opt.required and flat.path not in values:
-            extra = f", or set {flat.opt.envvar}" if flat.opt.envvar else ""
-            raise OptionError(f"{flat.flag} is needed (or --config with a run's config.json{extra})")
+            also = " (or --config with a run's config.json)" if rerun else ""
+            among = f" ({', '.join(flat.opt.choices())})" if flat.opt.choices else ""
+            env = f", or set {flat.opt.envvar}" if flat.opt.envvar else ""
+            raise OptionError(f"{flat.flag} is needed{among}{also}{env}")
     if "val" in by_name and val_split is not MISSING:
         data = _build(DataConfig, None, {k[1:]: v for k, v in values.items() if k[:1] == ("data",)})
         values[("run", "val")] = dataclasses.replace(data, split=val_split) if val_split else None
@@ -279,17 +281,18 @@ SetOpt = typer.Option(None, "--set", metavar="PATH=VALUE",
 
 
 def config_command(cls: type, stage: str, run: Callable[..., None], doc: str,
-                   extra: tuple[inspect.Parameter, ...] = ()) -> Callable[..., None]:
-    """A typer command for ``cls``: ``--config``, ``--set``, one option per declared field, and
-    ``extra`` (invocation-only options such as ``--nproc``, passed to ``run`` by name);
-    ``run(cfg, **extra)``."""
+                   extra: tuple[inspect.Parameter, ...] = (), rerun: bool = True) -> Callable[..., None]:
+    """A typer command for ``cls``: ``--config`` (with ``rerun``: a stage whose runs record a
+    config.json), ``--set``, one option per declared field, and ``extra`` (invocation-only
+    options such as ``--nproc``, passed to ``run`` by name); ``run(cfg, **extra)``."""
     flats = flatten(cls)
     flags = [f.flag for f in flats] + [a for f in flats for a in f.opt.aliases]
     if len(set(flags)) != len(flags) or len({f.name for f in flats}) != len(flats):
         raise TypeError(f"{cls.__name__}: two declared fields share a name or flag")
     params = [
         inspect.Parameter("ctx", inspect.Parameter.KEYWORD_ONLY, annotation=typer.Context),
-        inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=ConfigOpt, annotation=Optional[Path]),
+        *([inspect.Parameter("config", inspect.Parameter.KEYWORD_ONLY, default=ConfigOpt, annotation=Optional[Path])]
+          if rerun else []),
         *(_parameter(f) for f in flats),
         *extra,
         inspect.Parameter("set_", inspect.Parameter.KEYWORD_ONLY, default=SetOpt, annotation=Optional[list[str]]),
@@ -297,9 +300,9 @@ def config_command(cls: type, stage: str, run: Callable[..., None], doc: str,
     extra_names = {p.name for p in extra}
 
     def command(**kw: Any) -> None:
-        ctx, config, sets = kw.pop("ctx"), kw.pop("config"), kw.pop("set_") or []
+        ctx, config, sets = kw.pop("ctx"), kw.pop("config", None), kw.pop("set_") or []
         invocation = {k: kw.pop(k) for k in extra_names}
-        run(config_values(cls, ctx, kw, config, sets, stage), **invocation)
+        run(config_values(cls, ctx, kw, config, sets, stage, rerun), **invocation)
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}

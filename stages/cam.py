@@ -15,9 +15,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .core import checks
-from .core import options
-from .core.options import opt
+from .core import checks, options
 from .core.config import to_jsonable
 from .core.datasets import DataConfig, SegDataset, WeakDataset
 from .core.device import resolve_device
@@ -25,6 +23,7 @@ from .core.errors import DatasetError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.io.names import check_name
 from .core.nets import Classifier
+from .core.options import opt
 from .core.predict.classifier import load_classifier, multiscale_cam
 from .core.stage import Progress, StageResult, wrote
 from .core.train.classifier import ClassifierConfig, classifier_task

@@ -21,29 +21,39 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import torch
 
+from .core import options
 from .core.config import to_jsonable
 from .core.cues.crf import crf_on_batch
 from .core.datasets import DataConfig
 from .core.device import autocast, resolve_device
-from .core.expanders import build_expander, check_expander_options, to_image_size
+from .core.expanders import (
+    EXPANDERS,
+    build_expander,
+    check_expander_options,
+    to_image_size,
+)
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.maps import present_matrix, resize_labels
 from .core.nets.inputs import to_tensor
+from .core.options import opt
 from .core.predict.segmenter import load_segmenter_checkpoint
 from .core.stage import Progress, StageResult, wrote
 
 
 @dataclass(frozen=True)
 class GraphcutLabelConfig:
-    checkpoint: Path
-    seeds: Path
-    out: Path
+    checkpoint: Path = opt(help="Segmentation checkpoint from `dgcn train`.", required=True, exists=True)
+    seeds: Path = opt(help="seeds.h5 for the same split.", required=True, exists=True)
+    out: Path = opt(help="labels.h5 to write.", required=True)
     data: DataConfig = field(default_factory=DataConfig)
-    expander: str = "graphcut"
-    expander_options: Mapping[str, Any] = field(default_factory=dict)
-    device: str = "auto"
-    overwrite: bool = False
-    resume: bool = False
+    expander: str = opt("graphcut", "Seed expander: {choices}.", choices=lambda: EXPANDERS.names())
+    expander_options: Mapping[str, Any] = opt(
+        help="Expander option KEY=VALUE (repeatable), e.g. k=9 theta=0.7 c1=10 log_base=10 workers=2.",
+        default_factory=dict, repeat=True, aliases=("--expander-opt",),
+        parse=lambda items: options.key_values(items, "--expander-options"))
+    device: str = opt("auto", "auto (CUDA when present), cpu or cuda.")
+    overwrite: bool = opt(False, "Replace an existing output.")
+    resume: bool = opt(False, "Continue an interrupted run; images already done are skipped.")
 
     def __post_init__(self) -> None:
         check_expander_options(self.expander, self.expander_options)

@@ -24,9 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .core import checks
-from .core import options
-from .core.options import opt
+from .core import checks, options
 from .core.config import to_jsonable
 from .core.cues.crf import CrfConfig, CrfPool
 from .core.datasets import DataConfig, WeakDataset
@@ -40,6 +38,7 @@ from .core.io.checkpoint import (
     weights_fingerprint,
 )
 from .core.maps import IGNORE, resize_labels
+from .core.options import opt
 from .core.predict.segmenter import (
     COMBINE,
     TEST_SCALES,

@@ -22,18 +22,19 @@ from .core.datasets import DataConfig
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.io.images import read_image, resize_map
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
 
 @dataclass(frozen=True)
 class SaliencyConfig:
-    out: Path
+    out: Path = opt(help="saliency.h5 to write.", required=True)
     data: DataConfig = field(default_factory=DataConfig)
-    method: str = "mbd"
-    from_dir: Optional[Path] = None
-    overwrite: bool = False
-    resume: bool = False
-    workers: int = 0  # processes computing the maps (0: this one); the maps are the same
+    method: str = opt("mbd", "Saliency method: {choices}.", choices=lambda: SALIENCY.names())
+    from_dir: Optional[Path] = opt(None, "Import <id>.png maps (0-255, 255 = salient) from another tool, e.g. DRFI.")
+    overwrite: bool = opt(False, "Replace an existing output.")
+    resume: bool = opt(False, "Continue an interrupted run; images already done are skipped.")
+    workers: int = opt(0, "Processes computing the maps (0: the main process). Results do not depend on it.")
 
     def __post_init__(self) -> None:
         checks.number("--workers", self.workers, lo=0, integer=True)

@@ -37,22 +37,30 @@ from .core.datasets import DataConfig
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.io.safe_pickle import safe_load
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
 
 @dataclass(frozen=True)
 class SeedsConfig:
-    out: Path
+    out: Path = opt(help="seeds.h5 to write.", required=True)
     data: DataConfig = field(default_factory=DataConfig)
-    cams: Optional[Path] = None
-    saliency: Optional[Path] = None
+    cams: Optional[Path] = opt(None, "cams.h5 from `dgcn cam`.")
+    saliency: Optional[Path] = opt(None, "saliency.h5 from `dgcn saliency-bg`.")
     fusion: FusionConfig = field(default_factory=FusionConfig)
-    from_dsrg: Optional[Path] = None
-    dsrg_list: Optional[Path] = None  # DSRG's input_list.txt: 'IMAGE.jpg INDEX', for index-keyed cues
-    dsrg_overlap: str = "higher"  # a pixel cued for two classes: the higher class (published) or 255
-    from_irn: Optional[Path] = None
-    overwrite: bool = False
-    resume: bool = False
+    from_dsrg: Optional[Path] = opt(None, "Import DSRG's localization_cues-sal.pickle (its 41x41 cues over the whole image, "
+                                          "stored at the image's size), as the published code reads it: a pixel cued for "
+                                          "two classes takes the higher class index.")
+    # DSRG's input_list.txt: 'IMAGE.jpg INDEX', for index-keyed cues
+    dsrg_list: Optional[Path] = opt(None, "With --from-dsrg: the published code's input_list.txt ('IMAGE.jpg INDEX' lines), "
+                                          "whose indices key DSRG's cues ('0_labels', '0_cues'). Not needed for a pickle "
+                                          "keyed by image id.")
+    # a pixel cued for two classes: the higher class (published) or 255
+    dsrg_overlap: str = opt("higher", "With --from-dsrg, a pixel cued for two classes: higher (its higher class index, the "
+                                      "published loader's result) or unlabelled (255).")
+    from_irn: Optional[Path] = opt(None, "Use IRN-style <id>.npy CAM dictionaries from this folder instead of --cams.")
+    overwrite: bool = opt(False, "Replace an existing output.")
+    resume: bool = opt(False, "Continue an interrupted run; images already done are skipped.")
 
     def __post_init__(self) -> None:
         if self.dsrg_overlap not in CUE_OVERLAPS:

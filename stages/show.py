@@ -16,6 +16,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from .core import options
 from .core.datasets import DataConfig, SegDataset
 from .core.errors import ArtifactError, DatasetError, DgcnError
 from .core.eval import render
@@ -23,6 +24,7 @@ from .core.io.artifacts import ArtifactReader
 from .core.io.files import atomic_path
 from .core.io.images import resize_image, resize_label, resize_map
 from .core.maps import IGNORE
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
 # (config field, artifact kind, column title) in column order
@@ -39,21 +41,23 @@ UNLABELLED_LEGEND = "unlabelled"
 
 @dataclass(frozen=True)
 class ShowConfig:
-    out: Path
+    out: Path = opt(help="PNG file to write (replaced if it exists).", required=True)
     data: DataConfig = field(default_factory=DataConfig)
-    cams: Optional[Path] = None
-    saliency: Optional[Path] = None
-    seeds: Optional[Path] = None
-    labels: Optional[Path] = None
-    pred: Optional[Path] = None
-    gt: Optional[bool] = None  # None: show ground truth when the split has masks
-    ids: tuple[str, ...] = ()
-    n: int = 4
-    random: bool = False
-    seed: int = 0
-    overlay: bool = False
-    alpha: float = 0.5
-    tile: int = 160
+    cams: Optional[Path] = opt(None, "cams.h5 from `dgcn cam`: one heatmap column per present class.")
+    saliency: Optional[Path] = opt(None, "saliency.h5 from `dgcn saliency-bg`.")
+    seeds: Optional[Path] = opt(None, "seeds.h5 from `dgcn seeds` (or imported cues).")
+    labels: Optional[Path] = opt(None, "labels.h5 (proxy labels) from `dgcn graphcut-label`.")
+    pred: Optional[Path] = opt(None, "pred.h5 from `dgcn infer`.")
+    # None: show ground truth when the split has masks
+    gt: Optional[bool] = opt(None, "Ground-truth column. Default: shown when the split has masks.")
+    ids: tuple[str, ...] = opt((), "Comma-separated image ids, one row each (overrides --n).",
+                               parse=lambda t: options.names(t) or (), show=lambda v: ",".join(v))
+    n: int = opt(4, "How many images (the split's first ones unless --random).")
+    random: bool = opt(False, "Pick --n images at random (reproducible with --seed).")
+    seed: int = opt(0, "Random seed.")
+    overlay: bool = opt(False, "Draw label maps as colour overlays on the image.")
+    alpha: float = opt(0.5, "Opacity of the --overlay colours.")
+    tile: int = opt(160, "Cell size in px (longer side of each panel).")
 
     def __post_init__(self) -> None:
         if self.tile < render.MIN_TILE:

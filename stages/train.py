@@ -21,14 +21,13 @@ from typing import Any, Mapping, Optional
 
 import torch
 
-from .core import checks
-from .core import options
-from .core.options import opt
+from .core import checks, options
 from .core.cues.crf import BOUNDARY_CRF, CrfPool, submit_batch
 from .core.datasets import DataConfig
 from .core.errors import DgcnError
 from .core.expanders import EXPANDERS, build_expander, check_expander_options
 from .core.maps import IGNORE, present_matrix, resize_labels
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 from .core.train.fit import OptimConfig, RunConfig, fit
 from .core.train.losses import (

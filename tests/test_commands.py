@@ -39,11 +39,11 @@ def test_dataset_is_required_or_taken_from_the_environment(tmp_path):
     runner = CliRunner()
     args = ["saliency-bg", "--split", "train", "--out", str(tmp_path / "s.h5")]
     missing = runner.invoke(app, args, env={"DGCN_DATASET": None})
-    assert missing.exit_code == 2 and "--dataset is required" in missing.output
+    assert missing.exit_code == 2 and "--dataset is needed" in missing.output
     assert not (tmp_path / "s.h5").exists()
     # the same command with the dataset from the environment gets past it (to the demo data's root)
     from_env = runner.invoke(app, [*args, "--data-root", str(tmp_path / "nowhere")], env={"DGCN_DATASET": "demo"})
-    assert "--dataset is required" not in from_env.output
+    assert "--dataset is needed" not in from_env.output
 
 
 def test_every_workers_option_has_one_default():

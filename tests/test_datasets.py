@@ -269,7 +269,7 @@ def test_forgotten_dataset_option_names_the_layout_found(tmp_path: Path, cache_d
     r = CliRunner().invoke(app, ["saliency-bg", "--data-root", str(voc), "--out", str(tmp_path / "sal.h5")])
     errors = [ln for ln in r.output.splitlines() if ln.startswith("error:")]
     # a forgotten --dataset is asked for, not guessed (there is no default dataset)
-    assert r.exit_code != 0 and len(errors) == 1 and "--dataset is required" in errors[0], r.output
+    assert r.exit_code != 0 and len(errors) == 1 and "--dataset is needed" in errors[0], r.output
     assert "Traceback" not in r.output
 
 

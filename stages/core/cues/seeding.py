@@ -13,17 +13,19 @@ import numpy as np
 from .. import checks
 from ..errors import DgcnError
 from ..maps import IGNORE
+from ..options import opt
 
 
 @dataclass(frozen=True)
 class FusionConfig:
-    fg_thresh: float = 0.3  # a class seeds where its max-normalised CAM reaches this
-    bg_source: str = "saliency"  # or "cam": background where every CAM is low (AffinityNet)
-    bg_sal_thresh: float = 0.1  # background where saliency is below this ...
-    bg_cam_thresh: float = 0.05  # ... or, with bg_source "cam", where every CAM is below this
-    # a class seeds only where saliency also reaches this (0: off): a CAM spills over the
-    # object onto the ground around it, where saliency is low
-    fg_sal_thresh: float = 0.0
+    fg_thresh: float = opt(0.3, "A class seeds where its normalised CAM reaches this.")
+    # "cam": background where every CAM is low (AffinityNet)
+    bg_source: str = opt("saliency", "saliency, or cam: background where every CAM is low.")
+    bg_sal_thresh: float = opt(0.1, "Background where saliency is below this.")
+    bg_cam_thresh: float = opt(0.05, "With --bg-source cam: background where every CAM is below this.")
+    # a CAM spills over the object onto the ground around it, where saliency is low
+    fg_sal_thresh: float = opt(0.0, "A class seeds only where saliency also reaches this (0: off); where the CAM fires "
+                                    "on non-salient pixels they stay unlabelled.")
 
     def __post_init__(self) -> None:
         if self.bg_source not in ("saliency", "cam"):

@@ -21,9 +21,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from .. import checks, provenance
-from .. import options
-from ..options import opt
+from .. import checks, options, provenance
 from ..config import RUNTIME_KEYS, config_fingerprint, to_jsonable
 from ..datasets import DataConfig, WeakDataset
 from ..device import (
@@ -35,6 +33,7 @@ from ..device import (
     seed_everything,
 )
 from ..errors import DgcnError
+from ..options import opt
 from ..stage import Progress
 from .batches import WeakTrainSet, epoch_loader
 from .loop import (

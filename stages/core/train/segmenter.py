@@ -10,14 +10,14 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from .. import options
 from ..datasets import DataConfig
 from ..eval.metrics import ConfusionMatrix
 from ..io.artifacts import ArtifactReader
 from ..maps import resize_scores
-from .. import options
-from ..options import opt
 from ..nets import BACKBONES, DEFAULT_HEAD, HEADS, DeepLabV2, build_segmenter
 from ..nets.inputs import to_tensor
+from ..options import opt
 from .fit import LabelMapsFn, LossFn, Task
 
 
