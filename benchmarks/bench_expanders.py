@@ -29,34 +29,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import maxflow  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_timing import median_time  # noqa: E402  (benchmarks/, the script's own folder)
 
 from stages.core.expanders import build_expander  # noqa: E402
+from stages.core.expanders.base import random_inputs  # noqa: E402
 from stages.core.expanders.graphcut import _cut_jobs, tlink_capacities  # noqa: E402
 from stages.core.expanders.knn import feature_nodes, knn  # noqa: E402
 from stages.core.maps import IGNORE  # noqa: E402
-
-from bench_timing import median_time  # noqa: E402  (benchmarks/, the script's own folder)
 
 BATCH, CLASSES, CHANNELS, K = 16, 20, 64, 9
 
 
 def make_batch(side: int, device: str, seed: int = 0):
-    g = torch.Generator().manual_seed(seed)
-    feats = torch.randn(BATCH, CHANNELS, side, side, generator=g)
-    present = torch.zeros(BATCH, CLASSES + 1, dtype=torch.bool)
-    present[:, 0] = True
-    for i in range(BATCH):
-        n = int(torch.randint(1, 4, (), generator=g))
-        present[i, 1 + torch.randperm(CLASSES, generator=g)[:n]] = True
-    logits = torch.randn(BATCH, CLASSES + 1, side, side, generator=g) * 3
-    logits[~present] -= 100.0
-    probs = torch.softmax(logits, 1)
-    seeds = torch.full((BATCH, side, side), IGNORE, dtype=torch.long)
-    for i in range(BATCH):
-        cls = torch.nonzero(present[i]).flatten()
-        pick = torch.rand(side, side, generator=g) < 0.1
-        seeds[i][pick] = cls[torch.randint(len(cls), (int(pick.sum()),), generator=g)]
-    return tuple(t.to(device) for t in (feats, probs, seeds, present))
+    inputs = random_inputs(BATCH, side, side, CLASSES, CHANNELS, seed=seed, sharp=3.0, seed_frac=0.1)
+    return tuple(t.to(device) for t in inputs)
 
 
 def jobs_of(present: torch.Tensor):

@@ -1,6 +1,7 @@
 """``infer``."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -56,24 +57,13 @@ def infer(
     wins over DGCN_DATASET)."""
     if images is not None and getattr(ctx.get_parameter_source("dataset"), "name", "") == "ENVIRONMENT":
         dataset = None
+    given = dict(locals())
+    # the options named as InferConfig's fields go over as they are; the rest are read here
+    same = {f.name for f in dataclasses.fields(infer_stage.InferConfig)} - {"out", "data", "scales"}
     cfg = infer_stage.InferConfig(
-        checkpoint=checkpoint,
-        out=out_dir,
+        out=out_dir, scales=parse_scales(scales),
         data=data_config(dataset, data_root, split, labels_file, cache_dir) if dataset is not None else None,
-        images=images,
-        scales=parse_scales(scales),
-        flip=flip,
-        combine=combine,
-        crf=crf,
-        save_probs=save_probs,
-        png=png,
-        voc_results=voc_results,
-        batch_size=batch_size,
-        workers=workers,
-        crf_workers=crf_workers,
-        device=device,
-        resume=resume,
-        overwrite=overwrite,
+        **{name: given[name] for name in same},
     )
     with progress_bar("infer") as update:
         result = infer_stage.run(cfg, progress=update)

@@ -3,17 +3,8 @@ from __future__ import annotations
 
 from stages import saliency_bg as saliency_stage
 
-from .common import Command, print_result, progress_bar
-from .config_options import config_command
+from .common import Command
+from .config_options import stage_command
 
-
-def _saliency_bg(cfg: saliency_stage.SaliencyConfig) -> None:
-    with progress_bar("saliency") as update:
-        result = saliency_stage.run(cfg, progress=update)
-    print_result(result)
-
-
-saliency_bg = config_command(saliency_stage.SaliencyConfig, "saliency-bg", _saliency_bg, rerun=False,
-                             doc="Saliency maps for background seeds: computed (MB+) or imported from PNGs.")
-
-COMMAND = Command("saliency-bg", saliency_stage, saliency_bg)
+COMMAND = Command("saliency-bg", saliency_stage, stage_command(saliency_stage, saliency_stage.SaliencyConfig, "saliency-bg",
+                                                   "Saliency maps for background seeds: computed (MB+) or imported from PNGs."))

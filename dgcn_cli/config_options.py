@@ -30,6 +30,9 @@ from stages.core.checks import OptionError
 from stages.core.datasets import DataConfig
 from stages.core.options import Opt, option_of, scalar
 
+from .common import print_result, progress_bar
+from .training_options import NPROC, launch_distributed
+
 MISSING = dataclasses.MISSING
 NOT_FROM_FILE = ("resume", "overwrite")  # an invocation's, not a run's
 
@@ -309,3 +312,21 @@ def config_command(cls: type, stage: str, run: Callable[..., None], doc: str,
     command.__doc__ = doc
     command.__name__ = stage.replace("-", "_")
     return command
+
+
+def stage_command(stage: Any, cls: type, name: str, doc: str, *, rerun: bool = False, distributed: bool = False,
+                  after: Optional[Callable[[Any], None]] = None) -> Callable[..., None]:
+    """The command of a stage module whose ``run(cfg, progress)`` takes ``cls``: its options,
+    a progress bar, the result's lines, then ``after(cfg)``. ``distributed``: ``--nproc N``
+    relaunches the command under torchrun (the training stages)."""
+
+    def run(cfg: Any, nproc: int = 1) -> None:
+        if nproc > 1:
+            launch_distributed(nproc)
+        with progress_bar(name) as update:
+            result = stage.run(cfg, progress=update)
+        print_result(result)
+        if after is not None:
+            after(cfg)
+
+    return config_command(cls, name, run, doc, extra=(NPROC,) if distributed else (), rerun=rerun)

@@ -20,6 +20,7 @@ from stages.core.expanders import (
     build_expander,
     to_label_map,
 )
+from stages.core.expanders.base import random_inputs
 from stages.core.expanders.graphcut import graph_cut_one, solve_cut, tlink_capacities
 from stages.core.expanders.knn import feature_nodes, knn, knn_indices
 from stages.core.registry import UnknownNameError
@@ -31,23 +32,8 @@ PAPER_TEXT = {"override_seeds": False, "cut_background": False, "log_base": math
 
 
 def random_batch(b=3, h=9, w=10, k=5, c=8, seed=0, sharp=4.0, seed_frac=0.15):
-    """Features, skewed probabilities (so something grows), seeds of present classes, labels."""
-    g = torch.Generator().manual_seed(seed)
-    feats = torch.randn(b, c, h, w, generator=g)
-    present = torch.zeros(b, k + 1, dtype=torch.bool)
-    present[:, 0] = True
-    for i in range(b):
-        n = int(torch.randint(1, 4, (), generator=g))
-        present[i, 1 + torch.randperm(k, generator=g)[:n]] = True
-    logits = torch.randn(b, k + 1, h, w, generator=g) * sharp
-    logits[~present] -= 100.0  # absent classes get ~0 probability, as from a trained net
-    probs = torch.softmax(logits, 1)
-    seeds = torch.full((b, h, w), U, dtype=torch.long)
-    for i in range(b):
-        cls = torch.nonzero(present[i]).flatten()
-        pick = torch.rand(h, w, generator=g) < seed_frac
-        seeds[i][pick] = cls[torch.randint(len(cls), (int(pick.sum()),), generator=g)]
-    return feats, probs, seeds, present
+    """Features, skewed probabilities (so something grows), seeds of present classes."""
+    return random_inputs(b, h, w, k, c, seed=seed, sharp=sharp, seed_frac=seed_frac)
 
 
 # ----------------------------------------------------------------------------- registry

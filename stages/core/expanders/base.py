@@ -235,3 +235,26 @@ def to_image_size(supervision: torch.Tensor, seeds_small: torch.Tensor, seeds: t
     full = (supervision_mask(seeds, k1) & ~nearest(removed)) | torch.where(seed_px, on_seeds, smooth(added))
     probs_up = resize_scores(probs.float(), size)
     return to_label_map(full, probs_up)
+
+
+def random_inputs(b: int, h: int, w: int, k: int, c: int, *, seed: int = 0, sharp: float = 4.0,
+                  seed_frac: float = 0.15) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Synthetic expander inputs, the ones the tests check and the benchmarks time: (features
+    (b, c, h, w), probabilities over background + ``k`` classes skewed by ``sharp`` so something
+    grows, seeds (a ``seed_frac`` share of positions, each a present class), present (b, k+1))."""
+    g = torch.Generator().manual_seed(seed)
+    feats = torch.randn(b, c, h, w, generator=g)
+    present = torch.zeros(b, k + 1, dtype=torch.bool)
+    present[:, 0] = True
+    for i in range(b):
+        n = int(torch.randint(1, 4, (), generator=g))
+        present[i, 1 + torch.randperm(k, generator=g)[:n]] = True
+    logits = torch.randn(b, k + 1, h, w, generator=g) * sharp
+    logits[~present] -= 100.0  # absent classes get ~0 probability, as from a trained net
+    probs = torch.softmax(logits, 1)
+    seeds = torch.full((b, h, w), IGNORE, dtype=torch.long)
+    for i in range(b):
+        cls = torch.nonzero(present[i]).flatten()
+        pick = torch.rand(h, w, generator=g) < seed_frac
+        seeds[i][pick] = cls[torch.randint(len(cls), (int(pick.sum()),), generator=g)]
+    return feats, probs, seeds, present
