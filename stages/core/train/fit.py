@@ -62,7 +62,7 @@ class OptimConfig:
                                            parse=lambda t: options.float_range(t, "--scale-range"), show=options.show_floats)
     lr: float = opt(5e-4, "Backbone learning rate (the head gets --head-lr-mult times it).")
     head_lr_mult: float = opt(10.0, "Learning-rate factor of the new head (paper: 10; 1 suits a backbone trained from scratch).")
-    momentum: float = 0.9
+    momentum: float = opt(0.9, "SGD momentum (paper: 0.9).")
     weight_decay: float = 5e-4
     warmup_iters: int = opt(200, "Warm-up: iterations (paper: 200, about 4% of its VOC run), or a share of this run's "
                                  "iterations such as 5%.", flag="--warmup", parse=options.warmup,
