@@ -148,7 +148,7 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
-def _set_item(values: dict, flats_by_path: dict, cls: type, item: str) -> None:
+def _set_item(values: dict, cls: type, item: str) -> None:
     path_text, sep, raw = item.partition("=")
     path = tuple(p for p in path_text.strip().split(".") if p)
     if not sep or not path:
@@ -263,7 +263,7 @@ def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: 
             if record_value(record, owner.path) != values.get(owner.path):
                 values.pop(flat.path, None)
     for item in sets:
-        _set_item(values, {f.path: f for f in flats}, cls, item)
+        _set_item(values, cls, item)
     for flat in flats:
         if flat.opt.required and flat.path not in values:
             also = " (or --config with a run's config.json)" if rerun else ""
