@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 
 from stages import infer as infer_stage
+from stages.core import options
 from stages.core.predict.segmenter import TEST_SCALES
 
 from .common import (
@@ -22,7 +23,6 @@ from .common import (
     ResumeOpt,
     WorkersOpt,
     data_config,
-    parse_scales,
     print_result,
     progress_bar,
 )
@@ -61,7 +61,7 @@ def infer(
     # the options named as InferConfig's fields go over as they are; the rest are read here
     same = {f.name for f in dataclasses.fields(infer_stage.InferConfig)} - {"out", "data", "scales"}
     cfg = infer_stage.InferConfig(
-        out=out_dir, scales=parse_scales(scales),
+        out=out_dir, scales=options.floats(scales, "--scales"),
         data=data_config(dataset, data_root, split, labels_file, cache_dir) if dataset is not None else None,
         **{name: given[name] for name in same},
     )

@@ -30,8 +30,6 @@ from rich.text import Text
 from stages.core.checks import OptionError
 from stages.core.datasets import DATASETS, DataConfig
 from stages.core.errors import DgcnError
-from stages.core.expanders import EXPANDERS
-from stages.core.nets import BACKBONES
 from stages.core.registry import UnknownNameError
 from stages.core.stage import StageResult
 from stages.core.units import duration, rate_text
@@ -50,18 +48,8 @@ DataRootOpt = typer.Option(None, "--data-root", help="Dataset folder (VOCdevkit/
 LabelsFileOpt = typer.Option(None, "--labels-file", help="Image-level labels from a file ('id cls cls ...' lines, or cls_labels.npy) instead of deriving them from masks.")
 CacheDirOpt = typer.Option(None, "--cache-dir", envvar="DGCN_CACHE", help="Where derived data (labels, rasterised masks, demo data) is cached. Default ~/.cache/dgcn.")
 DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
-SeedOpt = typer.Option(0, "--seed", help="Random seed.")
 OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
 ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run; images already done are skipped.")
-# cam, train and retrain continue their training from the last checkpoint, not image by image
-TrainResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run from its last checkpoint (same options); "
-                                                      "a finished training is kept, and a partly written output "
-                                                      "(CAMs, pseudo labels) continues where it stopped.")
-
-
-def backbone_option(default: str, note: str = "") -> typer.models.OptionInfo:
-    """``--backbone`` with the registry's names in its help."""
-    return typer.Option(default, "--backbone", help=f"Backbone: {', '.join(BACKBONES.names())}{note}.")
 
 
 def data_config(dataset: Optional[str], data_root: Optional[Path], split: str, labels_file: Optional[Path], cache_dir: Optional[Path]) -> DataConfig:
@@ -258,68 +246,6 @@ def print_result(result: StageResult) -> None:
     if result.summary:
         out.print(result.summary, highlight=False, soft_wrap=True)
 
-
-# The parse_* helpers only turn an option's text into values; whether the values are in range
-# is for the stage's config to say (one place, the same line from the CLI and the Python API).
-
-
-def parse_scales(text: str, option: str = "--scales") -> tuple[float, ...]:
-    """Comma-separated numbers, e.g. ``0.75,1,1.25``."""
-    try:
-        return tuple(float(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise typer.BadParameter(f"expected comma-separated numbers such as 0.75,1,1.25, got {text!r}", param_hint=option) from None
-
-
-def parse_warmup(text: str) -> tuple[int, float]:
-    """``--warmup``: '200' (iterations) -> (200, 0.0); '5%' (of the run) -> (0, 0.05)."""
-    raw = text.strip()
-    try:
-        if raw.endswith("%"):
-            return 0, float(raw[:-1]) / 100
-        return int(raw), 0.0
-    except ValueError:
-        raise typer.BadParameter(f"expected iterations (200) or a share of the run's iterations (5%), got {text!r}",
-                                 param_hint="--warmup") from None
-
-
-def parse_range(text: str, option: str) -> tuple[float, float]:
-    """'LO,HI' -> (LO, HI); a single number X -> (X, X)."""
-    try:
-        vals = [float(v) for v in text.split(",")]
-    except ValueError:
-        vals = []
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2:
-        raise typer.BadParameter(f"expected LO,HI (or one number), got {text!r}", param_hint=option)
-    return vals[0], vals[1]
-
-
-ExpanderOpt = typer.Option("graphcut", "--expander", help=f"Seed expander: {', '.join(EXPANDERS.names())}.")
-
-ExpanderOptsOpt = typer.Option([], "--expander-opt", help="Expander option KEY=VALUE (repeatable), e.g. k=9 theta=0.7 c1=10 log_base=10 workers=2.")
-
-
-def parse_options(items: list[str]) -> dict[str, Any]:
-    """KEY=VALUE pairs with int/float/bool values recognised."""
-    opts: dict[str, Any] = {}
-    for item in items:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise typer.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--expander-opt")
-        low = raw.lower()
-        if low in ("true", "false"):
-            opts[key] = low == "true"
-            continue
-        try:
-            opts[key] = int(raw)
-        except ValueError:
-            try:
-                opts[key] = float(raw)
-            except ValueError:
-                opts[key] = raw
-    return opts
 
 # one default for every command: what runs in worker processes never changes a result
 # (augmentation is a function of seed, epoch and image; CRFs and maps are per image)

@@ -5,13 +5,12 @@ from dataclasses import replace
 
 import pytest
 import torch
-import typer
 
-from dgcn_cli.common import parse_warmup
 from stages import cam
 from stages.core.checks import OptionError
 from stages.core.io.checkpoint import load_checkpoint
 from stages.core.nets import build_backbone
+from stages.core.options import OptionTextError, warmup
 from stages.core.train.classifier import ClassifierConfig
 from stages.core.train.fit import OptimConfig, RunConfig
 from stages.core.train.loop import Schedule, warmup_length
@@ -59,19 +58,18 @@ def test_warmup_as_a_share_of_the_run():
 
 @pytest.mark.parametrize("text,expected", [("200", (200, 0.0)), ("5%", (0, 0.05)), (" 0 ", (0, 0.0)), ("50%", (0, 0.5))])
 def test_parse_warmup(text, expected):
-    iters, frac = parse_warmup(text)
-    assert iters == expected[0] and frac == pytest.approx(expected[1])
+    parsed = warmup(text)  # the --warmup parser every training command uses
+    assert parsed["warmup_iters"] == expected[0] and parsed["warmup_fraction"] == pytest.approx(expected[1])
 
 
 @pytest.mark.parametrize("text", ["five", "5.5", "%"])
 def test_parse_warmup_refuses_what_is_not_a_warmup(text):
-    with pytest.raises(typer.BadParameter, match="expected iterations"):
-        parse_warmup(text)
+    with pytest.raises(OptionTextError, match="takes iterations"):
+        warmup(text)
 
 
 @pytest.mark.parametrize("text,message", [("-1", "--warmup must be an integer >= 0"), ("60%", "--warmup must be .* <= 0.5")])
 def test_warmups_out_of_range_are_refused_by_the_config(text, message):
     # the parser only reads the text; the range is the config's, so the Python API refuses the same
-    iters, frac = parse_warmup(text)
     with pytest.raises(OptionError, match=message):
-        OptimConfig(warmup_iters=iters, warmup_fraction=frac)
+        OptimConfig(**warmup(text))
