@@ -1,4 +1,4 @@
-"""``evaluate``."""
+"""``evaluate``: its options are ``EvaluateConfig``'s declared fields (``config_options``)."""
 from __future__ import annotations
 
 import json
@@ -6,23 +6,12 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import typer
 from rich.table import Table
 
 from stages import evaluate as evaluate_stage
 
-from .common import (
-    CacheDirOpt,
-    Command,
-    DataRootOpt,
-    DatasetOpt,
-    JsonOpt,
-    LabelsFileOpt,
-    data_config,
-    out,
-    print_result,
-    progress_bar,
-)
+from .common import Command, json_to_stdout, out, print_result, progress_bar
+from .config_options import config_command
 
 
 def _fmt(x: Optional[float]) -> str:
@@ -72,40 +61,21 @@ def print_changes(ch: dict, reference: Path) -> None:
     out.print(table)
 
 
-def evaluate(
-    source: Path = typer.Argument(..., exists=True, metavar="ARTIFACT", help="A seeds/labels/predictions/cams artifact (.h5) or a folder of <id>.png masks."),
-    dataset: Optional[str] = DatasetOpt,
-    data_root: Optional[Path] = DataRootOpt,
-    split: str = typer.Option("val", "--split", help="Split whose ground-truth masks are compared."),
-    labels_file: Optional[Path] = LabelsFileOpt,
-    cache_dir: Optional[Path] = CacheDirOpt,
-    cam_bg_thresh: float = typer.Option(0.15, "--cam-bg-thresh", help="For CAMs: background score in the argmax."),
-    sweep: bool = typer.Option(False, "--sweep", help="For CAMs: try thresholds 0.05..0.95 and report the best."),
-    json_out: Optional[Path] = JsonOpt,
-    relative_to: Optional[Path] = typer.Option(None, "--relative-to", exists=True, help=(
-        "An earlier labels/seeds artifact of the same images: also score what ARTIFACT changed of it "
-        "(pixels added and their precision per class; wrong reference pixels corrected or kept).")),
-) -> None:
-    """mIoU, pixel accuracy, mean class accuracy, fwIoU, per-class IoU, precision and coverage."""
-    to_stdout = json_out is not None and str(json_out) == "-"
-    cfg = evaluate_stage.EvaluateConfig(
-        source=source,
-        data=data_config(dataset, data_root, split, labels_file, cache_dir),
-        cam_bg_thresh=cam_bg_thresh,
-        sweep=sweep,
-        json_out=None if to_stdout else json_out,
-        relative_to=relative_to,
-    )
+def _evaluate(cfg: evaluate_stage.EvaluateConfig) -> None:
+    cfg, to_stdout = json_to_stdout(cfg)
     with progress_bar("evaluate") as update:
         result = evaluate_stage.run(cfg, progress=update)
     if to_stdout:
         out.print_json(json.dumps(result.details.to_dict(), default=str))
         return
     p = result.details.protocol
-    print_report(result.details, f"{p['source_kind']} {source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
+    print_report(result.details, f"{p['source_kind']} {cfg.source.name} vs {p['dataset']}/{p['split']} ({p['images']} images)")
     if result.details.changes is not None:
-        print_changes(result.details.changes, relative_to)
+        print_changes(result.details.changes, cfg.relative_to)
     print_result(result)
 
 
-COMMAND = Command('evaluate', evaluate_stage, evaluate)
+DOC = "mIoU, pixel accuracy, mean class accuracy, fwIoU, per-class IoU, precision and coverage."
+
+COMMAND = Command("evaluate", evaluate_stage,
+                  config_command(evaluate_stage.EvaluateConfig, "evaluate", _evaluate, DOC, rerun=False))

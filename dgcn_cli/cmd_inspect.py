@@ -1,17 +1,14 @@
-"""``inspect``."""
+"""``inspect``: its options are ``InspectConfig``'s declared fields (``config_options``)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Optional
-
-import typer
 from rich.table import Table
 
 from stages import inspect as inspect_stage
 from stages.core import provenance
 
-from .common import Command, JsonOpt, out, print_result
+from .common import Command, json_to_stdout, out, print_result
+from .config_options import config_command
 
 
 def _artifact_table(info: dict) -> Table:
@@ -56,26 +53,22 @@ def _environment_rows(table: Table, info: dict) -> None:
         table.add_row("  before resume", provenance.one_line(env))
 
 
-def inspect(
-    files: list[Path] = typer.Argument(..., metavar="FILE...", help="Artifact files (.h5) or checkpoints (.pt)."),
-    json_out: Optional[Path] = JsonOpt,
-    brief: bool = typer.Option(False, "--brief", help="One line per file: path, kind, content fingerprint (compare two runs with diff)."),
-) -> None:
-    """Print an artifact's kind, provenance, image count, schema and array shapes, or a
-    checkpoint's kind, architecture and progress; each with its content fingerprint."""
-    to_stdout = json_out is not None and str(json_out) == "-"
-    cfg = inspect_stage.InspectConfig(paths=tuple(files), brief=brief, json_out=None if to_stdout else json_out)
+def _inspect(cfg: inspect_stage.InspectConfig) -> None:
+    cfg, to_stdout = json_to_stdout(cfg)
     result = inspect_stage.run(cfg)
     infos = result.details
     if to_stdout:
         out.print_json(json.dumps(infos if len(infos) > 1 else infos[0], default=str))
         return
-    for path, info in zip(files, infos):
-        if brief:
+    for path, info in zip(cfg.paths, infos):
+        if cfg.brief:
             out.print(f"{path} {info['kind']} {info['fingerprint']}", highlight=False, soft_wrap=True)
         else:
             out.print(_checkpoint_table(info) if path.suffix == ".pt" else _artifact_table(info))
     print_result(result)
 
 
-COMMAND = Command("inspect", inspect_stage, inspect)
+DOC = """Print an artifact's kind, provenance, image count, schema and array shapes, or a
+    checkpoint's kind, architecture and progress; each with its content fingerprint."""
+
+COMMAND = Command("inspect", inspect_stage, config_command(inspect_stage.InspectConfig, "inspect", _inspect, DOC, rerun=False))

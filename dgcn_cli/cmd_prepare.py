@@ -9,14 +9,10 @@ import typer
 
 from stages import prepare as prepare_stage
 
-from .common import (
-    CacheDirOpt,
-    Command,
-    fail,
-    handle_errors,
-    print_result,
-    progress_bar,
-)
+from stages.core.datasets import DataConfig
+
+from .common import Command, fail, handle_errors, print_result, progress_bar
+from .config_options import declared_option
 
 prepare_app = typer.Typer(
     help="Put VOC 2012 + SBD or COCO 2014 into the layout --dataset voc / coco read, from their archives, and check it.",
@@ -33,6 +29,7 @@ Md5Opt = typer.Option(
     [], "--md5", metavar="NAME=HEX",
     help="Check archive NAME against this MD5 instead of the official one (e.g. a mirror's repack). Repeatable.",
 )
+CacheDirOpt = declared_option(DataConfig, "cache_dir")
 NoVerifyOpt = typer.Option(
     False, "--no-verify", help="Skip MD5 checks (damaged archives are still refused while unpacking).",
 )

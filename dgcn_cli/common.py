@@ -8,8 +8,8 @@ import os
 import sys
 import time
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable, Iterator, Optional, TextIO, TypeVar
 
@@ -27,8 +27,6 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from stages.core.checks import OptionError
-from stages.core.datasets import DATASETS, DataConfig
 from stages.core.errors import DgcnError
 from stages.core.registry import UnknownNameError
 from stages.core.stage import StageResult
@@ -38,25 +36,6 @@ console = Console(stderr=True)
 out = Console(width=None if sys.stdout.isatty() else 160)  # pipes and files get full tables
 
 F = TypeVar("F", bound=Callable)
-
-# required, or set once for a shell session: a default would let a forgotten --dataset run
-# on the demo data and write its results under the names meant for the user's own
-DatasetOpt = typer.Option(None, "--dataset", envvar="DGCN_DATASET", show_envvar=True,
-                          help=f"Dataset: {', '.join(DATASETS.names())} (folder: your own images + labels CSV); "
-                               "required unless DGCN_DATASET is set (or --config names it).")
-DataRootOpt = typer.Option(None, "--data-root", help="Dataset folder (VOCdevkit/VOC2012, the COCO root, or your folder). Not needed for demo.")
-LabelsFileOpt = typer.Option(None, "--labels-file", help="Image-level labels from a file ('id cls cls ...' lines, or cls_labels.npy) instead of deriving them from masks.")
-CacheDirOpt = typer.Option(None, "--cache-dir", envvar="DGCN_CACHE", help="Where derived data (labels, rasterised masks, demo data) is cached. Default ~/.cache/dgcn.")
-DeviceOpt = typer.Option("auto", "--device", help="auto (CUDA when present), cpu or cuda.")
-OverwriteOpt = typer.Option(False, "--overwrite", help="Replace an existing output.")
-ResumeOpt = typer.Option(False, "--resume", help="Continue an interrupted run; images already done are skipped.")
-
-
-def data_config(dataset: Optional[str], data_root: Optional[Path], split: str, labels_file: Optional[Path], cache_dir: Optional[Path]) -> DataConfig:
-    if dataset is None:
-        raise OptionError(f"--dataset is needed ({', '.join(DATASETS.names())}), or set DGCN_DATASET")
-    return DataConfig(dataset=dataset, data_root=data_root, split=split, labels_file=labels_file, cache_dir=cache_dir)
-
 
 def fail(message: str, code: int = 2) -> None:
     # escaped: messages hold paths and class lists in brackets that rich would read as markup
@@ -247,11 +226,12 @@ def print_result(result: StageResult) -> None:
         out.print(result.summary, highlight=False, soft_wrap=True)
 
 
-# one default for every command: what runs in worker processes never changes a result
-# (augmentation is a function of seed, epoch and image; CRFs and maps are per image)
-WorkersOpt = typer.Option(0, "--workers", min=0, help="Worker processes loading images (decoding, augmenting; for saliency-bg: computing the maps); 0: the main process. Results do not depend on it.")
-CrfWorkersOpt = typer.Option(1, "--crf-workers", min=0, help="Processes running the dense CRFs while the network works on (0: the main process). Results do not depend on it.")
-JsonOpt = typer.Option(None, "--json", metavar="PATH", help="Also write everything as JSON to this file ('-': print the JSON instead).")
+def json_to_stdout(cfg: Any) -> tuple[Any, bool]:
+    """``--json -`` prints the JSON instead of writing a file: the config without the file,
+    and whether to print."""
+    if cfg.json_out is not None and str(cfg.json_out) == "-":
+        return dataclasses.replace(cfg, json_out=None), True
+    return cfg, False
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ import typer
 
 from stages.core.checks import OptionError
 from stages.core.datasets import DataConfig
-from stages.core.options import Opt, option_of, scalar
+from stages.core.options import Opt, option_of, scalar, section_defaults
 
 from .common import print_result, progress_bar
 from .training_options import NPROC, launch_distributed
@@ -45,6 +45,7 @@ class Flat:
     opt: Opt
     hint: Any
     default: Any
+    optional_section: Optional[tuple[str, ...]] = None  # the Optional[...] section it is in
 
     @property
     def name(self) -> str:
@@ -68,6 +69,17 @@ def _is_section(hint: Any) -> bool:
     return dataclasses.is_dataclass(hint) and isinstance(hint, type)
 
 
+def _section_of(hint: Any) -> Any:
+    """The dataclass of a section field, ``X`` or ``Optional[X]``; else None."""
+    inner = _optional_of(hint) or hint
+    return inner if _is_section(inner) else None
+
+
+def _section_base(f: dataclasses.Field, default: Any) -> Any:
+    """The instance whose values a section's options default to."""
+    return default if default not in (MISSING, None) else section_defaults(f)
+
+
 def _default(f: dataclasses.Field, parent: Any) -> Any:
     if parent is not None:
         return getattr(parent, f.name)
@@ -78,17 +90,20 @@ def _default(f: dataclasses.Field, parent: Any) -> Any:
     return MISSING
 
 
-def flatten(cls: type, parent: Any = None, prefix: tuple[str, ...] = ()) -> list[Flat]:
+def flatten(cls: type, parent: Any = None, prefix: tuple[str, ...] = (),
+            optional: Optional[tuple[str, ...]] = None) -> list[Flat]:
     """The declared fields of ``cls`` and of its sections, depth first, with the defaults of
     ``parent`` (a section's default instance: ``RETRAIN_OPTIM`` for ``retrain``'s optim)."""
     hints = typing.get_type_hints(cls)
     flats: list[Flat] = []
     for f in dataclasses.fields(cls):
-        hint, default = hints[f.name], _default(f, parent)
-        if _is_section(hint) and option_of(f) is None:
-            flats += flatten(hint, None if default is MISSING else default, prefix + (f.name,))
+        hint, default, path = hints[f.name], _default(f, parent), prefix + (f.name,)
+        sec = _section_of(hint)
+        if sec is not None and option_of(f) is None:
+            inner_optional = optional or (path if _optional_of(hint) is not None else None)
+            flats += flatten(sec, _section_base(f, default), path, inner_optional)
         elif option_of(f) is not None:
-            flats.append(Flat(prefix + (f.name,), option_of(f), hint, default))
+            flats.append(Flat(path, option_of(f), hint, default, optional))
     return flats
 
 
@@ -108,7 +123,8 @@ def _parameter(flat: Flat) -> inspect.Parameter:
     inner = _optional_of(flat.hint) or flat.hint
     names = [flat.flag, *o.aliases]
     if o.repeat:
-        annotation: Any = Optional[list[str]]
+        item = (typing.get_args(inner) or (str,))[0]
+        annotation: Any = Optional[list[Path if item is Path else str]]
     elif o.parse is not None or flat.name == "val":
         annotation = Optional[str]
     elif inner is bool:
@@ -117,6 +133,12 @@ def _parameter(flat: Flat) -> inspect.Parameter:
     else:
         annotation = Optional[inner]
     kwargs: dict[str, Any] = {"help": o.help_text(), "show_default": _shown(flat) or False}
+    if o.metavar:
+        kwargs["metavar"] = o.metavar
+    if o.positional:
+        kwargs.pop("show_default")
+        info = typer.Argument(... if o.required else None, exists=o.exists, **kwargs)
+        return inspect.Parameter(flat.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
     if o.envvar:
         kwargs.update(envvar=o.envvar, show_envvar=True)
     if o.exists:
@@ -125,6 +147,12 @@ def _parameter(flat: Flat) -> inspect.Parameter:
         kwargs["show_default"] = False
     info = typer.Option(None, *names, **kwargs)
     return inspect.Parameter(flat.name, inspect.Parameter.KEYWORD_ONLY, default=info, annotation=annotation)
+
+
+def declared_option(cls: type, name: str) -> Any:
+    """The typer option of one declared field, for a command not built from ``cls``
+    (``prepare coco --cache-dir`` is ``DataConfig.cache_dir``)."""
+    return _parameter(next(f for f in flatten(cls) if f.name == name)).default
 
 
 def _coerce(hint: Any, value: Any) -> Any:
@@ -185,8 +213,8 @@ def _from_file(cls: type, record: dict, prefix: tuple[str, ...] = ()) -> dict[tu
         if f.name not in record or f.name in NOT_FROM_FILE:
             continue
         hint, value = hints[f.name], record[f.name]
-        if _is_section(hint) and isinstance(value, dict):
-            out.update(_from_file(hint, value, prefix + (f.name,)))
+        if _section_of(hint) is not None and option_of(f) is None and isinstance(value, dict):
+            out.update(_from_file(_section_of(hint), value, prefix + (f.name,)))
         else:
             out[prefix + (f.name,)] = _coerce(hint, value)
     return out
@@ -197,13 +225,21 @@ def _build(cls: type, parent: Any, values: dict, prefix: tuple[str, ...] = ()) -
     kwargs = {}
     for f in dataclasses.fields(cls):
         path, default = prefix + (f.name,), _default(f, parent)
-        if _is_section(hints[f.name]) and option_of(f) is None and path not in values:
-            kwargs[f.name] = _build(hints[f.name], None if default is MISSING else default, values, path)
+        sec = _section_of(hints[f.name])
+        if sec is not None and option_of(f) is None and path not in values:
+            if _optional_of(hints[f.name]) is not None and not _given_under(values, path):
+                kwargs[f.name] = None if default is MISSING else default  # none of its options given
+            else:
+                kwargs[f.name] = _build(sec, _section_base(f, default), values, path)
         elif path in values:
             kwargs[f.name] = values[path]
         elif default is not MISSING:
             kwargs[f.name] = default
     return cls(**kwargs)
+
+
+def _given_under(values: dict, section: tuple[str, ...]) -> bool:
+    return any(path[:len(section)] == section for path in values)
 
 
 def record_value(record: dict, path: tuple[str, ...]) -> Any:
@@ -239,14 +275,16 @@ def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: 
         values.update(_from_file(cls, record))
         val = values.pop(("run", "val"), None)
         val_split = val.split if isinstance(val, DataConfig) else None
-    from_cli = set()
+    from_cli, from_env = set(), set()
     for name, raw in given.items():
         flat = by_name[name]
         if raw is None or (flat.opt.repeat and not raw):
             continue
         source = getattr(ctx.get_parameter_source(name), "name", "")
-        if source == "ENVIRONMENT" and flat.path in values:
-            continue  # the file's value wins over the environment's default
+        if source == "ENVIRONMENT":
+            if flat.path in values:
+                continue  # the file's value wins over the environment's default
+            from_env.add(flat.path)
         from_cli.add(name)
         if name == "val":
             val_split = raw
@@ -262,9 +300,22 @@ def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: 
         if owner is not None and owner.name in from_cli and flat.name not in from_cli and config is not None:
             if record_value(record, owner.path) != values.get(owner.path):
                 values.pop(flat.path, None)
+    for flat in flats:  # --images DIR: the dataset section is not wanted, whatever the environment says
+        if flat.opt.instead_of and values.get(flat.path) is not None:
+            section = (*flat.path[:-1], flat.opt.instead_of)
+            for path in [p for p in from_env if p[:len(section)] == section]:
+                values.pop(path, None)
+    for section in {f.optional_section for f in flats if f.optional_section is not None}:
+        # DGCN_CACHE alone does not ask for a dataset; DGCN_DATASET (a required field) does
+        inside = [f for f in flats if f.optional_section == section and f.path in values]
+        if all(f.path in from_env and not f.opt.required for f in inside):
+            for f in inside:
+                values.pop(f.path)
     for item in sets:
         _set_item(values, cls, item)
     for flat in flats:
+        if flat.optional_section is not None and not _given_under(values, flat.optional_section):
+            continue  # a section left out as a whole (infer on --images)
         if flat.opt.required and flat.path not in values:
             also = " (or --config with a run's config.json)" if rerun else ""
             among = f" ({', '.join(flat.opt.choices())})" if flat.opt.choices else ""

@@ -25,6 +25,7 @@ import numpy as np
 from .core import checks
 from .core.errors import DgcnError
 from .core.io.files import atomic_path
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
 METRICS_FILE = "metrics.jsonl"
@@ -55,12 +56,17 @@ class MetricsError(DgcnError):
 
 @dataclass(frozen=True)
 class CurvesConfig:
-    runs: tuple[Path, ...]
-    out: Path
-    labels: tuple[str, ...] = ()  # legend names; default: each run folder's parent/name
-    width: int = 1200  # px
-    height: Optional[int] = None  # px; None: ROW_HEIGHT per row of panels plus the legend
-    smooth: int = 5  # logged points in the centred moving average (odd; even rounds down); 1: raw only
+    runs: tuple[Path, ...] = opt(help="Run folders of `dgcn train`, `retrain` or `cam` (its classifier/ folder), each "
+                                      "holding metrics.jsonl.", required=True, positional=True, repeat=True,
+                                 metavar="RUN_DIR...")
+    out: Path = opt(help="PNG file to write (replaced if it exists).", required=True)
+    labels: tuple[str, ...] = opt((), "Legend name of each run, in order (repeat once per run). Default: parent/name of "
+                                      "each folder.", flag="--label", repeat=True)
+    width: int = opt(1200, "Picture width in px.")
+    # None: ROW_HEIGHT per row of panels plus the legend
+    height: Optional[int] = opt(None, f"Picture height in px. Default: {ROW_HEIGHT} per row of two panels.")
+    # logged points in the centred moving average (odd; even rounds down)
+    smooth: int = opt(5, "Centred moving average over this many logged points (odd); 1 draws raw values only.")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "runs", tuple(Path(p) for p in self.runs))

@@ -7,14 +7,15 @@ from pathlib import Path
 from typing import Optional
 
 from .core.datasets.demo import DemoConfig, write_demo_dataset
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
 
 @dataclass(frozen=True)
 class DemoDataConfig:
-    out: Path
+    out: Path = opt(help="Folder to write the demo dataset to (VOC layout).", required=True)
     demo: DemoConfig = field(default_factory=DemoConfig)
-    overwrite: bool = False
+    overwrite: bool = opt(False, "Replace an existing folder.")
 
 
 def run(cfg: DemoDataConfig, progress: Optional[Progress] = None) -> StageResult:

@@ -31,6 +31,7 @@ from .core.io.files import write_json_atomic
 from .core.io.images import read_mask
 from .core.io.images import resize_label as resize_nearest
 from .core.maps import IGNORE
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
 SWEEP_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
@@ -38,14 +39,18 @@ SWEEP_THRESHOLDS = tuple(round(t, 2) for t in np.arange(0.05, 0.96, 0.05))
 
 @dataclass(frozen=True)
 class EvaluateConfig:
-    source: Path
+    source: Path = opt(help="A seeds/labels/predictions/cams artifact (.h5) or a folder of <id>.png masks.",
+                       required=True, positional=True, exists=True, metavar="ARTIFACT")
     data: DataConfig = field(default_factory=lambda: DataConfig(split="val"))
-    cam_bg_thresh: float = 0.15
-    sweep: bool = False
-    json_out: Optional[Path] = None
+    cam_bg_thresh: float = opt(0.15, "For CAMs: background score in the argmax.")
+    sweep: bool = opt(False, "For CAMs: try thresholds 0.05..0.95 and report the best.")
+    json_out: Optional[Path] = opt(None, "Also write everything as JSON to this file ('-': print the JSON instead).",
+                                   flag="--json", metavar="PATH")
     # an earlier label artifact of the same images (the seeds): also score what the source
     # changed of it (``eval.changes``)
-    relative_to: Optional[Path] = None
+    relative_to: Optional[Path] = opt(None, "An earlier labels/seeds artifact of the same images: also score what "
+                                            "ARTIFACT changed of it (pixels added and their precision per class; wrong "
+                                            "reference pixels corrected or kept).", exists=True)
 
     def __post_init__(self) -> None:
         checks.number("--cam-bg-thresh", self.cam_bg_thresh, lo=0, hi=1)

@@ -51,9 +51,9 @@ class GraphcutLabelConfig:
         help="Expander option KEY=VALUE (repeatable), e.g. k=9 theta=0.7 c1=10 log_base=10 workers=2.",
         default_factory=dict, repeat=True, aliases=("--expander-opt",),
         parse=lambda items: options.key_values(items, "--expander-options"))
-    device: str = opt("auto", "auto (CUDA when present), cpu or cuda.")
-    overwrite: bool = opt(False, "Replace an existing output.")
-    resume: bool = opt(False, "Continue an interrupted run; images already done are skipped.")
+    device: str = options.device_opt()
+    overwrite: bool = options.overwrite_opt()
+    resume: bool = options.resume_opt()
 
     def __post_init__(self) -> None:
         check_expander_options(self.expander, self.expander_options)

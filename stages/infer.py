@@ -28,7 +28,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from .core import checks
+from .core import checks, options
 from .core.config import to_jsonable
 from .core.cues.crf import CrfConfig, CrfPool
 from .core.datasets import DataConfig
@@ -40,6 +40,7 @@ from .core.io.artifacts import (
     ArtifactWriter,
     partial_path,
 )
+from .core.options import opt
 from .core.io.images import IMAGE_SUFFIXES, read_image, write_palette_png
 from .core.predict.segmenter import (
     COMBINE,
@@ -56,23 +57,30 @@ _PROTOCOL_KEYS = ("scales", "flip", "combine", "crf", "crf_params", "save_probs"
 
 @dataclass(frozen=True)
 class InferConfig:
-    checkpoint: Path
-    out: Path
-    data: Optional[DataConfig] = None  # a dataset split ...
-    images: Optional[Path] = None  # ... or a folder of images (exactly one of the two)
-    scales: tuple[float, ...] = TEST_SCALES
-    flip: bool = True
-    combine: str = "softmax"  # or "logits": summed over scales, as the published evaluate.py
-    crf: bool = True
-    save_probs: bool = False
-    png: bool = True
-    voc_results: Optional[Path] = None  # also the VOC evaluation server's layout under this folder
-    batch_size: int = 1  # images per loader batch; same-size images share forward passes
-    workers: int = 0  # image-decoding processes
-    crf_workers: int = 0  # CRF processes (0: in this process)
-    device: str = "auto"
-    resume: bool = False
-    overwrite: bool = False
+    checkpoint: Path = opt(help="Segmentation checkpoint from `dgcn train` or `dgcn retrain`.", required=True, exists=True)
+    out: Path = opt(help="Output folder: pred.h5 and png/<id>.png.", required=True)
+    # a dataset split (its options default to the val split) ...
+    data: Optional[DataConfig] = options.section(None, cli_defaults=DataConfig(split="val"))
+    # ... or a folder of images (exactly one of the two)
+    images: Optional[Path] = opt(None, "A folder of images (any size; JPEG, PNG, ...) instead of a dataset; id = file name "
+                                       "stem. Wins over DGCN_DATASET.", exists=True, instead_of="data")
+    scales: tuple[float, ...] = opt(TEST_SCALES, "Test scales, comma-separated.",
+                                    parse=lambda t: options.floats(t, "--scales"), show=options.show_floats)
+    flip: bool = opt(True, "Also average over horizontal mirrors.")
+    combine: str = opt("softmax", "softmax: mean of per-scale softmaxes; logits: logits summed over scales, one softmax "
+                                  "(the published evaluate.py).")
+    crf: bool = opt(True, "Dense CRF at full image size (the paper's protocol).")
+    save_probs: bool = opt(False, "Also store class probabilities (float16, C x H x W) in pred.h5.")
+    png: bool = opt(True, "Write VOC-coloured palette PNGs to <out>/png.")
+    voc_results: Optional[Path] = opt(None, "With --dataset voc: also write each prediction as DIR/results/VOC2012/"
+                                            "Segmentation/comp6_<split>_cls/<id>.png, the layout the VOC evaluation server "
+                                            "takes (upload a tar of DIR/results); how --split test is scored.")
+    batch_size: int = opt(1, "Images per batch; images of the same size share forward passes.")
+    workers: int = options.workers_opt()
+    crf_workers: int = options.crf_workers_opt(1)
+    device: str = options.device_opt()
+    resume: bool = options.resume_opt()
+    overwrite: bool = options.overwrite_opt()
 
     def __post_init__(self) -> None:
         if (self.data is None) == (self.images is None):

@@ -10,14 +10,18 @@ from typing import Optional
 from .core.io.artifacts import SCHEMAS, ArtifactReader
 from .core.io.checkpoint import describe_checkpoint
 from .core.io.files import write_json_atomic
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
 
 @dataclass(frozen=True)
 class InspectConfig:
-    paths: tuple[Path, ...]
-    brief: bool = False  # kind and fingerprint only: no array is read
-    json_out: Optional[Path] = None  # also write every description to this JSON file
+    paths: tuple[Path, ...] = opt(help="Artifact files (.h5) or checkpoints (.pt).", required=True, positional=True,
+                                  repeat=True, metavar="FILE...")
+    # kind and fingerprint only: no array is read
+    brief: bool = opt(False, "One line per file: path, kind, content fingerprint (compare two runs with diff).")
+    json_out: Optional[Path] = opt(None, "Also write every description to this JSON file ('-': print the JSON instead).",
+                                   flag="--json", metavar="PATH")
 
 
 def describe(path: Path, brief: bool = False) -> dict:

@@ -22,6 +22,7 @@ import numpy as np
 from .core import provenance
 from .core.errors import DgcnError
 from .core.io.files import write_text_atomic
+from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
 COLUMNS = ("result", "kind", "split", "images", "runs", "mIoU", "precision", "coverage", "protocol")
@@ -30,10 +31,11 @@ _METRICS = ("miou", "precision", "coverage")
 
 @dataclass(frozen=True)
 class ReportConfig:
-    files: tuple[Path, ...]
-    by_seed: bool = False
-    per_class: bool = False  # also a table of per-class IoU (mean over a row's runs)
-    out: Optional[Path] = None  # also write the table(s) as text here
+    files: tuple[Path, ...] = opt(help="JSON files written by `dgcn evaluate --json`.", required=True, positional=True,
+                                  repeat=True, exists=True, metavar="JSON...")
+    by_seed: bool = opt(False, "Merge rows that differ only in their training seed: mean ± sample std.")
+    per_class: bool = opt(False, "Also a table of per-class IoU (mean over a row's runs).")
+    out: Optional[Path] = opt(None, "Also write the table as text to this file.")
 
     def __post_init__(self) -> None:
         if not self.files:

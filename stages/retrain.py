@@ -73,8 +73,7 @@ class RetrainConfig:
     # "teacher": start from the checkpoint's weights (DSRG); "weights": from --weights (ImageNet)
     init: str = opt("teacher", "Start from the --checkpoint's weights (teacher: DSRG's retraining) or from --weights "
                                "(weights: e.g. ImageNet).")
-    crf_workers: int = opt(1, "Processes running the labelling's CRFs while the network labels on (0: the main process). "
-                              "Results do not depend on it.")
+    crf_workers: int = options.crf_workers_opt(1, "the network labels on")
 
 
     def __post_init__(self) -> None:

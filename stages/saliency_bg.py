@@ -22,6 +22,7 @@ from .core.datasets import DataConfig
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactWriter, fill
 from .core.io.images import read_image, resize_map
+from .core import options
 from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
@@ -32,9 +33,9 @@ class SaliencyConfig:
     data: DataConfig = field(default_factory=DataConfig)
     method: str = opt("mbd", "Saliency method: {choices}.", choices=lambda: SALIENCY.names())
     from_dir: Optional[Path] = opt(None, "Import <id>.png maps (0-255, 255 = salient) from another tool, e.g. DRFI.")
-    overwrite: bool = opt(False, "Replace an existing output.")
-    resume: bool = opt(False, "Continue an interrupted run; images already done are skipped.")
-    workers: int = opt(0, "Processes computing the maps (0: the main process). Results do not depend on it.")
+    overwrite: bool = options.overwrite_opt()
+    resume: bool = options.resume_opt()
+    workers: int = options.workers_opt("computing the maps")
 
     def __post_init__(self) -> None:
         checks.number("--workers", self.workers, lo=0, integer=True)

@@ -37,6 +37,7 @@ from .core.datasets import DataConfig
 from .core.errors import DgcnError
 from .core.io.artifacts import ArtifactMeta, ArtifactReader, ArtifactWriter, fill
 from .core.io.safe_pickle import safe_load
+from .core import options
 from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
@@ -59,8 +60,8 @@ class SeedsConfig:
     dsrg_overlap: str = opt("higher", "With --from-dsrg, a pixel cued for two classes: higher (its higher class index, the "
                                       "published loader's result) or unlabelled (255).")
     from_irn: Optional[Path] = opt(None, "Use IRN-style <id>.npy CAM dictionaries from this folder instead of --cams.")
-    overwrite: bool = opt(False, "Replace an existing output.")
-    resume: bool = opt(False, "Continue an interrupted run; images already done are skipped.")
+    overwrite: bool = options.overwrite_opt()
+    resume: bool = options.resume_opt()
 
     def __post_init__(self) -> None:
         if self.dsrg_overlap not in CUE_OVERLAPS:

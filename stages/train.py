@@ -62,8 +62,7 @@ class TrainConfig:
     seed_loss_per_image: bool = opt(True, "Divide each image's seeding-loss sums by its own counts, then average over "
                                           "the batch (the published code); off: pooled over the batch.",
                                     negative="--seed-loss-pooled")
-    crf_workers: int = opt(1, "Processes running the dense CRFs while the network works on (0: the main process). "
-                              "Results do not depend on it.")
+    crf_workers: int = options.crf_workers_opt(1)
     # iterations trained on the seeds alone before the expander starts (0: from the first
     # step, as the paper): an expander that trusts H > theta from the start also trusts a
     # network that has seen ten batches

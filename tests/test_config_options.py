@@ -70,14 +70,25 @@ def test_a_declared_field_reaches_help_options_config_and_set(tmp_path):
         assert r.exit_code == 2 and message in r.output, r.output
 
 
-def test_every_config_command_declares_each_flag_once():
+def test_every_command_but_prepare_takes_exactly_its_config_declarations():
+    import typing
+    click_app = typer.main.get_command(app)
+    renamed = {"val": "--val-split", "warmup_iters": "--warmup", "json_out": "--json", "curves.labels": "--label"}
     for c in COMMANDS:
-        if c.name in ("cam", "train", "retrain"):
-            cls = c.stage.__dict__[{"cam": "CamConfig", "train": "TrainConfig", "retrain": "RetrainConfig"}[c.name]]
-            flats = flatten(cls)
-            flags = [f.flag for f in flats] + [a for f in flats for a in f.opt.aliases]
-            assert len(flags) == len(set(flags)), c.name
-            assert all(f.flag == "--" + f.name.replace("_", "-") for f in flats if f.name != "val" and f.name != "warmup_iters")
+        if c.name == "prepare":
+            continue
+        cls = typing.get_type_hints(c.stage.run)["cfg"]
+        flats = flatten(cls)
+        flags = [f.flag for f in flats] + [a for f in flats for a in f.opt.aliases]
+        assert len(flags) == len(set(flags)), c.name
+        for f in flats:
+            default = "--" + f.name.replace("_", "-")
+            assert f.flag == renamed.get(f"{c.name}.{f.name}", renamed.get(f.name, default)), (c.name, f.flag)
+        params = click_app.commands[c.name].params
+        given = {o for p in params for o in p.opts if o.startswith("--")} - {"--config", "--set", "--nproc", "--help"}
+        declared = {f.flag for f in flats if not f.opt.positional} | {a for f in flats for a in f.opt.aliases}
+        assert given == declared, (c.name, given ^ declared)
+        assert {p.name for p in params if p.param_type_name == "argument"} == {f.name for f in flats if f.opt.positional}
 
 
 def test_set_reaches_the_run_and_an_unknown_field_is_one_line(tmp_path, train_demo_root, train_seeds):
@@ -96,3 +107,61 @@ def test_set_reaches_the_run_and_an_unknown_field_is_one_line(tmp_path, train_de
 def test_retrain_shows_its_own_defaults():
     text = CliRunner().invoke(app, ["retrain", "--help"], env={"COLUMNS": "300"}).output
     assert "(poly)" in text and "(0.001)" in text and "(19)" in text  # DSRG's, not train's
+
+
+@dataclass(frozen=True)
+class Where:
+    name: str = opt("a", "Required where the section is used.", required=True, envvar="TOY_NAME")
+    split: str = opt("train", "A split.")
+    cache: Optional[Path] = opt(None, "A cache.", envvar="TOY_CACHE")
+
+
+@dataclass(frozen=True)
+class Either:
+    source: Path = opt(help="What.", required=True, positional=True, metavar="SRC")
+    # the section's options show and default to Where(split="val"); left out, it stays None
+    where: Optional[Where] = options.section(None, cli_defaults=Where(split="val"))
+    folder: Optional[Path] = opt(None, "Instead of where.", instead_of="where")
+
+
+def test_an_optional_section_a_positional_and_instead_of():
+    seen: list = []
+    toy = typer.Typer()
+    toy.command("either")(handle_errors(config_command(Either, "either", seen.append, doc="Either.", rerun=False)))
+    toy.command("other")(lambda: None)
+    runner = CliRunner()
+    help_text = runner.invoke(toy, ["either", "--help"], env={"COLUMNS": "200"}).output
+    assert "SRC" in help_text and "--split" in help_text and "(val)" in help_text and "--config" not in help_text
+
+    def run(args, env=None):
+        r = runner.invoke(toy, ["either", *args], env=env or {})
+        return r, (seen.pop() if r.exit_code == 0 else None)
+
+    r, cfg = run(["s", "--name", "n"])
+    assert cfg == Either(source=Path("s"), where=Where(name="n", split="val"))  # the section's CLI defaults
+    r, cfg = run(["s", "--folder", "f"])
+    assert cfg == Either(source=Path("s"), where=None, folder=Path("f"))  # its required field is not asked for
+    r, cfg = run(["s", "--folder", "f"], env={"TOY_NAME": "n", "TOY_CACHE": "c"})
+    assert cfg.where is None  # the folder wins over the environment's section
+    r, cfg = run(["s"], env={"TOY_CACHE": "c"})
+    assert cfg.where is None  # an optional field from the environment alone does not ask for the section
+    r, cfg = run(["s"], env={"TOY_NAME": "n"})
+    assert cfg.where == Where(name="n", split="val")  # a required one does
+    r, cfg = run(["s", "--split", "x"])
+    assert r.exit_code == 2 and "--name is needed" in r.output  # a section begun is a section checked
+    r, _ = run([])
+    assert r.exit_code == 2 and "SRC" in r.output
+
+
+def test_infer_images_win_over_the_dataset_variable(tmp_path, monkeypatch):
+    from stages import infer as infer_stage
+    seen: list = []
+    monkeypatch.setattr(infer_stage, "run", lambda cfg, progress=None: seen.append(cfg) or (_ for _ in ()).throw(SystemExit(0)))
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(b"")
+    r = CliRunner().invoke(app, ["infer", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"), "--images", str(tmp_path)],
+                           env={"DGCN_DATASET": "voc"})
+    assert r.exit_code == 0, r.output
+    assert seen[0].data is None and seen[0].images == tmp_path
+    r = CliRunner().invoke(app, ["infer", "--checkpoint", str(ckpt), "--out", str(tmp_path / "o")], env={"DGCN_DATASET": "voc"})
+    assert seen[1].data.dataset == "voc" and seen[1].data.split == "val" and seen[1].images is None

@@ -37,6 +37,11 @@ class Opt:
     # a sibling field this one belongs to: when that one is given with another value than a
     # --config file's, this one is not taken from the file (k=9 is the graph cut's, not labelprop's)
     tied_to: Optional[str] = None
+    positional: bool = False  # an argument, not an option (``evaluate ARTIFACT``)
+    metavar: Optional[str] = None
+    # an optional section this field stands in for: given, it leaves that section unset even
+    # where an environment variable fills it (``infer --images`` over DGCN_DATASET)
+    instead_of: Optional[str] = None
 
     def flag_for(self, name: str) -> str:
         return self.flag or "--" + name.replace("_", "-")
@@ -56,6 +61,41 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", *, default_factory: 
 
 def option_of(f: dataclasses.Field) -> Optional[Opt]:
     return f.metadata.get("option")
+
+
+def section(default: Any = None, *, cli_defaults: Any) -> Any:
+    """An optional section (``Optional[DataConfig] = None``) whose fields are options: the
+    command shows and fills them from ``cli_defaults`` (``DataConfig(split="val")``), and the
+    section stays ``default`` unless one of them is given."""
+    return dataclasses.field(default=default, metadata={"section_defaults": cli_defaults})
+
+
+def section_defaults(f: dataclasses.Field) -> Any:
+    return f.metadata.get("section_defaults")
+
+
+# ------------------------------------------------------------------ settings many stages have
+
+
+def overwrite_opt() -> Any:
+    return opt(False, "Replace an existing output.")
+
+
+def resume_opt(how: str = "; images already done are skipped") -> Any:
+    return opt(False, f"Continue an interrupted run{how}.")
+
+
+def workers_opt(what: str = "loading images (decoding, augmenting)") -> Any:
+    return opt(0, f"Worker processes {what}; 0: the main process. Results do not depend on it.")
+
+
+def device_opt() -> Any:
+    return opt("auto", "auto (CUDA when present), cpu or cuda.")
+
+
+def crf_workers_opt(default: int, what: str = "the network works on") -> Any:
+    return opt(default, f"Processes running the dense CRFs while {what} (0: the main process). "
+                        "Results do not depend on it.")
 
 
 # ------------------------------------------------------------------ text -> value

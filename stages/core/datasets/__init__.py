@@ -42,7 +42,7 @@ class DataConfig:
     # required on the command line (or DGCN_DATASET): a default would let a forgotten
     # --dataset run on the demo data and write under the names meant for the user's own
     dataset: str = opt("demo", "Dataset: {choices} (folder: your own images + labels CSV); required unless "
-                       "DGCN_DATASET is set (or --config names it).", envvar="DGCN_DATASET", required=True,
+                       "DGCN_DATASET is set.", envvar="DGCN_DATASET", required=True,
                        choices=lambda: DATASETS.names())
     data_root: Optional[Path] = opt(None, "Dataset folder (VOCdevkit/VOC2012, the COCO root, or your folder). Not needed for demo.")
     split: str = opt("train", "Dataset split to process.")

@@ -25,6 +25,7 @@ from PIL import Image
 from ..checks import number
 from ..errors import DatasetError
 from ..io.images import resize_map, voc_palette
+from ..options import opt
 from . import DATASETS
 from .voc import VocDataset, resolve_voc_root
 
@@ -43,10 +44,10 @@ _STRIPE = [(1.0, 0.0, 6.0), (0.0, 1.0, 6.0), (0.7, 0.7, 5.0), (0.7, -0.7, 5.0), 
 
 @dataclass(frozen=True)
 class DemoConfig:
-    seed: int = 0
-    n_train: int = 300
-    n_val: int = 100
-    size: int = 128
+    seed: int = opt(0, "Generator seed: the same seed gives the same images.")
+    n_train: int = opt(300, "Training images.")
+    n_val: int = opt(100, "Validation images.")
+    size: int = opt(128, "Image side in pixels.")
     p_second_instance: float = 0.35
 
     def __post_init__(self) -> None:

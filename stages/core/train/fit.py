@@ -97,18 +97,17 @@ class OptimConfig:
 class RunConfig:
     out: Path = opt(help="Run folder: config.json, metrics.jsonl, last.pt, best.pt, final.pt (needed unless --config).",
                     required=True)
-    device: str = opt("auto", "auto (CUDA when present), cpu or cuda.")
+    device: str = options.device_opt()
     seed: int = opt(0, "Random seed (the order of the images, their crops and flips, the new layers' weights).")
-    workers: int = opt(0, "Worker processes loading images (decoding, augmenting); 0: the main process. "
-                          "Results do not depend on it.")
+    workers: int = options.workers_opt()
     amp: bool = opt(True, "Mixed precision on CUDA: bf16 autocast, fp16 with a gradient scaler on GPUs without bf16.")
     # validated after each epoch (best.pt kept): the same data options, this split
     val: Optional[DataConfig] = opt(None, "Validate after each epoch on this split and keep the best in best.pt: "
                                           "single-scale mIoU for a segmenter, mAP of the image labels for the classifier.",
                                     flag="--val-split")
-    resume: bool = opt(False, "Continue an interrupted run from its last checkpoint (same options); a finished training "
-                              "is kept, and a partly written output (CAMs, pseudo labels) continues where it stopped.")
-    overwrite: bool = opt(False, "Replace an existing output.")
+    resume: bool = options.resume_opt(" from its last checkpoint (same options); a finished training is kept, "
+                                      "and a partly written output (CAMs, pseudo labels) continues where it stopped")
+    overwrite: bool = options.overwrite_opt()
     # TensorBoard scalars in <out>/tb/ (needs the optional tensorboard package); how the run
     # is watched, not what it trains: a runtime key, in no fingerprint
     tensorboard: bool = opt(False, "Also log the training's scalars for TensorBoard in the run folder's tb/ "
