@@ -44,6 +44,7 @@ bench: install $(BENCH_CKPT)
 	$(PY) benchmarks/bench_expanders.py --checkpoint $(BENCH_CKPT) --demo-root runs/demo/data --seeds runs/demo/seeds_train.h5
 	$(PY) benchmarks/bench_train_step.py
 	$(PY) benchmarks/bench_throughput.py
+	$(PY) benchmarks/bench_cpu_stages.py --checkpoint $(BENCH_CKPT) --dataset demo --data-root runs/demo/data
 
 include pipelines.mk
 include paper.mk
