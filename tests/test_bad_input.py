@@ -297,7 +297,7 @@ def test_artifacts_made_from_other_images_with_the_same_ids_are_refused(tmp_path
 @pytest.mark.parametrize("args, fragment", [
     (["--epochs", "0"], "--epochs"), (["--epochs", "-1"], "--epochs"), (["--lr", "nan"], "--lr"), (["--lr", "0"], "--lr must be"),
     (["--lr", "-1"], "--lr"), (["--batch-size", "0"], "--batch-size"), (["--crop", "0"], "--crop"),
-    (["--workers", "-1"], "--workers"), (["--nproc", "0"], "--nproc"), (["--rescale", "0,1"], "--rescale"),
+    (["--workers", "-1"], "--workers"), (["--nproc", "0"], "--nproc"), (["--rescale", "0,1"], "--scale-range"), (["--ema-decay", "1"], "--ema-decay"),
     (["--expander-opt", "k=abc"], "option k must be an integer"), (["--expander-opt", "theta=nan"], "theta"),
     (["--boundary-weight", "inf"], "--boundary-weight"),
 ])

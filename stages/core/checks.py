@@ -61,24 +61,24 @@ def schedule(o) -> None:
     number("--crop", o.crop, lo=16, integer=True)
     number("--lr", o.lr, lo=0, lo_open=True)
     number("--head-lr-mult", o.head_lr_mult, lo=0, lo_open=True)
-    number("momentum", o.momentum, lo=0, hi=1, hi_open=True)
-    number("weight decay", o.weight_decay, lo=0)
+    number("--momentum", o.momentum, lo=0, hi=1, hi_open=True)
+    number("optim.weight_decay", o.weight_decay, lo=0)
     number("--warmup", o.warmup_iters, lo=0, integer=True)
     number("--warmup", o.warmup_fraction, lo=0, hi=0.5)
-    number("--lr-step-epochs", o.step_epochs, lo=0, lo_open=True)
+    number("--step-epochs", o.step_epochs, lo=0, lo_open=True)
     if o.lr_schedule not in LR_SCHEDULES:
         raise OptionError(f"--lr-schedule must be one of {', '.join(LR_SCHEDULES)}, got {o.lr_schedule!r}")
     number("--poly-power", o.poly_power, lo=0, lo_open=True)
     if not isinstance(o.repeat_enclosed_params, bool):
         raise OptionError(f"--repeat-enclosed-params must be true or false, got {o.repeat_enclosed_params!r}")
     lo, hi = o.scale_range
-    number("--rescale", lo, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
-    number("--rescale", hi, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
+    number("--scale-range", lo, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
+    number("--scale-range", hi, lo=SCALE_RANGE[0], hi=SCALE_RANGE[1])
     if hi < lo:
-        raise OptionError(f"--rescale must be LO,HI with LO <= HI, got {lo:g},{hi:g}")
-    number("gamma", o.gamma, lo=0, hi=1, lo_open=True)
-    number("ckpt_every", o.ckpt_every, lo=1, integer=True)
-    number("--ema", o.ema_decay, lo=0, hi=1, hi_open=True)
+        raise OptionError(f"--scale-range must be LO,HI with LO <= HI, got {lo:g},{hi:g}")
+    number("optim.gamma", o.gamma, lo=0, hi=1, lo_open=True)
+    number("optim.ckpt_every", o.ckpt_every, lo=1, integer=True)
+    number("--ema-decay", o.ema_decay, lo=0, hi=1, hi_open=True)
 
 
 def seed_and_workers(o) -> None:
