@@ -51,6 +51,8 @@ def print_changes(ch: dict, reference: Path) -> None:
                   _fmt(ch["added_precision"]))
     for name, c in ch["added_by_class"].items():
         table.add_row(f"  added as {name}", f"{c['pixels']:,}", _fmt(c["precision"]))
+        table.add_row("    nearer a wrong seed: wrong / right ones", "",
+                      f"{_fmt(c['wrong_near_wrong_reference'])} / {_fmt(c['right_near_wrong_reference'])}")
     for name in ("kept", "relabelled", "removed"):
         n = g[name]["pixels"]
         before = g[name]["reference_right"] / n if n else None

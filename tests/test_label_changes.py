@@ -37,8 +37,48 @@ def test_changes_known_answer():
     assert g["removed"] == {"pixels": 1, "new_right": 0, "reference_right": 1}
     assert g["left"]["pixels"] == 0
     assert r["added_precision"] == 0.5 and r["added_fraction_of_unlabelled"] == 1.0
-    assert r["added_by_class"] == {"horse": {"pixels": 2, "precision": 0.5}}
+    # no wrong horse seed (the last one has no ground truth): no addition is nearer one
+    assert r["added_by_class"] == {"horse": {"pixels": 2, "precision": 0.5, "wrong_near_wrong_reference": 0.0,
+                                             "right_near_wrong_reference": 0.0}}
     assert r["reference_wrong"] == 1 and r["wrong_corrected"] == 1.0 and r["wrong_kept"] == 0.0
+
+
+def test_wrong_additions_next_to_wrong_seeds_known_answer():
+    # horse seeds: a right one at 0, a wrong one at 6 (ground truth background); the new map adds
+    # horse at 1 (right, next to the right seed), 5 and 7 (wrong, next to the wrong seed)
+    gt = np.array([[1, 1, 1, 1, 0, 0, 0, 0]], np.uint8)
+    ref = np.array([[1, I, I, I, I, I, 1, I]], np.uint8)
+    new = np.array([[1, 1, I, I, I, 1, 1, 1]], np.uint8)
+    ch = LabelChanges(2)
+    ch.update(gt, ref, new)
+    horse = ch.results(["background", "horse"])["added_by_class"]["horse"]
+    assert horse["pixels"] == 3 and horse["precision"] == pytest.approx(1 / 3)
+    assert horse["wrong_near_wrong_reference"] == 1.0 and horse["right_near_wrong_reference"] == 0.0
+
+
+cells = st.sampled_from([0, 1, I])
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.lists(st.tuples(cells, cells, cells), min_size=4, max_size=4), min_size=1, max_size=5))
+def test_nearer_a_wrong_seed_agrees_with_brute_force_distances(grid):
+    gt, ref, new = (np.array([[c[i] for c in row] for row in grid], np.uint8) for i in range(3))
+    ch = LabelChanges(2)
+    ch.update(gt, ref, new)
+    pts = np.argwhere(np.ones(gt.shape, bool))
+    for c in (0, 1):
+        def nearest(mask, y, x):
+            ys, xs = np.nonzero(mask)
+            return np.sqrt((ys - y) ** 2 + (xs - x) ** 2).min() if len(ys) else np.inf
+        wrong_ref = (ref == c) & (gt != I) & (gt != c)
+        right_ref = (ref == c) & (gt == c)
+        expect = [0, 0]
+        for y, x in pts:
+            if gt[y, x] == I or ref[y, x] != I or new[y, x] != c or not wrong_ref.any():
+                continue
+            if nearest(wrong_ref, y, x) < nearest(right_ref, y, x):
+                expect[0 if gt[y, x] != c else 1] += 1
+        assert list(ch.near_wrong[c]) == expect
 
 
 labels = st.sampled_from([0, 1, 2, I])
