@@ -263,31 +263,29 @@ def read_config_file(path: Path, stage: str) -> dict:
     return record
 
 
-def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: Optional[Path], sets: list[str],
-                  stage: str, rerun: bool = True) -> Any:
-    """The config these options ask for (the order of the module docstring)."""
-    flats = flatten(cls)
-    by_name = {f.name: f for f in flats}
-    values: dict[tuple[str, ...], Any] = {}
-    val_split: Any = MISSING
-    if config is not None:
-        record = read_config_file(config, stage)
-        values.update(_from_file(cls, record))
-        val = values.pop(("run", "val"), None)
-        val_split = val.split if isinstance(val, DataConfig) else None
-    from_cli, from_env = set(), set()
+@dataclass
+class _Given:
+    """What the command line (and the environment) gave, as config values."""
+
+    values: dict[tuple[str, ...], Any]
+    names: set[str]  # fields given (command line or environment)
+    from_env: set[tuple[str, ...]]  # paths only the environment gave
+    val_split: Any  # --val-split's text, MISSING when not given
+
+
+def _read_given(by_name: dict[str, Flat], ctx: typer.Context, given: dict[str, Any], values: dict) -> _Given:
+    out = _Given(values, set(), set(), MISSING)
     for name, raw in given.items():
         flat = by_name[name]
         if raw is None or (flat.opt.repeat and not raw):
             continue
-        source = getattr(ctx.get_parameter_source(name), "name", "")
-        if source == "ENVIRONMENT":
+        if getattr(ctx.get_parameter_source(name), "name", "") == "ENVIRONMENT":
             if flat.path in values:
                 continue  # the file's value wins over the environment's default
-            from_env.add(flat.path)
-        from_cli.add(name)
+            out.from_env.add(flat.path)
+        out.names.add(name)
         if name == "val":
-            val_split = raw
+            out.val_split = raw
             continue
         value = flat.opt.parse(raw) if flat.opt.parse is not None else raw
         if flat.opt.sets:
@@ -295,24 +293,26 @@ def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: 
                 values[flat.path[:-1] + (sibling,)] = v
         else:
             values[flat.path] = _coerce(flat.hint, value) if not flat.opt.parse else value
-    for flat in flats:  # a field tied to one given anew is not the file's (see Opt.tied_to)
-        owner = by_name.get(flat.opt.tied_to or "")
-        if owner is not None and owner.name in from_cli and flat.name not in from_cli and config is not None:
-            if record_value(record, owner.path) != values.get(owner.path):
-                values.pop(flat.path, None)
-    for flat in flats:  # --images DIR: the dataset section is not wanted, whatever the environment says
-        if flat.opt.instead_of and values.get(flat.path) is not None:
+    return out
+
+
+def _drop_unasked_sections(flats: list[Flat], g: _Given) -> None:
+    """An optional section the command line did not ask for is left out: ``--images DIR``
+    stands in for the dataset whatever the environment says, and DGCN_CACHE alone does not ask
+    for a dataset (DGCN_DATASET, a required field, does)."""
+    for flat in flats:
+        if flat.opt.instead_of and g.values.get(flat.path) is not None:
             section = (*flat.path[:-1], flat.opt.instead_of)
-            for path in [p for p in from_env if p[:len(section)] == section]:
-                values.pop(path, None)
+            for path in [p for p in g.from_env if p[:len(section)] == section]:
+                g.values.pop(path, None)
     for section in {f.optional_section for f in flats if f.optional_section is not None}:
-        # DGCN_CACHE alone does not ask for a dataset; DGCN_DATASET (a required field) does
-        inside = [f for f in flats if f.optional_section == section and f.path in values]
-        if all(f.path in from_env and not f.opt.required for f in inside):
+        inside = [f for f in flats if f.optional_section == section and f.path in g.values]
+        if all(f.path in g.from_env and not f.opt.required for f in inside):
             for f in inside:
-                values.pop(f.path)
-    for item in sets:
-        _set_item(values, cls, item)
+                g.values.pop(f.path)
+
+
+def _check_required(flats: list[Flat], values: dict, rerun: bool) -> None:
     for flat in flats:
         if flat.optional_section is not None and not _given_under(values, flat.optional_section):
             continue  # a section left out as a whole (infer on --images)
@@ -321,6 +321,32 @@ def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: 
             among = f" ({', '.join(flat.opt.choices())})" if flat.opt.choices else ""
             env = f", or set {flat.opt.envvar}" if flat.opt.envvar else ""
             raise OptionError(f"{flat.flag} is needed{among}{also}{env}")
+
+
+def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: Optional[Path], sets: list[str],
+                  stage: str, rerun: bool = True) -> Any:
+    """The config these options ask for (the order of the module docstring)."""
+    flats = flatten(cls)
+    by_name = {f.name: f for f in flats}
+    values: dict[tuple[str, ...], Any] = {}
+    record: dict = {}
+    file_val: Any = MISSING
+    if config is not None:
+        record = read_config_file(config, stage)
+        values.update(_from_file(cls, record))
+        val = values.pop(("run", "val"), None)
+        file_val = val.split if isinstance(val, DataConfig) else None
+    g = _read_given(by_name, ctx, given, values)
+    val_split = g.val_split if g.val_split is not MISSING else file_val
+    for flat in flats:  # a field tied to one given anew is not the file's (see Opt.tied_to)
+        owner = by_name.get(flat.opt.tied_to or "")
+        if owner is not None and owner.name in g.names and flat.name not in g.names and config is not None:
+            if record_value(record, owner.path) != values.get(owner.path):
+                values.pop(flat.path, None)
+    _drop_unasked_sections(flats, g)
+    for item in sets:
+        _set_item(values, cls, item)
+    _check_required(flats, values, rerun)
     if "val" in by_name and val_split is not MISSING:
         data = _build(DataConfig, None, {k[1:]: v for k, v in values.items() if k[:1] == ("data",)})
         values[("run", "val")] = dataclasses.replace(data, split=val_split) if val_split else None
