@@ -267,14 +267,15 @@ def read_config_file(path: Path, stage: str) -> dict:
 class _Given:
     """What the command line (and the environment) gave, as config values."""
 
-    values: dict[tuple[str, ...], Any]
     names: set[str]  # fields given (command line or environment)
     from_env: set[tuple[str, ...]]  # paths only the environment gave
     val_split: Any  # --val-split's text, MISSING when not given
 
 
 def _read_given(by_name: dict[str, Flat], ctx: typer.Context, given: dict[str, Any], values: dict) -> _Given:
-    out = _Given(values, set(), set(), MISSING)
+    """Puts the given options' values into ``values`` (over a --config file's); returns what
+    was given and from where."""
+    out = _Given(set(), set(), MISSING)
     for name, raw in given.items():
         flat = by_name[name]
         if raw is None or (flat.opt.repeat and not raw):
@@ -296,20 +297,20 @@ def _read_given(by_name: dict[str, Flat], ctx: typer.Context, given: dict[str, A
     return out
 
 
-def _drop_unasked_sections(flats: list[Flat], g: _Given) -> None:
+def _drop_unasked_sections(flats: list[Flat], values: dict, from_env: set) -> None:
     """An optional section the command line did not ask for is left out: ``--images DIR``
     stands in for the dataset whatever the environment says, and DGCN_CACHE alone does not ask
     for a dataset (DGCN_DATASET, a required field, does)."""
     for flat in flats:
-        if flat.opt.instead_of and g.values.get(flat.path) is not None:
+        if flat.opt.instead_of and values.get(flat.path) is not None:
             section = (*flat.path[:-1], flat.opt.instead_of)
-            for path in [p for p in g.from_env if p[:len(section)] == section]:
-                g.values.pop(path, None)
+            for path in [p for p in from_env if p[:len(section)] == section]:
+                values.pop(path, None)
     for section in {f.optional_section for f in flats if f.optional_section is not None}:
-        inside = [f for f in flats if f.optional_section == section and f.path in g.values]
-        if all(f.path in g.from_env and not f.opt.required for f in inside):
+        inside = [f for f in flats if f.optional_section == section and f.path in values]
+        if all(f.path in from_env and not f.opt.required for f in inside):
             for f in inside:
-                g.values.pop(f.path)
+                values.pop(f.path)
 
 
 def _check_required(flats: list[Flat], values: dict, rerun: bool) -> None:
@@ -343,7 +344,7 @@ def config_values(cls: type, ctx: typer.Context, given: dict[str, Any], config: 
         if owner is not None and owner.name in g.names and flat.name not in g.names and config is not None:
             if record_value(record, owner.path) != values.get(owner.path):
                 values.pop(flat.path, None)
-    _drop_unasked_sections(flats, g)
+    _drop_unasked_sections(flats, values, g.from_env)
     for item in sets:
         _set_item(values, cls, item)
     _check_required(flats, values, rerun)

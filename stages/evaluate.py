@@ -20,7 +20,7 @@ from typing import Optional
 
 import numpy as np
 
-from .core import checks, provenance
+from .core import checks, options, provenance
 from .core.config import to_jsonable
 from .core.datasets import DataConfig
 from .core.errors import DatasetError, DgcnError
@@ -44,8 +44,7 @@ class EvaluateConfig:
     data: DataConfig = field(default_factory=lambda: DataConfig(split="val"))
     cam_bg_thresh: float = opt(0.15, "For CAMs: background score in the argmax.")
     sweep: bool = opt(False, "For CAMs: try thresholds 0.05..0.95 and report the best.")
-    json_out: Optional[Path] = opt(None, "Also write everything as JSON to this file ('-': print the JSON instead).",
-                                   flag="--json", metavar="PATH")
+    json_out: Optional[Path] = options.json_out_opt("everything")
     # an earlier label artifact of the same images (the seeds): also score what the source
     # changed of it (``eval.changes``)
     relative_to: Optional[Path] = opt(None, "An earlier labels/seeds artifact of the same images: also score what "

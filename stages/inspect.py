@@ -10,6 +10,7 @@ from typing import Optional
 from .core.io.artifacts import SCHEMAS, ArtifactReader
 from .core.io.checkpoint import describe_checkpoint
 from .core.io.files import write_json_atomic
+from .core import options
 from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
@@ -20,8 +21,7 @@ class InspectConfig:
                                   repeat=True, metavar="FILE...")
     # kind and fingerprint only: no array is read
     brief: bool = opt(False, "One line per file: path, kind, content fingerprint (compare two runs with diff).")
-    json_out: Optional[Path] = opt(None, "Also write every description to this JSON file ('-': print the JSON instead).",
-                                   flag="--json", metavar="PATH")
+    json_out: Optional[Path] = options.json_out_opt("every description")
 
 
 def describe(path: Path, brief: bool = False) -> dict:

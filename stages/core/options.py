@@ -89,6 +89,12 @@ def workers_opt(what: str = "loading images (decoding, augmenting)") -> Any:
     return opt(0, f"Worker processes {what}; 0: the main process. Results do not depend on it.")
 
 
+def json_out_opt(what: str) -> Any:
+    """``--json PATH``: a file wherever it appears, ``-`` printing it instead (the CLI's part)."""
+    return opt(None, f"Also write {what} as JSON to this file ('-': print the JSON instead).", flag="--json",
+               metavar="PATH")
+
+
 def device_opt() -> Any:
     return opt("auto", "auto (CUDA when present), cpu or cuda.")
 
