@@ -21,7 +21,7 @@ from stages.core.expanders import (
     to_label_map,
 )
 from stages.core.expanders.base import random_inputs
-from stages.core.expanders.graphcut import graph_cut_one, solve_cut, tlink_capacities
+from stages.core.expanders.graphcut import graph_cut_one, solve_cut, thresholds, tlink_capacities
 from stages.core.expanders.knn import feature_nodes, knn, knn_indices
 from stages.core.registry import UnknownNameError
 
@@ -325,6 +325,43 @@ def test_graphcut_theta_and_seeds_on_random_batches():
             h = probs.gather(1, out.clamp_max(probs.shape[1] - 1)[:, None])[:, 0]
             assert (h[grown] > theta).all()
         assert grown.any()  # the check above had something to check
+
+
+def test_theta_margin_thresholds_known_answers():
+    cfg = GraphCutConfig(theta_margin=math.log(0.7 * 20 / 0.3))  # 0.7's margin with 21 classes
+    theta = thresholds(cfg, np.array([21, 2, 4]))
+    assert theta[0] == pytest.approx(0.7)
+    assert theta[1] == pytest.approx(46.667 / 47.667, abs=1e-4)  # 0.979: two classes
+    assert theta[2] == pytest.approx(46.667 / 49.667, abs=1e-4)
+    assert thresholds(GraphCutConfig(theta_margin=math.log(7 / 3)), np.array([2]))[0] == pytest.approx(0.7)
+    assert (thresholds(GraphCutConfig(theta=0.6), np.array([2, 5, 21])) == 0.6).all()  # off
+    with pytest.raises(ExpanderOptionError, match="theta_margin"):
+        build_expander("graphcut", theta_margin=-1.0)
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000), margin=st.floats(0.5, 5.0))
+def test_theta_margin_is_each_image_cut_at_its_own_theta(seed, margin):
+    # a batch whose images hold 2, 3 or 4 classes: each image's supervision is the fixed-theta
+    # expander's at that image's theta_n, so the margin changes the threshold and nothing else
+    feats, probs, seeds, present = random_batch(b=4, seed=seed, sharp=6.0)
+    whole = build_expander("graphcut", k=5, theta_margin=margin)(feats, probs, seeds, present)
+    theta_n = thresholds(GraphCutConfig(theta_margin=margin), present.sum(1).numpy())
+    for i in range(4):
+        alone = build_expander("graphcut", k=5, theta=float(theta_n[i]))(
+            feats[i:i + 1], probs[i:i + 1], seeds[i:i + 1], present[i:i + 1])
+        assert torch.equal(whole[i:i + 1], alone)
+
+
+def test_theta_margin_holds_back_a_two_class_image_that_theta_lets_through():
+    feats, probs, seeds, present, left, right = two_instances()  # H = 0.9 on both blobs:
+    # above 0.7, below theta_2 = 0.979 (margin 3.84)
+    fixed = to_label_map(build_expander("graphcut", **PAPER_TEXT)(feats, probs, seeds, present), probs)[0]
+    margin = to_label_map(build_expander("graphcut", theta_margin=3.84, **PAPER_TEXT)(feats, probs, seeds, present),
+                          probs)[0]
+    grown = (left | right) & (seeds[0] == U)
+    assert (fixed[grown] == 1).all()
+    assert (margin[grown] == U).all()
 
 
 def test_graphcut_conflict_carries_both_and_labels_the_higher_probability():

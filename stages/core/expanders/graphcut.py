@@ -43,6 +43,14 @@ class GraphCutConfig(ExpanderConfig):
     log_base: base of the -log(H) unary costs: 10, the published code's (the paper
         writes log). It weighs the unaries against c0/c1: log10 = ln / 2.303.
     theta: where H_c > theta the cut decides class c; elsewhere the seeds stand.
+    theta_margin: 0 (off): ``theta`` for every image. m > 0: each image gets its own
+        threshold from the number n of classes it may hold (background included),
+        ``theta_n = e^m / (e^m + n - 1)``: the probability of a class whose logit is m above
+        each of the n - 1 others, were they level. A fixed theta asks less of an image with
+        few classes (0.7 is a margin of 0.85 with 2 classes, 3.84 with 21); m = 3.84 asks
+        every image for the margin 0.7 asks of 21 classes (theta_2 = 0.979, theta_4 = 0.940).
+        n counts the image's label vector, not the softmax's channels: a trained network
+        gives the classes an image cannot hold almost no probability, so they do not compete.
     normalize_features: L2-normalise each node's feature vector before the kNN (the
         published code uses the raw features: off).
     cut_background: also cut for the background class, so background grows beyond
@@ -67,6 +75,7 @@ class GraphCutConfig(ExpanderConfig):
     c1: float = 10.0
     log_base: float = 10.0
     theta: float = 0.7
+    theta_margin: float = 0.0
     normalize_features: bool = False
     cut_background: bool = True
     override_seeds: bool = True
@@ -79,9 +88,21 @@ class GraphCutConfig(ExpanderConfig):
         _require(0 <= self.c1 < math.inf, "graphcut", f"c1 must be a finite number >= 0, got {self.c1}")
         _require(self.log_base > 1, "graphcut", f"log_base must be > 1, got {self.log_base}")
         _require(0 <= self.theta < 1, "graphcut", f"theta must be in [0, 1), got {self.theta}")
+        _require(0 <= self.theta_margin < math.inf, "graphcut",
+                 f"theta_margin must be a finite number >= 0, got {self.theta_margin}")
         _require(0 < self.eps < 0.5, "graphcut", f"eps must be in (0, 0.5), got {self.eps}")
         _require(int(self.workers) == self.workers and self.workers >= 0, "graphcut",
                  f"workers must be an integer >= 0, got {self.workers}")
+
+
+def thresholds(cfg: GraphCutConfig, n_classes: np.ndarray) -> np.ndarray:
+    """Each image's theta from its number of possible classes (background included); the
+    same ``cfg.theta`` for all unless ``cfg.theta_margin`` asks for a logit margin."""
+    n = np.asarray(n_classes, dtype=np.float64)
+    if cfg.theta_margin == 0:
+        return np.full(n.shape, float(cfg.theta))
+    e = math.exp(cfg.theta_margin)
+    return e / (e + np.maximum(n - 1, 1))
 
 
 def tlink_capacities(
@@ -192,7 +213,8 @@ class GraphCutExpander(Expander):
     side and cleared where it does not (``override_seeds``; off: only unlabelled nodes are
     added). A position can so carry two classes (a background seed the cut for c claims)
     or none (a seed of c cut away); the seeding loss counts each (position, class) pair,
-    as the published loss does. With theta >= 0.5 two cuts can never both claim a node.
+    as the published loss does. With theta >= 0.5 two cuts can never both claim a node
+    (``theta_margin``'s thresholds are >= 0.5 while e^m >= n - 1: up to 47 classes at 3.84).
 
     Where this differs from the published code (all but the first four are options):
     - the kNN runs on the features' device in chunks (no dense N x N matrix, no
@@ -243,7 +265,8 @@ class GraphCutExpander(Expander):
 
         side = self._solve(knns, seeds_np[imgs], local, job_c, job_probs)
 
-        decided = job_probs > cfg.theta
+        theta = thresholds(cfg, present.sum(1).cpu().numpy())
+        decided = job_probs > theta[job_b][:, None]
         if not cfg.override_seeds:
             decided &= ~labelled[job_b]
         # (image, class) pairs are unique, so each job writes its own row
