@@ -22,7 +22,7 @@
 # retrain default), poly learning rate 1e-3 (power 0.9), no warm-up. DSRG trains 20,000
 # iterations at batch 10 (18.9 epochs of VOC's 10,582 images), 2.7 times the epochs of DGCN's
 # stage one (7): the photo pipelines scale their retraining the same way, 2.7 times their own
-# training epochs (rounded).
+# training epochs (rounded), where time allows (msrc.mk: 6, not 16).
 PHOTO_RETRAIN_REGIME ?= --lr 0.001 --lr-schedule poly --warmup 0
 # saliency maps in worker processes (the maps do not depend on it; horse train, 496 photos,
 # 2 cores: 66-67 s in the main process, 38 s with 2 workers)
