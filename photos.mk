@@ -29,6 +29,11 @@ PHOTO_RETRAIN_REGIME ?= --lr 0.001 --lr-schedule poly --warmup 0
 PHOTO_SALIENCY_WORKERS ?= 2
 HORSE_RETRAIN_EPOCHS ?= 8
 
+# always considered, never a file: the runs.list rule below compares the list itself
+PHOTO_FORCE := _photo_force
+.PHONY: $(PHOTO_FORCE)
+$(PHOTO_FORCE):
+
 # a run's name is <expander>-s<seed>: its stem in the pattern rules below
 photo_expander = $(firstword $(subst -s, ,$(1)))
 photo_seed = $(lastword $(subst -s, ,$(1)))
@@ -89,8 +94,16 @@ $(1)_EVALS = $$(addprefix $$($(1)_OUT)/eval/,cams_val.json cams_train.json seeds
 	$$(foreach r,$$($(1)_RUN_IDS),$$($(1)_R)/$$(r)/eval/labels_train.json $$($(1)_R)/$$(r)/eval/pred_val.json) \
 	$$(foreach r,$$($(1)_RETRAIN_IDS),$$($(1)_R)/$$(r)/eval/pseudo_train.json $$($(1)_R)/$$(r)/eval/pred_val.json)
 
-$$($(1)_OUT)/report.txt: $$($(1)_EVALS)
-	$$(DGCN) report --by-seed --per-class $$^ --out $$@ > /dev/null
+# The runs the report covers, rewritten only when they change. Every target is secondary
+# (.SECONDARY in pipelines.mk), and make does not build a missing secondary file for a target
+# whose files are all newer than their inputs: without this list, adding a seed or an expander
+# to an existing pipeline printed the old report and trained nothing.
+$$($(1)_OUT)/runs.list: $$(PHOTO_FORCE)
+	@mkdir -p $$(@D)
+	@echo '$$($(1)_RUN_IDS) $$($(1)_RETRAIN_IDS)' | cmp -s - $$@ || echo '$$($(1)_RUN_IDS) $$($(1)_RETRAIN_IDS)' > $$@
+
+$$($(1)_OUT)/report.txt: $$($(1)_EVALS) $$($(1)_OUT)/runs.list
+	$$(DGCN) report --by-seed --per-class $$(filter %.json,$$^) --out $$@ > /dev/null
 
 $$($(1)_OUT)/show_val.png: $$($(1)_OUT)/cam/cams_val.h5 $$($(1)_R)/graphcut-s$$(firstword $$($(1)_SEEDS))/pred/pred.h5
 	$$(DGCN) show $$($(1)_DS) --split val --cams $$< --pred $$(word 2,$$^) --ids $$($(1)_SHOW_IDS) --out $$@

@@ -1,0 +1,60 @@
+"""The photo pipelines' Makefile logic (`make -n`, nothing runs): a finished pipeline is left
+alone, and one given more seeds trains them instead of reprinting the old report."""
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+pytestmark = pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+
+# what `make msrc MSRC_SEEDS=0 MSRC_EXPANDERS=graphcut MSRC_RETRAIN_FROM=graphcut` leaves,
+# in the order it writes it
+FINISHED = [
+    "cam/cams_train.h5", "cam/cams_val.h5", "saliency_train.h5", "seeds_train.h5",
+    "eval/cams_val.json", "eval/cams_train.json", "eval/seeds_train.json",
+    "runs/graphcut-s0/train/final.pt", "runs/graphcut-s0/labels_train.h5", "runs/graphcut-s0/pred/pred.h5",
+    "runs/graphcut-s0/eval/labels_train.json", "runs/graphcut-s0/eval/pred_val.json",
+    "runs/retrain-graphcut-s0/final.pt", "runs/retrain-graphcut-s0/pred/pred.h5",
+    "runs/retrain-graphcut-s0/eval/pseudo_train.json", "runs/retrain-graphcut-s0/eval/pred_val.json",
+    "runs.list", "report.txt", "show_val.png", "curves.png",
+]
+
+
+def dry_run(out: Path, seeds: str) -> str:
+    venv = out / "venv"
+    cmd = ["make", "-C", str(REPO), "--no-print-directory", "-n", "-o", f"{venv}/.installed", "msrc",
+           f"VENV={venv}", f"MSRC_OUT={out}", f"MSRC_ROOT={out}/data", f"MSRC_SEEDS={seeds}",
+           "MSRC_EXPANDERS=graphcut", "MSRC_RETRAIN_FROM=graphcut", "MSRC_SHOW_IDS=a"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture
+def finished(tmp_path):
+    out = tmp_path / "msrc"
+    for n, name in enumerate(FINISHED):
+        path = out / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("graphcut-s0 retrain-graphcut-s0\n" if name == "runs.list" else "x")
+        os.utime(path, (1_000_000 + n, 1_000_000 + n))
+    return out
+
+
+def test_a_finished_pipeline_trains_nothing(finished):
+    assert "/dgcn train " not in dry_run(finished, "0")
+
+
+def test_a_pipeline_given_another_seed_trains_it(finished):
+    # every file of seed 0 is newer than its inputs; the new seed's files are missing
+    plan = dry_run(finished, "0 1")
+    trains = [line for line in plan.splitlines() if "/dgcn train " in line]
+    assert len(trains) == 1 and "--seed 1" in trains[0] and "graphcut-s1" in trains[0]
+    assert any("/dgcn retrain " in line and "retrain-graphcut-s1" in line for line in plan.splitlines())
+    assert "graphcut-s0/train" not in trains[0]
