@@ -6,6 +6,7 @@
 #   <OUT>/cam/cams_{train,val}.h5, <OUT>/saliency_train.h5, <OUT>/seeds_train.h5   (shared)
 #   <OUT>/runs/<expander>-s<seed>/{train/,labels_train.h5,pred/}                   (one per run)
 #   <OUT>/runs/retrain-<expander>-s<seed>/{final.pt,pseudo_labels.h5,pred/}        (its teacher's)
+#   <OUT>/runs.list (the run ids: adding a seed or an expander remakes the report and its runs)
 #   <OUT>/eval/*.json, runs/*/eval/*.json -> <OUT>/report.txt (mean ± std over the seeds, and
 #   per-class IoU), <OUT>/show_val.png, <OUT>/curves.png (the first seed's runs)
 #
