@@ -78,21 +78,23 @@ class LabelChanges:
         inside = cls < self.num_classes  # a label outside the class list counts as added, never right
         np.add.at(self.added_by_class[:, 0], cls[inside], 1)
         np.add.at(self.added_by_class[:, 1], cls[inside & (cls == g[add])], 1)
-        self._origins(gt, reference, new, valid)
+        added = np.zeros(gt.shape, bool)
+        added[valid] = add
+        self._origins(gt, reference, new, added)
         wrong = r_lab & (r != g)
         self.ref_wrong += int(wrong.sum())
         self.wrong_corrected += int((wrong & n_lab & (n == g)).sum())
         self.wrong_kept += int((wrong & (n == r)).sum())
 
-    def _origins(self, gt: np.ndarray, reference: np.ndarray, new: np.ndarray, valid: np.ndarray) -> None:
-        """Per class added here: are its added pixels nearer a wrong reference pixel of the
-        class than a right one? (two distance transforms per class an image adds)"""
-        added = valid & (reference == IGNORE) & (new != IGNORE)
+    def _origins(self, gt: np.ndarray, reference: np.ndarray, new: np.ndarray, added: np.ndarray) -> None:
+        """Per class added here (``added``: the image's added pixels): are its added pixels
+        nearer a wrong reference pixel of the class than a right one? (two distance transforms
+        per class an image adds)"""
         for c in np.unique(new[added]):
             if c >= self.num_classes:
                 continue
             ref_c = reference == c
-            wrong_ref, right_ref = ref_c & valid & (gt != c), ref_c & (gt == c)
+            wrong_ref, right_ref = ref_c & (gt != IGNORE) & (gt != c), ref_c & (gt == c)
             if not wrong_ref.any():
                 continue
             d_wrong = distance_transform_edt(~wrong_ref)
