@@ -32,6 +32,11 @@ def print_report(report: evaluate_stage.EvalReport, title: str) -> None:
     table.add_row("fw IoU", _fmt(m.fwiou))
     table.add_row("precision (labelled px)", _fmt(m.precision))
     table.add_row("coverage (labelled px)", _fmt(m.coverage))
+    if not np.isnan(m.object_recall):
+        table.add_section()
+        table.add_row("object recall (classes pooled)", _fmt(m.object_recall))
+        table.add_row("object precision", _fmt(m.object_precision))
+        table.add_row("object share of px (truth)", f"{_fmt(m.object_share)} ({_fmt(m.object_share_gt)})")
     out.print(table)
     if report.sweep:
         best = report.protocol["cam_bg_thresh"]
@@ -77,7 +82,8 @@ def _evaluate(cfg: evaluate_stage.EvaluateConfig) -> None:
     print_result(result)
 
 
-DOC = "mIoU, pixel accuracy, mean class accuracy, fwIoU, per-class IoU, precision and coverage."
+DOC = ("mIoU, pixel accuracy, mean class accuracy, fwIoU, per-class IoU, precision and coverage; "
+       "object recall and precision (object classes pooled against background).")
 
 COMMAND = Command("evaluate", evaluate_stage,
                   config_command(evaluate_stage.EvaluateConfig, "evaluate", _evaluate, DOC, rerun=False))

@@ -53,6 +53,25 @@ def test_confusion_matrix_by_hand() -> None:
     assert d["precision"] == 0.75 and d["coverage"] == 0.8 and d["pixels"] == 5
 
 
+def test_objects_pooled_by_hand() -> None:
+    """An object given another object's class is a miss and a false object, not a hit."""
+    gt = np.array([[0, 0, 1, 1], [2, 2, 0, 255]], np.uint8)
+    pred = np.array([[0, 1, 1, 2], [2, 255, 1, 0]], np.uint8)
+    cm = ConfusionMatrix(3)
+    cm.update(gt, pred)
+    r = cm.results(["background", "a", "b"])
+    # valid: (0->0) (0->1) (1->1) (1->2) (2->2) (2->unlabelled) (0->1); 4 object pixels, 2 hits;
+    # 5 pixels predicted as objects
+    assert r.object_recall == pytest.approx(2 / 4)
+    assert r.object_precision == pytest.approx(2 / 5)
+    assert r.object_share == pytest.approx(5 / 7) and r.object_share_gt == pytest.approx(4 / 7)
+    d = r.to_dict()
+    assert d["object_recall"] == 0.5 and d["object_precision"] == 0.4
+    # without a background class there are no "objects" to pool
+    other = cm.results(["sky", "a", "b"])
+    assert math.isnan(other.object_recall) and other.to_dict()["object_precision"] is None
+
+
 def test_confusion_matrix_accumulates_and_merges() -> None:
     a, b = ConfusionMatrix(3), ConfusionMatrix(3)
     a.update(GT, PRED)

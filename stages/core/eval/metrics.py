@@ -44,6 +44,7 @@ class ConfusionMatrix:
         total = m.sum()
         labelled = m[:, : self.n].sum()
         freq = gt_count / total if total else np.zeros_like(gt_count)
+        objects = _object_scores(tp, gt_count, pred_count, total) if class_names[0] == "background" else {}
         return SegMetrics(
             class_names=list(class_names),
             iou=iou,
@@ -54,7 +55,24 @@ class ConfusionMatrix:
             precision=float(tp.sum() / labelled) if labelled else float("nan"),
             coverage=float(labelled / total) if total else float("nan"),
             pixels=int(total),
+            **objects,
         )
+
+
+def _ratio(a: float, b: float) -> float:
+    return float(a / b) if b else float("nan")
+
+
+def _object_scores(tp: np.ndarray, gt_count: np.ndarray, pred_count: np.ndarray, total: float) -> dict:
+    """Object classes pooled: a pixel counts as right only with its own class (a cat called a dog
+    is a miss for recall and a false object for precision)."""
+    hit = tp[1:].sum()
+    return dict(
+        object_recall=_ratio(hit, gt_count[1:].sum()),
+        object_precision=_ratio(hit, pred_count[1:].sum()),
+        object_share=_ratio(pred_count[1:].sum(), total),
+        object_share_gt=_ratio(gt_count[1:].sum(), total),
+    )
 
 
 @dataclass
@@ -68,6 +86,13 @@ class SegMetrics:
     precision: float  # of the labelled (non-255) predicted pixels, the fraction correct
     coverage: float  # of the valid ground-truth pixels, the fraction given a label
     pixels: int
+    # object classes pooled (NaN where class 0 is not background): of the ground-truth object
+    # pixels, the share given their class; of the pixels predicted as an object, the share
+    # right; the share of valid pixels predicted as objects, and the share that are
+    object_recall: float = float("nan")
+    object_precision: float = float("nan")
+    object_share: float = float("nan")
+    object_share_gt: float = float("nan")
 
     def to_dict(self) -> dict:
         def num(x: float):
@@ -81,5 +106,9 @@ class SegMetrics:
             "precision": num(self.precision),
             "coverage": num(self.coverage),
             "pixels": self.pixels,
+            "object_recall": num(self.object_recall),
+            "object_precision": num(self.object_precision),
+            "object_share": num(self.object_share),
+            "object_share_gt": num(self.object_share_gt),
             "per_class_iou": {n: num(v) for n, v in zip(self.class_names, self.iou)},
         }
