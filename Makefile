@@ -15,6 +15,11 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # refused by dgcn itself with a one-line error.
 redo = $(if $(shell for f in $(1); do [ -e "$$f" ] || continue; ok=1; for p in $^; do [ "$$f" -nt "$$p" ] || ok=; done; [ -n "$$ok" ] && { echo y; break; }; done),--resume,--overwrite)
 
+# $(call stamp,TEXT) in a recipe: write a step's options TEXT to the target ($@) only when they
+# differ from what it holds, so the step's outputs are older than it exactly when its options
+# changed (the target's rule has an always-run phony prerequisite).
+stamp = mkdir -p $(@D) && printf '%s\n' '$(1)' > $@.new && if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+
 .PHONY: install test test-fast test-slow bench demo clean-demo
 
 install: $(VENV)/.installed

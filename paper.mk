@@ -108,10 +108,6 @@ COCO_ROOT_HINT := run `make coco COCO_ROOT=/path/to/coco` (the folder with train
 # Expanded only in recipes, so only the pipeline that needs VAR asks for it.
 paper_need = $(or $(strip $($(1))),$(error $(1) is not set: $($(1)_HINT)))
 
-# $(call paper_stamp,TEXT): write TEXT to the target ($@) only when it differs, so the target
-# is newer than its dependents exactly when a step's options changed.
-paper_stamp = mkdir -p $(@D) && printf '%s\n' '$(1)' > $@.new && if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
-
 # --resume or --overwrite: see `redo` in the Makefile
 paper_redo = $(call redo,$(1))
 
@@ -145,7 +141,7 @@ clean-$(1):
 	rm -rf $(2)
 
 $(2)/.opts/%: $(PAPER_FORCE) | install
-	@$$(call paper_stamp,$$($(1)_$$*))
+	@$$(call stamp,$$($(1)_$$*))
 
 $(2)/cams_$(3).h5: $(2)/.opts/cam
 	$$(DGCN) $$($(1)_cam) --device $$(DEVICE) --workers $$(PAPER_WORKERS) $$(call paper_redo,$(2)/classifier/last.pt $$@.partial)

@@ -7,6 +7,7 @@
 #   <OUT>/runs/<expander>-s<seed>/{train/,labels_train.h5,pred/}                   (one per run)
 #   <OUT>/runs/retrain-<expander>-s<seed>/{final.pt,pseudo_labels.h5,pred/}        (its teacher's)
 #   <OUT>/runs.list (the run ids: adding a seed or an expander remakes the report and its runs)
+#   <OUT>/.opts/<step> (each step's options: changing them redoes the step and what follows)
 #   <OUT>/eval/*.json, runs/*/eval/*.json -> <OUT>/report.txt (mean ± std over the seeds, and
 #   per-class IoU), <OUT>/show_val.png, <OUT>/curves.png (the first seed's runs)
 #
@@ -30,10 +31,15 @@ PHOTO_RETRAIN_REGIME ?= --lr 0.001 --lr-schedule poly --warmup 0
 PHOTO_SALIENCY_WORKERS ?= 2
 HORSE_RETRAIN_EPOCHS ?= 8
 
-# always considered, never a file: the runs.list rule below compares the list itself
+# always considered, never a file: the runs.list and options rules below compare the contents
 PHOTO_FORCE := _photo_force
 .PHONY: $(PHOTO_FORCE)
 $(PHOTO_FORCE):
+
+# A pipeline made before its options were recorded (an earlier dgcn) gets them recorded when
+# make reads this file, dated 1970, so that its outputs stay current: a stamp first written by
+# its rule counts as changed and would redo every step.
+photo_adopt = $(shell [ -e $(1) ] || { mkdir -p $(dir $(1)) && printf '%s\n' '$(2)' > $(1) && touch -t 197001020000 $(1); })
 
 # a run's name is <expander>-s<seed>: its stem in the pattern rules below
 photo_expander = $(firstword $(subst -s, ,$(1)))
@@ -46,6 +52,16 @@ $(1)_DEV = $$($(1)_DS) --device $$(DEVICE)
 $(1)_R = $$($(1)_OUT)/runs
 $(1)_RUN_IDS = $$(foreach s,$$($(1)_SEEDS),$$(foreach e,$$($(1)_EXPANDERS),$$(e)-s$$(s)))
 $(1)_RETRAIN_IDS = $$(foreach s,$$($(1)_SEEDS),$$(foreach e,$$($(1)_RETRAIN_FROM),retrain-$$(e)-s$$(s)))
+# what each stamped step's outputs depend on besides their input files (DEVICE and workers
+# change no result and are left out)
+$(1)_OPTS_cam = $$($(1)_DS) $$($(1)_CAM_NET)
+$(1)_OPTS_saliency = $$($(1)_DS)
+$(1)_OPTS_seeds = $$($(1)_SEED_OPTS)
+$(1)_OPTS_train = $$($(1)_TRAIN_NET)
+$(1)_OPTS_retrain = $$($(1)_RETRAIN_NET)
+$(1)_O = $$($(1)_OUT)/.opts
+$(1)_STAMPED = cam saliency seeds train retrain
+$$(if $$(wildcard $$($(1)_OUT)),$$(foreach step,$$($(1)_STAMPED),$$(call photo_adopt,$$($(1)_O)/$$(step),$$($(1)_OPTS_$$(step)))))
 $(1)_FIRST_RUNS = $$(foreach e,$$($(1)_EXPANDERS),$$($(1)_R)/$$(e)-s$$(firstword $$($(1)_SEEDS))/train) \
 	$$(foreach e,$$($(1)_RETRAIN_FROM),$$($(1)_R)/retrain-$$(e)-s$$(firstword $$($(1)_SEEDS)))
 
@@ -54,16 +70,21 @@ $(1)_FIRST_RUNS = $$(foreach e,$$($(1)_EXPANDERS),$$($(1)_R)/$$(e)-s$$(firstword
 $(2): install $$($(1)_OUT)/report.txt $$($(1)_OUT)/show_val.png $$($(1)_OUT)/curves.png
 	@cat $$($(1)_OUT)/report.txt
 
-$$($(1)_OUT)/cam/cams_train.h5 $$($(1)_OUT)/cam/cams_val.h5 &: | install
+# each step's options (`stamp` in the Makefile): changing one redoes that step and what follows
+# (+: written under `make -n` too, only where the options changed, so its plan is the real one)
+$$($(1)_O)/%: $$(PHOTO_FORCE)
+	+@$$(call stamp,$$($(1)_OPTS_$$*))
+
+$$($(1)_OUT)/cam/cams_train.h5 $$($(1)_OUT)/cam/cams_val.h5 &: $$($(1)_O)/cam | install
 	$$(DGCN) cam $$($(1)_DEV) $$($(1)_CAM_NET) --seed 0 --cam-split train --cam-split val --out $$($(1)_OUT)/cam $$(call redo,$$($(1)_OUT)/cam/classifier/last.pt $$($(1)_OUT)/cam/cams_train.h5.partial $$($(1)_OUT)/cam/cams_val.h5.partial)
 
-$$($(1)_OUT)/saliency_train.h5: | install
+$$($(1)_OUT)/saliency_train.h5: $$($(1)_O)/saliency | install
 	$$(DGCN) saliency-bg $$($(1)_DS) --split train --workers $$(PHOTO_SALIENCY_WORKERS) --out $$@ $$(call redo,$$@.partial)
 
-$$($(1)_OUT)/seeds_train.h5: $$($(1)_OUT)/cam/cams_train.h5 $$($(1)_OUT)/saliency_train.h5
+$$($(1)_OUT)/seeds_train.h5: $$($(1)_OUT)/cam/cams_train.h5 $$($(1)_OUT)/saliency_train.h5 $$($(1)_O)/seeds
 	$$(DGCN) seeds $$($(1)_DS) --split train --cams $$< --saliency $$($(1)_OUT)/saliency_train.h5 $$($(1)_SEED_OPTS) --out $$@ $$(call redo,$$@.partial)
 
-$$($(1)_R)/%/train/final.pt: $$($(1)_OUT)/seeds_train.h5
+$$($(1)_R)/%/train/final.pt: $$($(1)_OUT)/seeds_train.h5 $$($(1)_O)/train
 	$$(DGCN) train $$($(1)_DEV) $$($(1)_TRAIN_NET) --seed $$(call photo_seed,$$*) --expander $$(call photo_expander,$$*) --seeds $$< --out $$(@D) $$(call redo,$$(@D)/last.pt)
 
 $$($(1)_R)/%/labels_train.h5: $$($(1)_R)/%/train/final.pt $$($(1)_OUT)/seeds_train.h5
@@ -72,7 +93,7 @@ $$($(1)_R)/%/labels_train.h5: $$($(1)_R)/%/train/final.pt $$($(1)_OUT)/seeds_tra
 $$($(1)_R)/%/pred/pred.h5: $$($(1)_R)/%/train/final.pt
 	$$(DGCN) infer $$($(1)_DEV) --split val --checkpoint $$< --out $$(@D) $$(call redo,$$@.partial)
 
-$$($(1)_R)/retrain-%/final.pt: $$($(1)_R)/%/train/final.pt
+$$($(1)_R)/retrain-%/final.pt: $$($(1)_R)/%/train/final.pt $$($(1)_O)/retrain
 	$$(DGCN) retrain $$($(1)_DEV) $$($(1)_RETRAIN_NET) --seed $$(call photo_seed,$$*) --checkpoint $$< --out $$(@D) $$(call redo,$$(@D)/last.pt $$(@D)/pseudo_labels.h5.partial)
 
 # (a shorter stem than the rule above: make picks this one for retrain-<run>/pred)
@@ -100,7 +121,7 @@ $(1)_EVALS = $$(addprefix $$($(1)_OUT)/eval/,cams_val.json cams_train.json seeds
 # whose files are all newer than their inputs: without this list, adding a seed or an expander
 # to an existing pipeline printed the old report and trained nothing.
 $$($(1)_OUT)/runs.list: $$(PHOTO_FORCE)
-	@mkdir -p $$(@D)
+	+@mkdir -p $$(@D)
 	@ids='$$($(1)_RUN_IDS) $$($(1)_RETRAIN_IDS)'; echo "$$$$ids" | cmp -s - $$@ || echo "$$$$ids" > $$@
 
 $$($(1)_OUT)/report.txt: $$($(1)_EVALS) $$($(1)_OUT)/runs.list

@@ -1,5 +1,6 @@
-"""The photo pipelines' Makefile logic (`make -n`, nothing runs): a finished pipeline is left
-alone, and one given more seeds trains them instead of reprinting the old report."""
+"""The photo pipelines' Makefile logic (`make -n`, nothing runs but the options stamps): a
+finished pipeline is left alone, one given more seeds trains them instead of reprinting the old
+report, and one given other options redoes the steps they change and what follows."""
 from __future__ import annotations
 
 import os
@@ -26,11 +27,11 @@ FINISHED = [
 ]
 
 
-def dry_run(out: Path, seeds: str) -> str:
+def dry_run(out: Path, seeds: str, *options: str) -> str:
     venv = out / "venv"
     cmd = ["make", "-C", str(REPO), "--no-print-directory", "-n", "-o", f"{venv}/.installed", "msrc",
            f"VENV={venv}", f"MSRC_OUT={out}", f"MSRC_ROOT={out}/data", f"MSRC_SEEDS={seeds}",
-           "MSRC_EXPANDERS=graphcut", "MSRC_RETRAIN_FROM=graphcut", "MSRC_SHOW_IDS=a"]
+           "MSRC_EXPANDERS=graphcut", "MSRC_RETRAIN_FROM=graphcut", "MSRC_SHOW_IDS=a", *options]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout
@@ -58,3 +59,21 @@ def test_a_pipeline_given_another_seed_trains_it(finished):
     assert len(trains) == 1 and "--seed 1" in trains[0] and "graphcut-s1" in trains[0]
     assert any("/dgcn retrain " in line and "retrain-graphcut-s1" in line for line in plan.splitlines())
     assert "graphcut-s0/train" not in trains[0]
+
+
+def commands(plan: str, step: str) -> list[str]:
+    return [line for line in plan.splitlines() if f"/dgcn {step} " in line]
+
+
+def test_other_options_redo_their_step_and_what_follows(finished):
+    # the first run records the options without disowning what was made before they were recorded
+    assert commands(dry_run(finished, "0"), "train") == []
+    assert (finished / ".opts" / "train").stat().st_mtime < 1_000_000
+    assert commands(dry_run(finished, "0", "DEVICE=cpu", "PHOTO_SALIENCY_WORKERS=1"), "train") == []  # change no result
+    plan = dry_run(finished, "0", "MSRC_RETRAIN_EPOCHS=8")
+    assert len(commands(plan, "retrain")) == 1 and "--epochs 8" in commands(plan, "retrain")[0]
+    assert commands(plan, "train") == [] and commands(plan, "cam") == []
+    plan = dry_run(finished, "0", "MSRC_SEED_OPTS=--fg-thresh 0.4")
+    assert len(commands(plan, "seeds")) == 1 and "--fg-thresh 0.4" in commands(plan, "seeds")[0]
+    assert len(commands(plan, "train")) == 1 and len(commands(plan, "retrain")) == 1
+    assert commands(plan, "cam") == [] and commands(plan, "saliency-bg") == []

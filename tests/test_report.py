@@ -158,6 +158,6 @@ def test_a_fresh_start_retraining_is_named_apart_from_the_default(tmp_path):
 def test_rows_told_apart_by_file_keep_their_bracketed_names(tmp_path):
     a = _result(tmp_path / "x" / "p1.json", "seeds", 0.5)
     b = _result(tmp_path / "y" / "p2.json", "seeds", 0.6)
-    result = report.run(report.ReportConfig(files=(a, b), out=tmp_path / "r.txt"))
+    report.run(report.ReportConfig(files=(a, b), out=tmp_path / "r.txt"))
     text = (tmp_path / "r.txt").read_text()
     assert "seeds [p1]" in text and "seeds [p2]" in text  # not swallowed as rich markup
