@@ -19,6 +19,11 @@ redo = $(if $(shell for f in $(1); do [ -e "$$f" ] || continue; ok=1; for p in $
 # differ from what it holds, so the step's outputs are older than it exactly when its options
 # changed (the target's rule has an always-run phony prerequisite).
 stamp = mkdir -p $(@D) && printf '%s\n' '$(1)' > $@.new && if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
+# $(call adopt_stamp,FILE,TEXT) while make reads the makefiles, for a pipeline whose outputs were
+# made before its options were recorded (an earlier dgcn): write the missing stamp dated 1970,
+# so those outputs stay current (a stamp first written by its rule counts as changed and would
+# redo every step).
+adopt_stamp = $(shell [ -e $(1) ] || { mkdir -p $(dir $(1)) && printf '%s\n' '$(2)' > $(1) && touch -t 197001020000 $(1); })
 
 .PHONY: install test test-fast test-slow bench demo clean-demo
 

@@ -36,11 +36,6 @@ PHOTO_FORCE := _photo_force
 .PHONY: $(PHOTO_FORCE)
 $(PHOTO_FORCE):
 
-# A pipeline made before its options were recorded (an earlier dgcn) gets them recorded when
-# make reads this file, dated 1970, so that its outputs stay current: a stamp first written by
-# its rule counts as changed and would redo every step.
-photo_adopt = $(shell [ -e $(1) ] || { mkdir -p $(dir $(1)) && printf '%s\n' '$(2)' > $(1) && touch -t 197001020000 $(1); })
-
 # a run's name is <expander>-s<seed>: its stem in the pattern rules below
 photo_expander = $(firstword $(subst -s, ,$(1)))
 photo_seed = $(lastword $(subst -s, ,$(1)))
@@ -61,7 +56,7 @@ $(1)_OPTS_train = $$($(1)_TRAIN_NET)
 $(1)_OPTS_retrain = $$($(1)_RETRAIN_NET)
 $(1)_O = $$($(1)_OUT)/.opts
 $(1)_STAMPED = cam saliency seeds train retrain
-$$(if $$(wildcard $$($(1)_OUT)),$$(foreach step,$$($(1)_STAMPED),$$(call photo_adopt,$$($(1)_O)/$$(step),$$($(1)_OPTS_$$(step)))))
+$$(if $$(wildcard $$($(1)_OUT)),$$(foreach step,$$($(1)_STAMPED),$$(call adopt_stamp,$$($(1)_O)/$$(step),$$($(1)_OPTS_$$(step)))))
 $(1)_FIRST_RUNS = $$(foreach e,$$($(1)_EXPANDERS),$$($(1)_R)/$$(e)-s$$(firstword $$($(1)_SEEDS))/train) \
 	$$(foreach e,$$($(1)_RETRAIN_FROM),$$($(1)_R)/retrain-$$(e)-s$$(firstword $$($(1)_SEEDS)))
 

@@ -32,6 +32,18 @@ EXPANDER ?= graphcut
 EXPANDER_OPTS ?=
 NAME ?= $(EXPANDER)
 RUN := $(DEMO_OUT)/$(NAME)-s$(SEED)
+# Each step's options, kept in .opts/<step> (`stamp` in the Makefile): changing them (say
+# DEMO_EPOCHS=20) redoes the step and what follows. DEVICE changes no result and is left out.
+DEMO_OPTS_cam := $(DEMO_CAM_NET)
+DEMO_OPTS_saliency :=
+DEMO_OPTS_seeds :=
+DEMO_OPTS_train = $(DEMO_TRAIN_NET) --epochs $(DEMO_EPOCHS) --expander $(EXPANDER) $(EXPANDER_OPTS) --seed $(SEED)
+DEMO_OPTS_labels = --expander $(EXPANDER) $(EXPANDER_OPTS)
+DEMO_OPTS_retrain = $(DEMO_RETRAIN_NET) --epochs $(DEMO_RETRAIN_EPOCHS) --seed $(SEED)
+DEMO_SHARED_STEPS := cam saliency seeds
+DEMO_RUN_STEPS := train labels retrain
+$(if $(wildcard $(DEMO_OUT)),$(foreach step,$(DEMO_SHARED_STEPS),$(call adopt_stamp,$(DEMO_OUT)/.opts/$(step),$(DEMO_OPTS_$(step)))))
+$(if $(wildcard $(RUN)),$(foreach step,$(DEMO_RUN_STEPS),$(call adopt_stamp,$(RUN)/.opts/$(step),$(DEMO_OPTS_$(step)))))
 
 .PHONY: demo clean-demo demo-compare demo-fingerprints
 # keep every intermediate artifact (pattern-rule outputs would otherwise be deleted)
@@ -40,28 +52,37 @@ RUN := $(DEMO_OUT)/$(NAME)-s$(SEED)
 demo: install $(RUN)/report.txt
 	@cat $(RUN)/report.txt
 
+DEMO_FORCE := _demo_force
+.PHONY: $(DEMO_FORCE)
+$(DEMO_FORCE):
+# (+: written under `make -n` too, only where the options changed, so its plan is the real one)
+$(DEMO_OUT)/.opts/%: $(DEMO_FORCE)
+	+@$(call stamp,$(DEMO_OPTS_$*))
+$(RUN)/.opts/%: $(DEMO_FORCE)
+	+@$(call stamp,$(DEMO_OPTS_$*))
+
 $(DEMO_DATA): | install
 	$(DGCN) demo-data --out $(DEMO_OUT)/data --overwrite
 
-$(DEMO_OUT)/cam/cams_train.h5 $(DEMO_OUT)/cam/cams_val.h5 &: $(DEMO_DATA)
+$(DEMO_OUT)/cam/cams_train.h5 $(DEMO_OUT)/cam/cams_val.h5 &: $(DEMO_DATA) $(DEMO_OUT)/.opts/cam
 	$(DGCN) cam $(DEMO) $(DEMO_CAM_NET) --seed 0 --epochs 12 --scales 0.5,1,1.5,2 --cam-split train --cam-split val --out $(DEMO_OUT)/cam $(call redo,$(DEMO_OUT)/cam/classifier/last.pt $(DEMO_OUT)/cam/cams_train.h5.partial $(DEMO_OUT)/cam/cams_val.h5.partial)
 
-$(DEMO_OUT)/saliency_%.h5: $(DEMO_DATA)
+$(DEMO_OUT)/saliency_%.h5: $(DEMO_DATA) $(DEMO_OUT)/.opts/saliency
 	$(DGCN) saliency-bg $(DEMO_DS) --split $* --out $@ $(call redo,$@.partial)
 
-$(DEMO_OUT)/seeds_%.h5: $(DEMO_OUT)/cam/cams_%.h5 $(DEMO_OUT)/saliency_%.h5
+$(DEMO_OUT)/seeds_%.h5: $(DEMO_OUT)/cam/cams_%.h5 $(DEMO_OUT)/saliency_%.h5 $(DEMO_OUT)/.opts/seeds
 	$(DGCN) seeds $(DEMO_DS) --split $* --cams $< --saliency $(DEMO_OUT)/saliency_$*.h5 --out $@ $(call redo,$@.partial)
 
-$(RUN)/train/final.pt: $(DEMO_OUT)/seeds_train.h5
+$(RUN)/train/final.pt: $(DEMO_OUT)/seeds_train.h5 $(RUN)/.opts/train
 	$(DGCN) train $(DEMO) $(DEMO_TRAIN_NET) --seed $(SEED) --epochs $(DEMO_EPOCHS) --val-split val --expander $(EXPANDER) $(EXPANDER_OPTS) --seeds $< --out $(RUN)/train $(call redo,$(RUN)/train/last.pt)
 
-$(RUN)/labels_train.h5: $(RUN)/train/final.pt $(DEMO_OUT)/seeds_train.h5
+$(RUN)/labels_train.h5: $(RUN)/train/final.pt $(DEMO_OUT)/seeds_train.h5 $(RUN)/.opts/labels
 	$(DGCN) graphcut-label $(DEMO) --split train --expander $(EXPANDER) $(EXPANDER_OPTS) --checkpoint $< --seeds $(DEMO_OUT)/seeds_train.h5 --out $@ $(call redo,$@.partial)
 
 $(RUN)/pred/pred.h5: $(RUN)/train/final.pt
 	$(DGCN) infer $(DEMO) --split val --checkpoint $< --out $(RUN)/pred $(call redo,$(RUN)/pred/pred.h5.partial)
 
-$(RUN)/retrain/final.pt: $(RUN)/train/final.pt
+$(RUN)/retrain/final.pt: $(RUN)/train/final.pt $(RUN)/.opts/retrain
 	$(DGCN) retrain $(DEMO) $(DEMO_RETRAIN_NET) --seed $(SEED) --epochs $(DEMO_RETRAIN_EPOCHS) --val-split val --checkpoint $< --out $(RUN)/retrain $(call redo,$(RUN)/retrain/last.pt $(RUN)/retrain/pseudo_labels.h5.partial)
 
 $(RUN)/retrain-pred/pred.h5: $(RUN)/retrain/final.pt

@@ -77,3 +77,39 @@ def test_other_options_redo_their_step_and_what_follows(finished):
     assert len(commands(plan, "seeds")) == 1 and "--fg-thresh 0.4" in commands(plan, "seeds")[0]
     assert len(commands(plan, "train")) == 1 and len(commands(plan, "retrain")) == 1
     assert commands(plan, "cam") == [] and commands(plan, "saliency-bg") == []
+
+
+# what `make demo` leaves (seed 0, graphcut), in the order it writes it
+DEMO_FINISHED = [
+    "data/demo.json", "cam/cams_train.h5", "cam/cams_val.h5", "saliency_train.h5", "seeds_train.h5",
+    "graphcut-s0/train/final.pt", "graphcut-s0/labels_train.h5", "graphcut-s0/pred/pred.h5",
+    "graphcut-s0/retrain/final.pt", "graphcut-s0/retrain-pred/pred.h5",
+    "eval-shared/seeds_train.json", "eval-shared/cams_val.json", "graphcut-s0/eval/labels_train.json",
+    "graphcut-s0/eval/pred_val.json", "graphcut-s0/eval/retrain_pred_val.json", "graphcut-s0/report.txt",
+]
+
+
+def demo_plan(out: Path, *options: str) -> str:
+    venv = out / "venv"
+    cmd = ["make", "-C", str(REPO), "--no-print-directory", "-n", "-o", f"{venv}/.installed", "demo",
+           f"VENV={venv}", f"DEMO_OUT={out}", *options]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def test_demo_redoes_what_its_options_change(tmp_path):
+    out = tmp_path / "demo"
+    for n, name in enumerate(DEMO_FINISHED):
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text("x")
+        os.utime(out / name, (1_000_000 + n, 1_000_000 + n))
+    assert "/dgcn " not in demo_plan(out)
+    plan = demo_plan(out, "DEMO_RETRAIN_EPOCHS=30")
+    assert commands(plan, "train") == [] and "--epochs 30" in commands(plan, "retrain")[0]
+    plan = demo_plan(out, "DEMO_EPOCHS=20")
+    assert "--epochs 20" in commands(plan, "train")[0] and len(commands(plan, "retrain")) == 1
+    assert commands(plan, "cam") == [] and commands(plan, "seeds") == []
+    # another seed is another run folder: the first one's stamps are not touched
+    assert len(commands(demo_plan(out, "SEED=1"), "train")) == 1
+    assert (out / "graphcut-s0" / ".opts" / "train").read_text().count("--epochs 20") == 1
