@@ -117,7 +117,7 @@ $(1)_EVALS = $$(addprefix $$($(1)_OUT)/eval/,cams_val.json cams_train.json seeds
 # to an existing pipeline printed the old report and trained nothing.
 $$($(1)_OUT)/runs.list: $$(PHOTO_FORCE)
 	+@mkdir -p $$(@D)
-	@ids='$$($(1)_RUN_IDS) $$($(1)_RETRAIN_IDS)'; echo "$$$$ids" | cmp -s - $$@ || echo "$$$$ids" > $$@
+	+@ids='$$($(1)_RUN_IDS) $$($(1)_RETRAIN_IDS)'; echo "$$$$ids" | cmp -s - $$@ || echo "$$$$ids" > $$@
 
 $$($(1)_OUT)/report.txt: $$($(1)_EVALS) $$($(1)_OUT)/runs.list
 	$$(DGCN) report --by-seed --per-class $$(filter %.json,$$^) --out $$@ > /dev/null

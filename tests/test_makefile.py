@@ -49,7 +49,7 @@ def finished(tmp_path):
 
 
 def test_a_finished_pipeline_trains_nothing(finished):
-    assert "/dgcn train " not in dry_run(finished, "0")
+    assert "/dgcn " not in dry_run(finished, "0")
 
 
 def test_a_pipeline_given_another_seed_trains_it(finished):
