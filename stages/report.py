@@ -25,8 +25,10 @@ from .core.io.files import write_text_atomic
 from .core.options import opt
 from .core.stage import Progress, StageResult, wrote
 
-COLUMNS = ("result", "kind", "split", "images", "runs", "mIoU", "precision", "coverage", "protocol")
-_METRICS = ("miou", "precision", "coverage")
+# obj recall / obj prec.: the object classes pooled against background (see metrics)
+COLUMNS = ("result", "kind", "split", "images", "runs", "mIoU", "precision", "coverage", "obj recall", "obj prec.",
+           "protocol")
+_METRICS = ("miou", "precision", "coverage", "object_recall", "object_precision")
 
 
 @dataclass(frozen=True)
@@ -178,7 +180,7 @@ def _seed(result: Mapping[str, Any]) -> Any:
     return (made_by.get("model") or {}).get("seed")
 
 
-def render(report: Report, width: int = 160) -> str:
+def render(report: Report, width: int = 190) -> str:
     from rich.console import Console
 
     console = Console(record=True, width=width, file=io.StringIO())

@@ -42,6 +42,11 @@ def test_rows_from_real_artifacts(tmp_path, trained_checkpoint, train_seeds, tra
         ("proxy labels: none (network trained with graphcut) s0", "labels", "train"),
         ("seeds", "seeds", "train"),
     ]
+    # the object columns are the evaluation's own, and "-" for a result written before them
+    pred_eval = json.loads(files[0].read_text())
+    assert rows[0].cells()[8:10] == tuple(f"{100 * pred_eval[k]:.1f}" for k in ("object_recall", "object_precision"))
+    old = _result(tmp_path / "old" / "eval" / "p.json", "predictions", 0.5, {"stage": "train", "expander": "none"})
+    assert report.run(report.ReportConfig(files=(old,))).details.rows[0].cells()[8:10] == ("-", "-")
 
 
 def test_by_seed_merges_and_clashes_are_told_apart(tmp_path):
