@@ -15,15 +15,17 @@ export OMP_WAIT_POLICY ?= PASSIVE
 # refused by dgcn itself with a one-line error.
 redo = $(if $(shell for f in $(1); do [ -e "$$f" ] || continue; ok=1; for p in $^; do [ "$$f" -nt "$$p" ] || ok=; done; [ -n "$$ok" ] && { echo y; break; }; done),--resume,--overwrite)
 
-# $(call stamp,TEXT) in a recipe: write a step's options TEXT to the target ($@) only when they
-# differ from what it holds, so the step's outputs are older than it exactly when its options
-# changed (the target's rule has an always-run phony prerequisite).
+# $(call stamp,TEXT) in a recipe: write TEXT (a step's options, a pipeline's run list) to the
+# target ($@) only when it differs from what the target holds, so what depends on the target is
+# older than it exactly when TEXT changed. The target's rule takes $(FORCE), always considered.
 stamp = mkdir -p $(@D) && printf '%s\n' '$(1)' > $@.new && if cmp -s $@.new $@; then rm $@.new; else mv $@.new $@; fi
-# $(call adopt_stamp,FILE,TEXT) while make reads the makefiles, for a pipeline whose outputs were
-# made before its options were recorded (an earlier dgcn): write the missing stamp dated 1970,
-# so those outputs stay current (a stamp first written by its rule counts as changed and would
-# redo every step).
-adopt_stamp = $(shell [ -e $(1) ] || { mkdir -p $(dir $(1)) && printf '%s\n' '$(2)' > $(1) && touch -t 197001020000 $(1); })
+FORCE := _force
+# $(call adopt_stamps,DIR,STEPS,PREFIX) while make reads the makefiles: where DIR exists but
+# DIR/.opts/<step> does not (outputs made before options were recorded, by an earlier dgcn),
+# write it from $(PREFIX<step>) dated 1970, so those outputs stay current (a stamp first written
+# by its rule counts as changed and would redo every step).
+adopt_stamps = $(if $(wildcard $(1)),$(foreach step,$(2),$(shell f=$(1)/.opts/$(step); [ -e $$f ] || \
+	{ mkdir -p $(1)/.opts && printf '%s\n' '$($(3)$(step))' > $$f && touch -t 197001020000 $$f; })))
 
 .PHONY: install test test-fast test-slow bench demo clean-demo
 
@@ -55,6 +57,10 @@ bench: install $(BENCH_CKPT)
 	$(PY) benchmarks/bench_train_step.py
 	$(PY) benchmarks/bench_throughput.py
 	$(PY) benchmarks/bench_cpu_stages.py --checkpoint $(BENCH_CKPT) --dataset demo --data-root runs/demo/data
+
+# (its rule here, after the first target, so that `make` alone still means `make install`)
+.PHONY: $(FORCE)
+$(FORCE):
 
 include pipelines.mk
 include paper.mk

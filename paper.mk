@@ -29,9 +29,6 @@
 # count). A step whose last run was interrupted continues (--resume) when rerun with the same
 # options and inputs; otherwise it starts again (--overwrite).
 
-PAPER_FORCE := _paper_force
-.PHONY: $(PAPER_FORCE)
-$(PAPER_FORCE):
 
 # Classifier for the CAM seeds. The paper took its seeds from DSRG: a modified VGG16 (SEC's
 # DeepLab-VGG16 with dilated conv5 and extra layers) trained in Caffe, plus DRFI saliency. That
@@ -140,7 +137,7 @@ $(1)-retrain: install $(2)/eval_retrain_$(4).json
 clean-$(1):
 	rm -rf $(2)
 
-$(2)/.opts/%: $(PAPER_FORCE) | install
+$(2)/.opts/%: $(FORCE) | install
 	@$$(call stamp,$$($(1)_$$*))
 
 $(2)/cams_$(3).h5: $(2)/.opts/cam

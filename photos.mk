@@ -31,11 +31,6 @@ PHOTO_RETRAIN_REGIME ?= --lr 0.001 --lr-schedule poly --warmup 0
 PHOTO_SALIENCY_WORKERS ?= 2
 HORSE_RETRAIN_EPOCHS ?= 8
 
-# always considered, never a file: the runs.list and options rules below compare the contents
-PHOTO_FORCE := _photo_force
-.PHONY: $(PHOTO_FORCE)
-$(PHOTO_FORCE):
-
 # a run's name is <expander>-s<seed>: its stem in the pattern rules below
 photo_expander = $(firstword $(subst -s, ,$(1)))
 photo_seed = $(lastword $(subst -s, ,$(1)))
@@ -56,7 +51,7 @@ $(1)_OPTS_train = $$($(1)_TRAIN_NET)
 $(1)_OPTS_retrain = $$($(1)_RETRAIN_NET)
 $(1)_O = $$($(1)_OUT)/.opts
 $(1)_STAMPED = cam saliency seeds train retrain
-$$(if $$(wildcard $$($(1)_OUT)),$$(foreach step,$$($(1)_STAMPED),$$(call adopt_stamp,$$($(1)_O)/$$(step),$$($(1)_OPTS_$$(step)))))
+$$(call adopt_stamps,$$($(1)_OUT),$$($(1)_STAMPED),$(1)_OPTS_)
 $(1)_FIRST_RUNS = $$(foreach e,$$($(1)_EXPANDERS),$$($(1)_R)/$$(e)-s$$(firstword $$($(1)_SEEDS))/train) \
 	$$(foreach e,$$($(1)_RETRAIN_FROM),$$($(1)_R)/retrain-$$(e)-s$$(firstword $$($(1)_SEEDS)))
 
@@ -67,7 +62,7 @@ $(2): install $$($(1)_OUT)/report.txt $$($(1)_OUT)/show_val.png $$($(1)_OUT)/cur
 
 # each step's options (`stamp` in the Makefile): changing one redoes that step and what follows
 # (+: written under `make -n` too, only where the options changed, so its plan is the real one)
-$$($(1)_O)/%: $$(PHOTO_FORCE)
+$$($(1)_O)/%: $$(FORCE)
 	+@$$(call stamp,$$($(1)_OPTS_$$*))
 
 $$($(1)_OUT)/cam/cams_train.h5 $$($(1)_OUT)/cam/cams_val.h5 &: $$($(1)_O)/cam | install
@@ -115,9 +110,8 @@ $(1)_EVALS = $$(addprefix $$($(1)_OUT)/eval/,cams_val.json cams_train.json seeds
 # (.SECONDARY in pipelines.mk), and make does not build a missing secondary file for a target
 # whose files are all newer than their inputs: without this list, adding a seed or an expander
 # to an existing pipeline printed the old report and trained nothing.
-$$($(1)_OUT)/runs.list: $$(PHOTO_FORCE)
-	+@mkdir -p $$(@D)
-	+@ids='$$($(1)_RUN_IDS) $$($(1)_RETRAIN_IDS)'; echo "$$$$ids" | cmp -s - $$@ || echo "$$$$ids" > $$@
+$$($(1)_OUT)/runs.list: $$(FORCE)
+	+@$$(call stamp,$$($(1)_RUN_IDS) $$($(1)_RETRAIN_IDS))
 
 $$($(1)_OUT)/report.txt: $$($(1)_EVALS) $$($(1)_OUT)/runs.list
 	$$(DGCN) report --by-seed --per-class $$(filter %.json,$$^) --out $$@ > /dev/null

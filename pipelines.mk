@@ -42,8 +42,8 @@ DEMO_OPTS_labels = --expander $(EXPANDER) $(EXPANDER_OPTS)
 DEMO_OPTS_retrain = $(DEMO_RETRAIN_NET) --epochs $(DEMO_RETRAIN_EPOCHS) --seed $(SEED)
 DEMO_SHARED_STEPS := cam saliency seeds
 DEMO_RUN_STEPS := train labels retrain
-$(if $(wildcard $(DEMO_OUT)),$(foreach step,$(DEMO_SHARED_STEPS),$(call adopt_stamp,$(DEMO_OUT)/.opts/$(step),$(DEMO_OPTS_$(step)))))
-$(if $(wildcard $(RUN)),$(foreach step,$(DEMO_RUN_STEPS),$(call adopt_stamp,$(RUN)/.opts/$(step),$(DEMO_OPTS_$(step)))))
+$(call adopt_stamps,$(DEMO_OUT),$(DEMO_SHARED_STEPS),DEMO_OPTS_)
+$(call adopt_stamps,$(RUN),$(DEMO_RUN_STEPS),DEMO_OPTS_)
 
 .PHONY: demo clean-demo demo-compare demo-fingerprints
 # keep every intermediate artifact (pattern-rule outputs would otherwise be deleted)
@@ -52,14 +52,10 @@ $(if $(wildcard $(RUN)),$(foreach step,$(DEMO_RUN_STEPS),$(call adopt_stamp,$(RU
 demo: install $(RUN)/report.txt
 	@cat $(RUN)/report.txt
 
-DEMO_FORCE := _demo_force
-.PHONY: $(DEMO_FORCE)
-$(DEMO_FORCE):
-# (+: written under `make -n` too, only where the options changed, so its plan is the real one)
-$(DEMO_OUT)/.opts/%: $(DEMO_FORCE)
-	+@$(call stamp,$(DEMO_OPTS_$*))
-$(RUN)/.opts/%: $(DEMO_FORCE)
-	+@$(call stamp,$(DEMO_OPTS_$*))
+# one rule, independent targets (+: written under `make -n` too, only where the options
+# changed, so its plan is the real one)
+$(addprefix $(DEMO_OUT)/.opts/,$(DEMO_SHARED_STEPS)) $(addprefix $(RUN)/.opts/,$(DEMO_RUN_STEPS)): $(FORCE)
+	+@$(call stamp,$(DEMO_OPTS_$(@F)))
 
 $(DEMO_DATA): | install
 	$(DGCN) demo-data --out $(DEMO_OUT)/data --overwrite
