@@ -356,99 +356,118 @@ def run_loop(
     (``provenance.environment``) are recorded in every checkpoint and in ``train.log``;
     ``tensorboard`` also writes TensorBoard scalars to ``tb/``.
     """
-    iteration, best = 0, -math.inf
     env = dict(environment) if environment is not None else provenance.environment()
-    earlier: list = []
+    run = _Position(model=model, optimizer=optimizer, schedule=schedule, loop=loop, kind=kind,
+                    model_config=model_config, run_config=run_config, ema=ema, scaler=scaler,
+                    precision=precision, environment=env)
     if resume_from is not None:
         check_resumable(resume_from, run_config, folder.last)
-        iteration, best = _restore(resume_from, model, optimizer, ema, folder.last, scaler)
-        earlier = _earlier_environments(resume_from, env)
+        run.iteration, run.best = _restore(resume_from, model, optimizer, ema, folder.last, scaler)
+        run.saved = run.iteration
+        run.earlier = _earlier_environments(resume_from, env)
     total = loop.epochs * loop.iters_per_epoch
-
-    def state() -> dict[str, Any]:
-        weights = {"model": _unwrap(model).state_dict()}
-        if ema is not None:
-            weights = {"model": ema.model.state_dict(), "train_model": _unwrap(model).state_dict(),
-                       "ema_updates": ema.updates}
-        return {
-            **weights,
-            "kind": kind,
-            "model_config": dict(model_config),
-            "optimizer": optimizer.state_dict(),
-            "scheduler": {"iteration": iteration, "schedule": schedule.__dict__},
-            "iteration": iteration,
-            "epoch": iteration // loop.iters_per_epoch,
-            "best": best,
-            "rng": rng_state(),
-            "config": dict(run_config),
-            "config_fingerprint": run_config.get("fingerprint"),
-            # provenance, in no fingerprint: a run resumed elsewhere is the same run
-            "precision": precision,
-            "environment": env,
-            **({"earlier_environments": earlier} if earlier else {}),
-            **({"grad_scaler": scaler.state_dict()} if scaler is not None else {}),
-        }
-
     log = TrainLog(folder, total, loop.iters_per_epoch, loop.epochs, tensorboard=tensorboard,
-                   start_iteration=iteration) if is_main else None
-    saved: Optional[int] = iteration if resume_from is not None else None  # last.pt's iteration
-
-    def save_last() -> None:
-        nonlocal saved
-        save_checkpoint(folder.last, state())
-        saved = iteration
-
+                   start_iteration=run.iteration) if is_main else None
     if log is not None:
-        log.start(kind, iteration, precision, env, batches)
+        log.start(kind, run.iteration, precision, env, batches)
     model.train()
     t0, seen = time.perf_counter(), 0
     try:
-        while iteration < total:
-            epoch, start = divmod(iteration, loop.iters_per_epoch)
+        while run.iteration < total:
+            epoch, start = divmod(run.iteration, loop.iters_per_epoch)
             for batch in make_loader(epoch, start):
-                lr = schedule.lr(iteration)
+                lr = schedule.lr(run.iteration)
                 apply_lr(optimizer, lr)
-                stats = step(batch, iteration)
-                _stop_unless_finite(stats, folder, iteration, epoch)
+                stats = step(batch, run.iteration)
+                _stop_unless_finite(stats, folder, run.iteration, epoch)
                 if ema is not None:
                     ema.update(_unwrap(model))
-                iteration += 1
+                run.iteration += 1
                 seen += 1
-                if log is not None and (iteration % loop.log_every == 0 or iteration == total):
-                    log.step(iteration, epoch, lr, stats, seen / (time.perf_counter() - t0))
+                if log is not None and (run.iteration % loop.log_every == 0 or run.iteration == total):
+                    log.step(run.iteration, epoch, lr, stats, seen / (time.perf_counter() - t0))
                 if progress:
-                    progress(iteration, total, info=f"epoch {epoch + 1}/{loop.epochs}, loss {stats.get('loss', float('nan')):.3f}, lr {lr:.1e}")
-                if iteration % loop.iters_per_epoch == 0:
+                    progress(run.iteration, total, info=f"epoch {epoch + 1}/{loop.epochs}, loss {stats.get('loss', float('nan')):.3f}, lr {lr:.1e}")
+                if run.iteration % loop.iters_per_epoch == 0:
                     break
-                if is_main and iteration % loop.ckpt_every == 0:
-                    save_last()
+                if is_main and run.iteration % loop.ckpt_every == 0:
+                    run.save_last(folder)
             # a loader that yields fewer batches than planned still ends the epoch
-            iteration = max(iteration, (epoch + 1) * loop.iters_per_epoch)
+            run.iteration = max(run.iteration, (epoch + 1) * loop.iters_per_epoch)
             score = on_epoch_end(epoch) if on_epoch_end else None
             if is_main:
-                if score is not None:
-                    improved = score > best
-                    log.validation(iteration, epoch, val_name, score, improved)
-                    if improved:
-                        best = score
-                        save_checkpoint(folder.best, state())
-                save_last()
-                if loop.keep_epochs:
-                    save_checkpoint(folder.epoch(epoch + 1), state())
+                run.end_epoch(folder, log, epoch, score, val_name)
             model.train()
-        final = state()
+        final = run.state()
         if is_main:
             save_checkpoint(folder.final, final)
     except BaseException as err:  # noqa: BLE001 - recorded in train.log, then raised as it was
         if log is not None:
             try:
-                log.end(iteration, time.perf_counter() - t0, err, saved)
+                log.end(run.iteration, time.perf_counter() - t0, err, run.saved)
             except OSError:  # a full disk takes train.log too: the error itself matters more
                 pass
         raise
     if log is not None:
-        log.end(iteration, time.perf_counter() - t0)
+        log.end(run.iteration, time.perf_counter() - t0)
     return final
+
+
+class _Position:
+    """Where a run stands (iteration, best validation score, the iteration ``last.pt`` holds)
+    and what a checkpoint of it contains."""
+
+    def __init__(self, *, model: torch.nn.Module, optimizer: torch.optim.Optimizer, schedule: Schedule,
+                 loop: LoopConfig, kind: str, model_config: Mapping[str, Any], run_config: Mapping[str, Any],
+                 ema: Optional[WeightEma], scaler: Optional[torch.amp.GradScaler], precision: str,
+                 environment: Mapping[str, Any]) -> None:
+        self.model, self.optimizer, self.schedule, self.loop = model, optimizer, schedule, loop
+        self.kind, self.model_config, self.run_config = kind, model_config, run_config
+        self.ema, self.scaler, self.precision, self.environment = ema, scaler, precision, environment
+        self.iteration, self.best = 0, -math.inf
+        self.saved: Optional[int] = None  # last.pt's iteration, for the message of a stopped run
+        self.earlier: list = []
+
+    def state(self) -> dict[str, Any]:
+        weights = {"model": _unwrap(self.model).state_dict()}
+        if self.ema is not None:
+            weights = {"model": self.ema.model.state_dict(), "train_model": _unwrap(self.model).state_dict(),
+                       "ema_updates": self.ema.updates}
+        return {
+            **weights,
+            "kind": self.kind,
+            "model_config": dict(self.model_config),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": {"iteration": self.iteration, "schedule": self.schedule.__dict__},
+            "iteration": self.iteration,
+            "epoch": self.iteration // self.loop.iters_per_epoch,
+            "best": self.best,
+            "rng": rng_state(),
+            "config": dict(self.run_config),
+            "config_fingerprint": self.run_config.get("fingerprint"),
+            # provenance, in no fingerprint: a run resumed elsewhere is the same run
+            "precision": self.precision,
+            "environment": self.environment,
+            **({"earlier_environments": self.earlier} if self.earlier else {}),
+            **({"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
+        }
+
+    def save_last(self, folder: RunFolder) -> None:
+        save_checkpoint(folder.last, self.state())
+        self.saved = self.iteration
+
+    def end_epoch(self, folder: RunFolder, log: TrainLog, epoch: int, score: Optional[float], val_name: str) -> None:
+        """Log the epoch's validation score (``best.pt`` when it improved), save ``last.pt``
+        and, with ``keep_epochs``, the epoch's own checkpoint."""
+        if score is not None:
+            improved = score > self.best
+            log.validation(self.iteration, epoch, val_name, score, improved)
+            if improved:
+                self.best = score
+                save_checkpoint(folder.best, self.state())
+        self.save_last(folder)
+        if self.loop.keep_epochs:
+            save_checkpoint(folder.epoch(epoch + 1), self.state())
 
 
 def _earlier_environments(state: Mapping[str, Any], env: Mapping[str, Any]) -> list:
