@@ -8,6 +8,7 @@ from .common import Command
 from .config_options import stage_command
 
 DOC = """Predict label maps with a trained segmentation network: multi-scale + flip, dense CRF.
+
     The images: a dataset split (--dataset, or DGCN_DATASET) or a folder (--images, which
     wins over DGCN_DATASET)."""
 

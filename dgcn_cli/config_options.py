@@ -361,6 +361,14 @@ SetOpt = typer.Option(None, "--set", metavar="PATH=VALUE",
                            "(repeatable; the keys of the run's config.json).")
 
 
+def help_paragraphs(doc: str) -> str:
+    """``doc`` as ``--help`` should show it: paragraphs split at blank lines, each one line.
+    Typer's rich help joins the lines of the first paragraph only and keeps every later line
+    break, which left half-filled lines in the middle of sentences."""
+    paragraphs = inspect.cleandoc(doc).split("\n\n")
+    return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
+
+
 def config_command(cls: type, stage: str, run: Callable[..., None], doc: str,
                    extra: tuple[inspect.Parameter, ...] = (), rerun: bool = True) -> Callable[..., None]:
     """A typer command for ``cls``: ``--config`` (with ``rerun``: a stage whose runs record a
@@ -387,7 +395,7 @@ def config_command(cls: type, stage: str, run: Callable[..., None], doc: str,
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__annotations__ = {p.name: p.annotation for p in params}
-    command.__doc__ = doc
+    command.__doc__ = help_paragraphs(doc)
     command.__name__ = stage.replace("-", "_")
     return command
 

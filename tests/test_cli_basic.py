@@ -48,6 +48,37 @@ def test_command_help(command: str, cache_dir: Path) -> None:
     assert "Usage" in r.stdout and command in r.stdout
 
 
+def _helps(group) -> dict[str, str]:
+    helps = {}
+    for name, cmd in group.commands.items():
+        helps[name] = cmd.help or ""
+        if hasattr(cmd, "commands"):
+            helps.update({f"{name} {k}": v for k, v in _helps(cmd).items()})
+    return helps
+
+
+def test_help_paragraphs_are_single_lines() -> None:
+    # rich help keeps a line break inside any paragraph but the first: a wrapped docstring
+    # showed as half-filled lines ("labels the" / "split (logits ...")
+    helps = _helps(typer.main.get_command(app))
+    assert {"retrain", "report", "prepare voc"} <= set(helps)
+    for name, text in helps.items():
+        assert text.strip(), name
+        for paragraph in text.split("\n\n"):
+            assert "\n" not in paragraph, (name, paragraph)
+
+
+def test_help_paragraphs_by_hand() -> None:
+    from dgcn_cli.config_options import help_paragraphs
+
+    doc = """First line
+    goes on.
+
+    Second paragraph,
+      indented, ends."""
+    assert help_paragraphs(doc) == "First line goes on.\n\nSecond paragraph, indented, ends."
+
+
 def test_demo_data_writes_and_refuses_to_overwrite(tmp_path: Path, cache_dir: Path) -> None:
     out = tmp_path / "demo"
     args = ["demo-data", "--out", out, "--n-train", 3, "--n-val", 2, "--size", 64, "--seed", 5]
