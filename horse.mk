@@ -11,7 +11,7 @@ HORSE_EXPANDERS ?= none dsrg graphcut labelprop
 # seeds alone); each teacher's retrain gets its own run folder, runs/retrain-<expander>-s<seed>
 HORSE_RETRAIN_FROM ?= graphcut none
 HORSE_NET := --backbone efficientnet_lite0 --weights imagenet --crop 225 --batch-size 8
-# The classifier: only its class layer trains, on the fixed ImageNet features (see the
+# The classifier: only its class layer trains, on the fixed ImageNet features (see
 # docs/real-photos.md, horse's first runs, for the fine-tuned alternative, measured).
 HORSE_CAM_NET ?= $(HORSE_NET) --freeze-backbone --epochs 5 --lr 0.01 --warmup 5% --scales 1,1.5
 # 3 epochs of 62 iterations: the warm-up is a share of the run (the paper's 200 iterations
