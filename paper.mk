@@ -29,7 +29,6 @@
 # count). A step whose last run was interrupted continues (--resume) when rerun with the same
 # options and inputs; otherwise it starts again (--overwrite).
 
-
 # Classifier for the CAM seeds. The paper took its seeds from DSRG: a modified VGG16 (SEC's
 # DeepLab-VGG16 with dilated conv5 and extra layers) trained in Caffe, plus DRFI saliency. That
 # exact network and its init are not what torchvision ships; a plain VGG16 with global average

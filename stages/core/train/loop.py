@@ -452,22 +452,25 @@ class _Position:
             **({"grad_scaler": self.scaler.state_dict()} if self.scaler is not None else {}),
         }
 
-    def save_last(self, folder: RunFolder) -> None:
-        save_checkpoint(folder.last, self.state())
+    def save_last(self, folder: RunFolder, state: Optional[dict[str, Any]] = None) -> None:
+        save_checkpoint(folder.last, state if state is not None else self.state())
         self.saved = self.iteration
 
     def end_epoch(self, folder: RunFolder, log: TrainLog, epoch: int, score: Optional[float], val_name: str) -> None:
         """Log the epoch's validation score (``best.pt`` when it improved), save ``last.pt``
-        and, with ``keep_epochs``, the epoch's own checkpoint."""
+        and, with ``keep_epochs``, the epoch's own checkpoint: one state for all three (the
+        optimiser's and RNG states gathered once, not per file)."""
+        improved = score is not None and score > self.best
         if score is not None:
-            improved = score > self.best
             log.validation(self.iteration, epoch, val_name, score, improved)
-            if improved:
-                self.best = score
-                save_checkpoint(folder.best, self.state())
-        self.save_last(folder)
+        if improved:
+            self.best = score
+        state = self.state()
+        if improved:
+            save_checkpoint(folder.best, state)
+        self.save_last(folder, state)
         if self.loop.keep_epochs:
-            save_checkpoint(folder.epoch(epoch + 1), self.state())
+            save_checkpoint(folder.epoch(epoch + 1), state)
 
 
 def _earlier_environments(state: Mapping[str, Any], env: Mapping[str, Any]) -> list:
