@@ -25,6 +25,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_show_locals=False,
+    # click's plain help: rich's option table cut long option names at 80 columns
+    # ("--expander-optio…") and squeezed the help into a 17-character column
+    rich_markup_mode=None,
 )
 
 

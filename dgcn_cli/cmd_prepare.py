@@ -11,7 +11,7 @@ from stages import prepare as prepare_stage
 
 from stages.core.datasets import DataConfig
 
-from .common import Command, fail, handle_errors, print_result, progress_bar
+from .common import Command, fail, first_sentence, handle_errors, print_result, progress_bar
 from .config_options import declared_option
 
 prepare_app = typer.Typer(
@@ -116,7 +116,7 @@ def _run(cfg: prepare_stage.PrepareConfig, title: str) -> None:
     print_result(result)
 
 
-prepare_app.command("voc", help=VOC_HELP)(handle_errors(voc))
-prepare_app.command("coco", help=COCO_HELP)(handle_errors(coco))
+prepare_app.command("voc", help=VOC_HELP, short_help=first_sentence(VOC_HELP))(handle_errors(voc))
+prepare_app.command("coco", help=COCO_HELP, short_help=first_sentence(COCO_HELP))(handle_errors(coco))
 
 COMMAND = Command("prepare", prepare_stage, prepare_app)

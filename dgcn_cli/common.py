@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import errno
 import functools
+import inspect
 import math
 import os
+import re
 import sys
 import time
 from contextlib import contextmanager
@@ -246,6 +248,18 @@ class Command:
 
     def register(self, app: typer.Typer) -> None:
         if isinstance(self.function, typer.Typer):
-            app.add_typer(self.function, name=self.name)
+            app.add_typer(self.function, name=self.name, short_help=first_sentence(self.function.info.help))
         else:
-            app.command(self.name)(handle_errors(self.function))
+            short = first_sentence(inspect.getdoc(self.function))
+            app.command(self.name, short_help=short)(handle_errors(self.function))
+
+
+def first_sentence(help_text: Any) -> Optional[str]:
+    """A command's entry in its group's ``--help``: the first sentence of its help, whole
+    (click cuts its own short help at the width left after the names, mid-sentence at 80
+    columns)."""
+    if not isinstance(help_text, str) or not help_text.strip():
+        return None
+    first = " ".join(help_text.strip().split("\n\n")[0].split())
+    end = re.search(r"\.\s(?=[A-Z])", first)  # a capital after the stop: not "e.g. this"
+    return first if end is None else first[: end.start() + 1]

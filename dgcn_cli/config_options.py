@@ -362,9 +362,9 @@ SetOpt = typer.Option(None, "--set", metavar="PATH=VALUE",
 
 
 def help_paragraphs(doc: str) -> str:
-    """``doc`` as ``--help`` should show it: paragraphs split at blank lines, each one line.
-    Typer's rich help joins the lines of the first paragraph only and keeps every later line
-    break, which left half-filled lines in the middle of sentences."""
+    """``doc`` as ``--help`` should show it: paragraphs split at blank lines, each one line, for
+    the help formatter to wrap at the terminal's width (typer's rich help, used before, kept
+    the line breaks of every paragraph after the first: half-filled lines mid-sentence)."""
     paragraphs = inspect.cleandoc(doc).split("\n\n")
     return "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
 

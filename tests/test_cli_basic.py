@@ -48,6 +48,47 @@ def test_command_help(command: str, cache_dir: Path) -> None:
     assert "Usage" in r.stdout and command in r.stdout
 
 
+def _commands(group, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    found = {}
+    for name, cmd in group.commands.items():
+        if hasattr(cmd, "commands"):
+            found.update(_commands(cmd, prefix + (name,)))
+        else:
+            found[prefix + (name,)] = cmd
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(_commands(typer.main.get_command(app))), ids=" ".join)
+def test_help_shows_every_option_whole_at_80_columns(path: tuple[str, ...], cache_dir: Path) -> None:
+    # rich's option table cut long names at 80 columns ("--expander-optio…"): an option
+    # a user cannot read is one they cannot type
+    cmd = _commands(typer.main.get_command(app))[path]
+    r = runner.invoke(app, [*path, "--help"], env={"DGCN_CACHE": str(cache_dir), "COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    assert "…" not in r.stdout
+    flags = [o for p in cmd.params for o in (*p.opts, *p.secondary_opts) if o.startswith("--")]
+    assert "--expander-options" in flags or path != ("train",)
+    for flag in flags:
+        assert flag in r.stdout, (path, flag)
+    assert max(len(line) for line in r.stdout.splitlines()) <= 80
+
+
+def test_group_help_lists_each_command_by_its_whole_first_sentence(cache_dir: Path) -> None:
+    r = runner.invoke(app, ["--help"], env={"DGCN_CACHE": str(cache_dir), "COLUMNS": "80"})
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())
+    assert "Fuse CAMs and a background cue into seed maps, or import seeds from DSRG/IRN files." in text
+    assert "Proxy labels: a trained network's probabilities and features expand the seeds." in text
+
+
+def test_first_sentence() -> None:
+    from dgcn_cli.common import first_sentence
+
+    assert first_sentence("Train it (e.g. this).  More.\n\nSecond.") == "Train it (e.g. this)."
+    assert first_sentence("One line\nwrapped, no stop") == "One line wrapped, no stop"
+    assert first_sentence(None) is None and first_sentence("  ") is None
+
+
 def _helps(group) -> dict[str, str]:
     helps = {}
     for name, cmd in group.commands.items():
@@ -58,8 +99,8 @@ def _helps(group) -> dict[str, str]:
 
 
 def test_help_paragraphs_are_single_lines() -> None:
-    # rich help keeps a line break inside any paragraph but the first: a wrapped docstring
-    # showed as half-filled lines ("labels the" / "split (logits ...")
+    # one line per paragraph: typer's rich help kept the line breaks of every paragraph but
+    # the first, which showed as half-filled lines ("labels the" / "split (logits ...")
     helps = _helps(typer.main.get_command(app))
     assert {"retrain", "report", "prepare voc"} <= set(helps)
     for name, text in helps.items():
