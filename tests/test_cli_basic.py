@@ -48,21 +48,25 @@ def test_command_help(command: str, cache_dir: Path) -> None:
     assert "Usage" in r.stdout and command in r.stdout
 
 
-def _commands(group, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+def _tree(group, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], object]:
+    """Every command by its path (``("prepare", "voc")``), groups included."""
     found = {}
     for name, cmd in group.commands.items():
+        found[prefix + (name,)] = cmd
         if hasattr(cmd, "commands"):
-            found.update(_commands(cmd, prefix + (name,)))
-        else:
-            found[prefix + (name,)] = cmd
+            found.update(_tree(cmd, prefix + (name,)))
     return found
 
 
-@pytest.mark.parametrize("path", sorted(_commands(typer.main.get_command(app))), ids=" ".join)
+TREE = _tree(typer.main.get_command(app))
+LEAVES = {path: cmd for path, cmd in TREE.items() if not hasattr(cmd, "commands")}
+
+
+@pytest.mark.parametrize("path", sorted(LEAVES), ids=" ".join)
 def test_help_shows_every_option_whole_at_80_columns(path: tuple[str, ...], cache_dir: Path) -> None:
     # rich's option table cut long names at 80 columns ("--expander-optio…"): an option
     # a user cannot read is one they cannot type
-    cmd = _commands(typer.main.get_command(app))[path]
+    cmd = LEAVES[path]
     r = runner.invoke(app, [*path, "--help"], env={"DGCN_CACHE": str(cache_dir), "COLUMNS": "80"})
     assert r.exit_code == 0, r.output
     assert "…" not in r.stdout
@@ -89,19 +93,10 @@ def test_first_sentence() -> None:
     assert first_sentence(None) is None and first_sentence("  ") is None
 
 
-def _helps(group) -> dict[str, str]:
-    helps = {}
-    for name, cmd in group.commands.items():
-        helps[name] = cmd.help or ""
-        if hasattr(cmd, "commands"):
-            helps.update({f"{name} {k}": v for k, v in _helps(cmd).items()})
-    return helps
-
-
 def test_help_paragraphs_are_single_lines() -> None:
     # one line per paragraph: typer's rich help kept the line breaks of every paragraph but
     # the first, which showed as half-filled lines ("labels the" / "split (logits ...")
-    helps = _helps(typer.main.get_command(app))
+    helps = {" ".join(path): cmd.help or "" for path, cmd in TREE.items()}
     assert {"retrain", "report", "prepare voc"} <= set(helps)
     for name, text in helps.items():
         assert text.strip(), name
